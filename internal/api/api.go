@@ -1,0 +1,169 @@
+// Package api is the admin HTTP API that the command line (and later the console) uses. It
+// listens apart from agents and every request needs the admin bearer token.
+//
+// Routes (JSON in and out):
+//
+//	GET  /v1/status                  version, policy version, sessions, upstream readiness
+//	GET  /v1/tools                   the registry: every declared tool and its state
+//	POST /v1/tools/{name}/approve    pin the definition the upstream offers now  {"by": "alice"}
+//	POST /v1/policy/reload           recompile the policy files; the old policy stays on error
+//
+// Errors are {"error": "<safe message>", "request_id": "..."}; causes are logged with the
+// request id, never sent.
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/chaperone-dev/chaperone/internal/policy"
+	"github.com/chaperone-dev/chaperone/internal/registry"
+)
+
+// Status is the gateway's state.
+type Status struct {
+	Version       string          `json:"version"`
+	PolicyVersion string          `json:"policy_version"`
+	Sessions      int             `json:"sessions"`
+	Upstreams     map[string]bool `json:"upstreams"`
+}
+
+// Tool is one registry entry as the API shows it.
+type Tool struct {
+	Name         string `json:"name"`
+	Upstream     string `json:"upstream"`
+	UpstreamName string `json:"upstream_name"`
+	Class        string `json:"class"`
+	Status       string `json:"status"`
+	Reason       string `json:"reason,omitempty"`
+	Hash         string `json:"hash,omitempty"`
+	LiveHash     string `json:"live_hash,omitempty"`
+}
+
+// Registry is what the API needs of the tool registry.
+type Registry interface {
+	Tools() []*registry.Tool
+	Approve(ctx context.Context, name, by string) (*registry.Tool, error)
+}
+
+// Options wires the API.
+type Options struct {
+	Token    string
+	Registry Registry
+	Reload   func(ctx context.Context) (string, error)
+	Policy   func() *policy.Policy
+	Status   func() Status
+	Logger   *slog.Logger
+}
+
+// New returns the API handler.
+func New(opts Options) http.Handler {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	a := &server{opts: opts, token: sha256.Sum256([]byte(opts.Token))}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/status", a.status)
+	mux.HandleFunc("GET /v1/tools", a.tools)
+	mux.HandleFunc("POST /v1/tools/{name}/approve", a.approve)
+	mux.HandleFunc("POST /v1/policy/reload", a.reload)
+	return a.auth(mux)
+}
+
+type server struct {
+	opts  Options
+	token [32]byte
+}
+
+func (a *server) auth(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Cache-Control", "no-store")
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		h := sha256.Sum256([]byte(got))
+		if !ok || subtle.ConstantTimeCompare(h[:], a.token[:]) != 1 {
+			a.fail(w, r, http.StatusUnauthorized, "unauthenticated: the admin token is required", nil)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (a *server) status(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, a.opts.Status())
+}
+
+func (a *server) tools(w http.ResponseWriter, r *http.Request) {
+	var out []Tool
+	for _, t := range a.opts.Registry.Tools() {
+		out = append(out, toolView(t))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func toolView(t *registry.Tool) Tool {
+	return Tool{Name: t.Name, Upstream: t.Upstream, UpstreamName: t.UpstreamName, Class: t.Class,
+		Status: string(t.Status), Reason: t.Reason, Hash: t.Hash, LiveHash: t.LiveHash}
+}
+
+func (a *server) approve(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		By string `json:"by"`
+	}
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&body); err != nil || body.By == "" || len(body.By) > 128 {
+		a.fail(w, r, http.StatusBadRequest, `body must be {"by": "<who approves, 1 to 128 characters>"}`, err)
+		return
+	}
+	t, err := a.opts.Registry.Approve(r.Context(), r.PathValue("name"), "operator:"+body.By)
+	switch {
+	case errors.Is(err, registry.ErrUnknownTool):
+		a.fail(w, r, http.StatusNotFound, "no declared tool has that name", err)
+	case errors.Is(err, registry.ErrNothingToApprove):
+		a.fail(w, r, http.StatusConflict, "the tool's upstream has not offered a definition yet", err)
+	case err != nil && t != nil:
+		a.fail(w, r, http.StatusUnprocessableEntity, "the definition was pinned but cannot be enforced: "+t.Reason, err)
+	case err != nil:
+		a.fail(w, r, http.StatusInternalServerError, "approval could not be recorded", err)
+	default:
+		writeJSON(w, http.StatusOK, toolView(t))
+	}
+}
+
+func (a *server) reload(w http.ResponseWriter, r *http.Request) {
+	v, err := a.opts.Reload(r.Context())
+	if err != nil {
+		// Policy errors name files, rules and lines the operator wrote: safe and needed here.
+		writeJSON(w, http.StatusUnprocessableEntity, map[string]string{"error": err.Error(), "policy_version": a.opts.Policy().Version()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"policy_version": v})
+}
+
+func (a *server) fail(w http.ResponseWriter, r *http.Request, status int, msg string, cause error) {
+	var b [8]byte
+	rand.Read(b[:])
+	id := hex.EncodeToString(b[:])
+	if cause != nil {
+		a.opts.Logger.WarnContext(r.Context(), "admin request failed", "request_id", id, "path", r.URL.Path, "status", status, "err", cause)
+	}
+	writeJSON(w, status, map[string]string{"error": msg, "request_id": id})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}

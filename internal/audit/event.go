@@ -1,0 +1,173 @@
+package audit
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Kinds of events. A Kind names what happened; the fields an event carries
+// depend on it.
+const (
+	KindCallIntent     = "call.intent"     // an allowed call, recorded before the upstream is called
+	KindCallOutcome    = "call.outcome"    // what the upstream returned for an allowed call
+	KindCallRefused    = "call.refused"    // a call that was not forwarded, and why
+	KindAuthFailed     = "auth.failed"     // a request whose credentials were not accepted
+	KindToolPinned     = "tool.pinned"     // a tool definition seen for the first time and pinned
+	KindToolDrift      = "tool.drift"      // an upstream changed a pinned tool definition
+	KindToolApproved   = "tool.approved"   // an operator approved a (changed) tool definition
+	KindPolicyLoaded   = "policy.loaded"   // a policy version took effect
+	KindPolicyRejected = "policy.rejected" // a policy version failed to load; the old one stays
+)
+
+// Event is one audit record. Field names, their order and their JSON tags are
+// part of the on-disk format and of every stored hash: keep them. A field
+// added later must be omitempty, so records written before it keep their
+// canonical form and their hashes.
+type Event struct {
+	Seq           int64     `json:"seq"`                      // assigned by the log, 1-based, gapless
+	Time          time.Time `json:"time"`                     // set by the caller (UTC, truncated to microseconds by the log)
+	Kind          string    `json:"kind"`                     // see the Kind constants
+	RequestID     string    `json:"request_id,omitempty"`     // ties a call's intent to its outcome
+	SessionID     string    `json:"session_id,omitempty"`     // the agent's MCP session
+	Agent         string    `json:"agent,omitempty"`          // the acting agent's id
+	User          string    `json:"user,omitempty"`           // the user the agent acts for
+	Tool          string    `json:"tool,omitempty"`           // the exposed tool name
+	Upstream      string    `json:"upstream,omitempty"`       // where the tool lives
+	ArgsHash      string    `json:"args_hash,omitempty"`      // "sha256:<hex>" of the raw argument bytes; see HashArgs
+	ArgsSummary   string    `json:"args_summary,omitempty"`   // redacted: names and types/sizes only; see SummarizeArgs
+	Decision      string    `json:"decision,omitempty"`       // allow|deny|approve|refused
+	Reason        string    `json:"reason,omitempty"`         // stable reason code, e.g. denied_by_policy, unknown_tool
+	Message       string    `json:"message,omitempty"`        // one human sentence
+	Rules         []string  `json:"rules,omitempty"`          // ids of the rules that decided
+	PolicyVersion string    `json:"policy_version,omitempty"` // the policy version that decided
+	LatencyMicros int64     `json:"latency_us,omitempty"`     // upstream latency
+	ResultBytes   int64     `json:"result_bytes,omitempty"`   // size of the upstream result
+	ResultError   bool      `json:"result_error,omitempty"`   // the upstream returned isError
+	Detail        string    `json:"detail,omitempty"`         // free text for registry events (e.g. old and new definition hash)
+	PrevHash      string    `json:"prev_hash"`                // Hash of event Seq-1; "" for Seq 1
+	Hash          string    `json:"hash"`                     // "sha256:<hex>" of the canonical form; see ComputeHash
+}
+
+// hashPrefix starts every hash in the log.
+const hashPrefix = "sha256:"
+
+// MarshalRecord returns the canonical JSON encoding of e, described in the
+// package documentation, with Hash as it is set. It is the record a [Store]
+// persists: ComputeHash hashes the same encoding with Hash empty. It fails only
+// for a Time outside the years 0 to 9999, which [Log.Append] rejects.
+func (e *Event) MarshalRecord() ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(e); err != nil {
+		return nil, fmt.Errorf("audit: encode event %d: %w", e.Seq, err)
+	}
+	b := buf.Bytes()
+	return b[:len(b)-1], nil // Encode appends a newline; the canonical form has none
+}
+
+// ComputeHash returns "sha256:" and the lower-case hex SHA-256 of e's
+// canonical form with Hash set to "" (see the package documentation). It
+// ignores e.Hash and does not modify e. Because PrevHash is part of the
+// canonical form, the hash covers the whole chain before e. For an event that
+// cannot be encoded (a Time outside the years 0 to 9999) it returns "", which
+// matches no stored hash.
+func (e *Event) ComputeHash() string {
+	c := *e
+	c.Hash = ""
+	b, err := c.MarshalRecord()
+	if err != nil {
+		return ""
+	}
+	sum := sha256.Sum256(b)
+	return hashPrefix + hex.EncodeToString(sum[:])
+}
+
+// ParseRecord decodes a record written by [Event.MarshalRecord]. It accepts
+// only the canonical form: unknown or duplicated fields, other spellings of
+// keys, whitespace, trailing data, or a time not in UTC or finer than a
+// microsecond are errors, so a store that reads records
+// through ParseRecord hands out events whose stored bytes are exactly the
+// bytes that were hashed.
+func ParseRecord(raw []byte) (Event, error) {
+	var e Event
+	if err := json.Unmarshal(raw, &e); err != nil {
+		return Event{}, fmt.Errorf("decode record: %w", err)
+	}
+	canon, err := e.MarshalRecord()
+	if err != nil {
+		return Event{}, err
+	}
+	_, offset := e.Time.Zone()
+	if !bytes.Equal(canon, raw) || offset != 0 || e.Time.Nanosecond()%1000 != 0 {
+		return Event{}, errors.New("record is not in canonical form")
+	}
+	e.Time = e.Time.UTC()
+	return e, nil
+}
+
+// CorruptError reports a stored record that cannot be read back as an [Event]:
+// it is not canonical JSON, or it sits at a position other than its own Seq.
+// A [Source] returns it (possibly wrapped) from ScanEvents for the first such
+// record it meets, and [Verify] reports it as the break at Seq. A record can
+// only get there by someone writing the store behind the log's back.
+type CorruptError struct {
+	Seq int64 // the position of the record in the store
+	Err error // what is wrong with it
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("audit: event %d unreadable: %v", e.Seq, e.Err)
+}
+
+func (e *CorruptError) Unwrap() error { return e.Err }
+
+// ErrInvalidEvent is returned, wrapped, by [Log.Append] for an event that
+// cannot be recorded: it has no Kind, no Time or a Time outside the years 1 to
+// 9999, or it is a call intent or outcome without a RequestID. It is a
+// programming error in the caller, which must refuse the call it describes.
+var ErrInvalidEvent = errors.New("invalid audit event")
+
+// normalize returns a copy of e ready to be chained: Time in UTC truncated to
+// microseconds, strings valid UTF-8 (the JSON encoder would replace invalid
+// bytes with an escape that does not survive a decode and re-encode), Rules
+// copied so the caller keeps its slice.
+func normalize(e Event) Event {
+	e.Time = e.Time.UTC().Truncate(time.Microsecond)
+	for _, s := range []*string{
+		&e.Kind, &e.RequestID, &e.SessionID, &e.Agent, &e.User, &e.Tool, &e.Upstream,
+		&e.ArgsHash, &e.ArgsSummary, &e.Decision, &e.Reason, &e.Message, &e.PolicyVersion, &e.Detail,
+	} {
+		*s = strings.ToValidUTF8(*s, "\uFFFD")
+	}
+	if e.Rules != nil {
+		e.Rules = slices.Clone(e.Rules)
+		for i, r := range e.Rules {
+			e.Rules[i] = strings.ToValidUTF8(r, "\uFFFD")
+		}
+	}
+	e.Seq, e.PrevHash, e.Hash = 0, "", ""
+	return e
+}
+
+// validate reports why a normalized event cannot be recorded.
+func validate(e *Event) error {
+	switch {
+	case e.Kind == "":
+		return fmt.Errorf("audit: append: event has no kind: %w", ErrInvalidEvent)
+	case e.Time.IsZero():
+		return fmt.Errorf("audit: append %s: event has no time: %w", e.Kind, ErrInvalidEvent)
+	case e.Time.Year() < 1 || e.Time.Year() > 9999:
+		return fmt.Errorf("audit: append %s: time %s out of range: %w", e.Kind, e.Time, ErrInvalidEvent)
+	case (e.Kind == KindCallIntent || e.Kind == KindCallOutcome) && e.RequestID == "":
+		return fmt.Errorf("audit: append %s: event has no request_id: %w", e.Kind, ErrInvalidEvent)
+	}
+	return nil
+}

@@ -1,0 +1,280 @@
+package audit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// ErrClosed is returned by [Log.Append] once [Log.Close] has been called. The
+// event was not recorded; the caller refuses the call it describes.
+var ErrClosed = errors.New("audit: log closed")
+
+// Store is where a [Log] keeps its events.
+type Store interface {
+	// AppendEvents writes events, which continue the stored chain in order,
+	// in one durable transaction: when it returns nil all of them survive a
+	// crash or power loss; when it returns an error none of them may have
+	// been written, or, when the outcome is unknown (a commit that timed
+	// out), all of them.
+	AppendEvents(ctx context.Context, events []Event) error
+	// LastEvent returns the event with the highest Seq, and false if the
+	// store holds none.
+	LastEvent(ctx context.Context) (Event, bool, error)
+}
+
+// LogOptions tunes a [Log]. The zero value is ready to use.
+type LogOptions struct {
+	// MaxBatch is the most events the writer commits in one store
+	// transaction. Default 256.
+	MaxBatch int
+	// QueueSize bounds the events waiting for the writer; when it is full,
+	// Append waits for space. Default 4096.
+	QueueSize int
+	// CommitTimeout bounds one call to the store. Default 10s.
+	CommitTimeout time.Duration
+}
+
+const (
+	defaultMaxBatch      = 256
+	defaultQueueSize     = 4096
+	defaultCommitTimeout = 10 * time.Second
+)
+
+// Log appends events to a [Store], hash-chained and durably. It is safe for
+// concurrent use. One goroutine, owned by the Log, writes: it takes every
+// queued event (up to [LogOptions.MaxBatch]), numbers and chains them,
+// commits them in one store transaction and then wakes their callers, so many
+// concurrent appends share one disk flush.
+//
+// There must be one Log per store; see the package documentation.
+type Log struct {
+	maxBatch int
+
+	queue   chan *pending // closed by Close, under mu, once no Append can send
+	closing chan struct{} // closed when Close starts
+	done    chan struct{} // closed when the writer has returned
+	abort   context.CancelFunc
+
+	closeOnce sync.Once
+	// mu is held shared by Append while it sends on queue and exclusively by
+	// Close while it closes queue, so that no send races the close. Append
+	// never blocks under mu once closing is closed.
+	mu sync.RWMutex
+}
+
+// pending is an event on its way through the writer.
+type pending struct {
+	event Event      // owned by the writer until done is sent on
+	done  chan error // buffered: the writer never waits for a caller that gave up
+}
+
+// NewLog reads the head of the chain from store and starts the Log's writer.
+// The caller must call [Log.Close].
+func NewLog(ctx context.Context, store Store, opts LogOptions) (*Log, error) {
+	if store == nil {
+		return nil, errors.New("audit: new log: nil store")
+	}
+	if opts.MaxBatch < 0 || opts.QueueSize < 0 || opts.CommitTimeout < 0 {
+		return nil, fmt.Errorf("audit: new log: negative option in %+v", opts)
+	}
+	if opts.MaxBatch == 0 {
+		opts.MaxBatch = defaultMaxBatch
+	}
+	if opts.QueueSize == 0 {
+		opts.QueueSize = defaultQueueSize
+	}
+	if opts.CommitTimeout == 0 {
+		opts.CommitTimeout = defaultCommitTimeout
+	}
+	last, ok, err := store.LastEvent(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("audit: read chain head: %w", err)
+	}
+	w := &writer{store: store, commitTimeout: opts.CommitTimeout}
+	if ok {
+		w.seq, w.hash = last.Seq, last.Hash
+	}
+	runCtx, abort := context.WithCancel(context.Background())
+	l := &Log{
+		maxBatch: opts.MaxBatch,
+		queue:    make(chan *pending, opts.QueueSize),
+		closing:  make(chan struct{}),
+		done:     make(chan struct{}),
+		abort:    abort,
+	}
+	go l.run(runCtx, w)
+	return l, nil
+}
+
+// Append records e and returns once it is durably committed. It fills in
+// e.Seq, e.PrevHash and e.Hash and sets e.Time to what was recorded (UTC,
+// truncated to microseconds); strings that are not valid UTF-8 are recorded,
+// and returned, with U+FFFD in place of the invalid bytes.
+//
+// Append returns an error, and the caller must refuse the call e describes,
+// when the event is invalid ([ErrInvalidEvent]), the log is closed
+// ([ErrClosed]), the store failed to commit the batch holding e, or ctx is
+// done. If ctx is done before e is queued, e is not recorded. If ctx is done
+// while Append waits for the commit, Append returns the context's error but e
+// may still be recorded: the log then holds more evidence than the caller
+// saw, never less. Work that must be recorded even though its request was
+// cancelled — the outcome of a call that already ran — passes
+// context.WithoutCancel(ctx) with a timeout of its own.
+func (l *Log) Append(ctx context.Context, e *Event) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("audit: append %s: %w", e.Kind, err)
+	}
+	p := &pending{event: normalize(*e), done: make(chan error, 1)}
+	if err := validate(&p.event); err != nil {
+		return err
+	}
+	if err := l.enqueue(ctx, p); err != nil {
+		return err
+	}
+	select {
+	case err := <-p.done:
+		if err != nil {
+			return err
+		}
+		*e = p.event
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("audit: append %s: wait for commit: %w", e.Kind, ctx.Err())
+	}
+}
+
+// enqueue hands p to the writer, waiting for queue space until ctx is done or
+// the log closes.
+func (l *Log) enqueue(ctx context.Context, p *pending) error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	select {
+	case <-l.closing:
+		return ErrClosed
+	default:
+	}
+	select {
+	case l.queue <- p:
+		return nil
+	case <-l.closing:
+		return ErrClosed
+	case <-ctx.Done():
+		return fmt.Errorf("audit: append %s: wait for queue space: %w", p.event.Kind, ctx.Err())
+	}
+}
+
+// Close stops accepting events, commits every event already queued and waits
+// for the writer to return. Appends waiting for queue space when Close starts
+// fail with [ErrClosed]. If ctx is done first, Close aborts the store call in
+// progress, fails the events still queued, waits for the writer and returns
+// the context's error. Close may be called more than once.
+func (l *Log) Close(ctx context.Context) error {
+	l.closeOnce.Do(func() {
+		close(l.closing)
+		l.mu.Lock() // every Append holding mu returns promptly: closing is closed
+		close(l.queue)
+		l.mu.Unlock()
+	})
+	select {
+	case <-l.done:
+		l.abort()
+		return nil
+	case <-ctx.Done():
+		l.abort()
+		<-l.done
+		return fmt.Errorf("audit: close: %w", ctx.Err())
+	}
+}
+
+// run is the writer: it commits batches until the queue is closed and empty.
+func (l *Log) run(ctx context.Context, w *writer) {
+	defer close(l.done)
+	batch := make([]*pending, 0, l.maxBatch)
+	for p := range l.queue {
+		batch = l.fill(append(batch[:0], p))
+		err := w.commit(ctx, batch)
+		for _, p := range batch {
+			p.done <- err
+		}
+		clear(batch)
+	}
+}
+
+// fill adds queued events to batch, without waiting, up to the batch limit.
+func (l *Log) fill(batch []*pending) []*pending {
+	for len(batch) < l.maxBatch {
+		select {
+		case p, ok := <-l.queue:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, p)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// writer holds the head of the chain. Only the Log's writer goroutine uses it.
+type writer struct {
+	store         Store
+	commitTimeout time.Duration
+	events        []Event // reused between batches
+
+	seq   int64  // Seq of the last committed event, 0 if none
+	hash  string // Hash of the last committed event
+	stale bool   // a commit failed: reread the head before the next one
+}
+
+// commit numbers and chains batch from the head, writes it in one store call
+// and advances the head only if that succeeded. After a failure the next
+// commit rereads the head from the store, because a failed commit's outcome
+// may be unknown (a timeout after the data reached the disk); chaining from
+// what the store holds is right in both cases.
+func (w *writer) commit(ctx context.Context, batch []*pending) error {
+	ctx, cancel := context.WithTimeout(ctx, w.commitTimeout)
+	defer cancel()
+	if w.stale {
+		if err := w.reload(ctx); err != nil {
+			return err
+		}
+	}
+	seq, prev := w.seq, w.hash
+	w.events = w.events[:0]
+	for _, p := range batch {
+		seq++
+		p.event.Seq, p.event.PrevHash, p.event.Hash = seq, prev, ""
+		p.event.Hash = p.event.ComputeHash()
+		prev = p.event.Hash
+		w.events = append(w.events, p.event)
+	}
+	err := w.store.AppendEvents(ctx, w.events)
+	clear(w.events) // drop references to caller strings
+	if err != nil {
+		w.stale = true
+		return fmt.Errorf("audit: commit %d events: %w", len(batch), err)
+	}
+	w.seq, w.hash = seq, prev
+	return nil
+}
+
+// reload sets the head from the store. A store whose head is behind an event
+// this log committed has lost events; the log then refuses to write.
+func (w *writer) reload(ctx context.Context) error {
+	last, ok, err := w.store.LastEvent(ctx)
+	if err != nil {
+		return fmt.Errorf("audit: reload chain head: %w", err)
+	}
+	if !ok {
+		last = Event{}
+	}
+	if last.Seq < w.seq {
+		return fmt.Errorf("audit: reload chain head: store ends at event %d but event %d was committed", last.Seq, w.seq)
+	}
+	w.seq, w.hash, w.stale = last.Seq, last.Hash, false
+	return nil
+}

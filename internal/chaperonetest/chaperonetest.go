@@ -1,0 +1,185 @@
+// Package chaperonetest runs a real Chaperone gateway in-process for tests: real SQLite in a
+// temporary directory, real listeners on loopback, real upstreams, the real audit log.
+package chaperonetest
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/chaperone-dev/chaperone/internal/config"
+	"github.com/chaperone-dev/chaperone/internal/daemon"
+	"github.com/chaperone-dev/chaperone/internal/demo"
+	"github.com/chaperone-dev/chaperone/internal/identity"
+	"github.com/chaperone-dev/chaperone/internal/registry"
+)
+
+// Agent is a registered test agent and its bearer token.
+type Agent struct {
+	ID    string
+	Token string
+}
+
+// Options describe the gateway to start.
+type Options struct {
+	Upstreams []config.Upstream
+	Tools     []config.Tool
+	// Policy is the policy file's YAML.
+	Policy string
+	// Agents are registered with fresh tokens; default one agent "test-agent".
+	Agents []string
+	// FirstUse is the registry's first_use setting (default "pin").
+	FirstUse string
+	// Configure, if set, may change the configuration before it is validated.
+	Configure func(*config.Config)
+}
+
+// Gateway is a running gateway.
+type Gateway struct {
+	Daemon     *daemon.Daemon
+	Config     *config.Config
+	URL        string
+	AdminURL   string
+	DataDir    string
+	PolicyFile string
+	Agents     map[string]Agent
+	// Demo is the demo upstream's state when a builtin demo upstream is configured.
+	Demo *demo.State
+
+	stop func()
+}
+
+// Start builds and runs a gateway and stops it when the test ends. It waits until every
+// upstream has been reconciled once (no tool is pending).
+func Start(t testing.TB, o Options) *Gateway {
+	t.Helper()
+	dir := t.TempDir()
+	g := &Gateway{DataDir: filepath.Join(dir, "data"), PolicyFile: filepath.Join(dir, "policy.yaml"), Agents: map[string]Agent{}}
+	if err := os.WriteFile(g.PolicyFile, []byte(o.Policy), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if len(o.Agents) == 0 {
+		o.Agents = []string{"test-agent"}
+	}
+	cfg := &config.Config{
+		DataDir:   g.DataDir,
+		Server:    config.Server{Listen: "127.0.0.1:0"},
+		Admin:     config.Admin{Listen: "127.0.0.1:0"},
+		Registry:  config.Registry{FirstUse: o.FirstUse},
+		Upstreams: o.Upstreams,
+		Tools:     o.Tools,
+		Policy:    config.Policy{Paths: []string{g.PolicyFile}},
+		Log:       config.Log{Level: "warn"},
+	}
+	for _, id := range o.Agents {
+		tok, sha := identity.NewToken()
+		g.Agents[id] = Agent{ID: id, Token: tok}
+		cfg.Agents = append(cfg.Agents, config.Agent{ID: id, Owner: "owner@example.com", Purpose: "tests", TokenSHA256: sha})
+	}
+	if o.Configure != nil {
+		o.Configure(cfg)
+	}
+	cfg.ApplyDefaults()
+	if err := cfg.Validate(); err != nil {
+		t.Fatalf("test config: %v", err)
+	}
+	g.Config = cfg
+	ctx, cancel := context.WithCancel(context.Background())
+	d, err := daemon.New(ctx, cfg, daemon.Options{DemoState: &g.Demo})
+	if err != nil {
+		cancel()
+		t.Fatalf("daemon.New: %v", err)
+	}
+	g.Daemon, g.URL, g.AdminURL = d, d.MCPURL(), d.AdminURL()
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	var once sync.Once
+	g.stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("daemon.Run: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Errorf("daemon did not stop within 30s")
+			}
+		})
+	}
+	t.Cleanup(g.stop)
+	WaitFor(t, 30*time.Second, "every tool reconciled", func() bool {
+		for _, tl := range d.Registry().Tools() {
+			if tl.Status == registry.StatusPending {
+				return false
+			}
+		}
+		return true
+	})
+	return g
+}
+
+// Stop shuts the gateway down and waits for it, so its store can be inspected offline.
+func (g *Gateway) Stop(t testing.TB) {
+	t.Helper()
+	g.stop()
+}
+
+// WaitFor polls cond until it holds or the deadline passes.
+func WaitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Connect opens an MCP client session (the official Go SDK's client) to the gateway as the
+// agent with the given token. version selects the protocol revision ("" for the SDK's newest).
+func (g *Gateway) Connect(t testing.TB, token, version string) *mcp.ClientSession {
+	t.Helper()
+	return ConnectURL(t, g.URL, token, version)
+}
+
+// ConnectURL opens an SDK client session to any streamable HTTP MCP endpoint with a bearer token.
+func ConnectURL(t testing.TB, url, token, version string) *mcp.ClientSession {
+	t.Helper()
+	c := mcp.NewClient(&mcp.Implementation{Name: "chaperonetest", Version: "1"}, nil)
+	tr := &mcp.StreamableClientTransport{Endpoint: url, HTTPClient: &http.Client{Transport: BearerTransport(token)}}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var opts *mcp.ClientSessionOptions
+	if version != "" {
+		opts = &mcp.ClientSessionOptions{ProtocolVersion: version}
+	}
+	cs, err := c.Connect(ctx, tr, opts)
+	if err != nil {
+		t.Fatalf("connect to %s: %v", url, err)
+	}
+	t.Cleanup(func() { cs.Close() })
+	return cs
+}
+
+// BearerTransport adds "Authorization: Bearer token" to every request.
+func BearerTransport(token string) http.RoundTripper {
+	return roundTripper(func(r *http.Request) (*http.Response, error) {
+		r = r.Clone(r.Context())
+		if token != "" {
+			r.Header.Set("Authorization", "Bearer "+token)
+		}
+		return http.DefaultTransport.RoundTrip(r)
+	})
+}
+
+type roundTripper func(*http.Request) (*http.Response, error)
+
+func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }

@@ -1,0 +1,179 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/chaperone-dev/chaperone/internal/api"
+)
+
+// adminClient talks to a running gateway's admin API.
+type adminClient struct {
+	url   string
+	token string
+	http  *http.Client
+}
+
+func adminFlags(fs *flag.FlagSet) func() (*adminClient, error) {
+	url := fs.String("admin-url", "http://127.0.0.1:8081", "admin API base URL")
+	tokenFile := fs.String("token-file", "", "admin token file (default <data-dir>/admin.token)")
+	dataDir := fs.String("data-dir", "chaperone-data", "data directory")
+	return func() (*adminClient, error) {
+		p := *tokenFile
+		if p == "" {
+			p = filepath.Join(*dataDir, "admin.token")
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return nil, fmt.Errorf("read admin token: %w", err)
+		}
+		return &adminClient{url: strings.TrimRight(*url, "/"), token: strings.TrimSpace(string(b)), http: &http.Client{Timeout: 30 * time.Second}}, nil
+	}
+}
+
+// do sends a request and decodes a 2xx JSON answer into out; other answers become errors
+// carrying the API's message.
+func (c *adminClient) do(ctx context.Context, method, path string, body, out any) error {
+	var rd io.Reader
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.url+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("admin API: %w", err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 4<<20))
+	if err != nil {
+		return fmt.Errorf("admin API: %w", err)
+	}
+	if resp.StatusCode/100 != 2 {
+		var e struct {
+			Error string `json:"error"`
+		}
+		if json.Unmarshal(data, &e) == nil && e.Error != "" {
+			return fmt.Errorf("admin API: %s (HTTP %d)", e.Error, resp.StatusCode)
+		}
+		return fmt.Errorf("admin API: HTTP %d", resp.StatusCode)
+	}
+	if out != nil {
+		return json.Unmarshal(data, out)
+	}
+	return nil
+}
+
+func toolsList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("tools list", stderr)
+	client := adminFlags(fs)
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	var tools []api.Tool
+	if err := c.do(ctx, http.MethodGet, "/v1/tools", nil, &tools); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tUPSTREAM\tCLASS\tSTATUS\tPINNED\tREASON")
+	for _, t := range tools {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, t.Upstream, t.Class, t.Status, shortHash(t.Hash), t.Reason)
+	}
+	return tw.Flush()
+}
+
+func shortHash(h string) string {
+	if len(h) > 19 {
+		return h[:19]
+	}
+	if h == "" {
+		return "-"
+	}
+	return h
+}
+
+func toolsApprove(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("tools approve", stderr)
+	client := adminFlags(fs)
+	by := fs.String("by", "", "who approves (recorded in the audit log); required")
+	if err := parse(fs, reorder(args), 1); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageError{"give the tool's name: chaperone tools approve NAME --by WHO"}
+	}
+	if *by == "" {
+		return usageError{"--by is required: the audit log records who approved"}
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	var t api.Tool
+	if err := c.do(ctx, http.MethodPost, "/v1/tools/"+fs.Arg(0)+"/approve", map[string]string{"by": *by}, &t); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "approved %s: pinned %s, status %s\n", t.Name, t.Hash, t.Status)
+	return nil
+}
+
+func policyReload(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("policy reload", stderr)
+	client := adminFlags(fs)
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	var out struct {
+		PolicyVersion string `json:"policy_version"`
+	}
+	if err := c.do(ctx, http.MethodPost, "/v1/policy/reload", nil, &out); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "policy in force: %s\n", out.PolicyVersion)
+	return nil
+}
+
+// reorder moves flags before positional arguments, so `approve NAME --by x` works with the
+// standard flag package, which stops at the first non-flag.
+func reorder(args []string) []string {
+	var flags, pos []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if strings.HasPrefix(a, "-") && len(a) > 1 {
+			flags = append(flags, a)
+			if !strings.Contains(a, "=") && i+1 < len(args) {
+				flags = append(flags, args[i+1])
+				i++
+			}
+			continue
+		}
+		pos = append(pos, a)
+	}
+	return append(flags, pos...)
+}

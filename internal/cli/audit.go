@@ -1,0 +1,62 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/chaperone-dev/chaperone/internal/audit"
+	"github.com/chaperone-dev/chaperone/internal/store/sqlite"
+)
+
+func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("audit verify", stderr)
+	dbPath := dataDirFlags(fs)
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	db, err := sqlite.OpenReadOnly(ctx, dbPath())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	rep, err := audit.Verify(ctx, db)
+	if err != nil {
+		return err
+	}
+	if rep.Broken != nil {
+		fmt.Fprintf(stdout, "BROKEN at event %d: %s\n", rep.Broken.Seq, rep.Broken.Problem)
+		fmt.Fprintf(stdout, "%d events checked before the break\n", rep.Events)
+		return failError{}
+	}
+	fmt.Fprintf(stdout, "ok: %d events, chain intact\nhead: %s\n", rep.Events, rep.Head)
+	if rep.Unfinished > 0 {
+		fmt.Fprintf(stdout, "note: %d calls have an intent but no outcome (the gateway stopped mid-call): %v\n", rep.Unfinished, rep.UnfinishedRequests)
+	}
+	return nil
+}
+
+func auditTail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("audit tail", stderr)
+	dbPath := dataDirFlags(fs)
+	n := fs.Int("n", 20, "how many events (1 to 10000)")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if *n < 1 || *n > 10000 {
+		return usageError{fmt.Sprintf("-n must be between 1 and 10000, got %d", *n)}
+	}
+	db, err := sqlite.OpenReadOnly(ctx, dbPath())
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	evs, err := db.TailEvents(ctx, *n)
+	if err != nil {
+		return err
+	}
+	for _, e := range evs {
+		audit.Format(stdout, e)
+	}
+	return nil
+}

@@ -1,0 +1,293 @@
+// Package cli implements the subcommands of `chaperone`. [Run] is the whole command line:
+// main only calls it and exits with its status.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/chaperone-dev/chaperone/internal/config"
+	"github.com/chaperone-dev/chaperone/internal/daemon"
+	"github.com/chaperone-dev/chaperone/internal/identity"
+)
+
+// Exit statuses.
+const (
+	exitOK    = 0
+	exitFail  = 1 // the command ran and found a problem (a broken chain, a failed check)
+	exitUsage = 2
+)
+
+const usage = `chaperone — a zero-trust gateway for AI agents' tool calls
+
+Usage:
+  chaperone serve --demo [--data-dir DIR]     run the demo gateway (built-in tools, agent, policy)
+  chaperone serve --config chaperone.yaml     run a configured gateway
+  chaperone config check --config FILE        validate a configuration and print it, redacted
+  chaperone token new                         make an agent bearer token and its hash for the config
+  chaperone tools list                        show the tool registry and each tool's state
+  chaperone tools approve NAME --by WHO       pin a tool's current definition (after review)
+  chaperone policy reload                     recompile the policy files in a running gateway
+  chaperone audit verify [--data-dir DIR]     check the audit log's hash chain, offline
+  chaperone audit tail [-n N] [--data-dir DIR] show the latest audit events
+  chaperone version
+
+Run 'chaperone COMMAND -h' for a command's flags.
+`
+
+// Run runs the command line args and returns the exit status.
+func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return exitUsage
+	}
+	cmd, rest := args[0], args[1:]
+	var err error
+	switch cmd {
+	case "serve":
+		err = serve(ctx, rest, stdout, stderr)
+	case "config":
+		err = sub(rest, map[string]func([]string) error{
+			"check": func(a []string) error { return configCheck(a, stdout, stderr) },
+		})
+	case "token":
+		err = sub(rest, map[string]func([]string) error{
+			"new": func(a []string) error { return tokenNew(a, stdout, stderr) },
+		})
+	case "tools":
+		err = sub(rest, map[string]func([]string) error{
+			"list":    func(a []string) error { return toolsList(ctx, a, stdout, stderr) },
+			"approve": func(a []string) error { return toolsApprove(ctx, a, stdout, stderr) },
+		})
+	case "policy":
+		err = sub(rest, map[string]func([]string) error{
+			"reload": func(a []string) error { return policyReload(ctx, a, stdout, stderr) },
+		})
+	case "audit":
+		err = sub(rest, map[string]func([]string) error{
+			"verify": func(a []string) error { return auditVerify(ctx, a, stdout, stderr) },
+			"tail":   func(a []string) error { return auditTail(ctx, a, stdout, stderr) },
+		})
+	case "version":
+		fmt.Fprintf(stdout, "chaperone %s\n", daemon.Version)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "chaperone: unknown command %q\n\n%s", cmd, usage)
+		return exitUsage
+	}
+	var ue usageError
+	var fe failError
+	switch {
+	case err == nil:
+		return exitOK
+	case errors.Is(err, flag.ErrHelp):
+		return exitOK
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "chaperone %s: %v\n", cmd, err)
+		return exitUsage
+	case errors.As(err, &fe):
+		return exitFail
+	default:
+		fmt.Fprintf(stderr, "chaperone %s: %v\n", cmd, err)
+		return exitFail
+	}
+}
+
+// usageError is a mistake in the command line.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+// failError reports a failure already explained on the output.
+type failError struct{}
+
+func (failError) Error() string { return "failed" }
+
+func sub(args []string, cmds map[string]func([]string) error) error {
+	if len(args) == 0 {
+		return usageError{"missing subcommand"}
+	}
+	f, ok := cmds[args[0]]
+	if !ok {
+		return usageError{fmt.Sprintf("unknown subcommand %q", args[0])}
+	}
+	return f(args[1:])
+}
+
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string, maxArgs int) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return usageError{err.Error()}
+	}
+	if fs.NArg() > maxArgs {
+		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(maxArgs))}
+	}
+	return nil
+}
+
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("serve", stderr)
+	cfgPath := fs.String("config", "", "configuration file")
+	demoMode := fs.Bool("demo", false, "run the built-in demo: demo tools, a demo agent and the demo policy")
+	dataDir := fs.String("data-dir", "chaperone-data", "data directory (with --demo)")
+	listen := fs.String("listen", "127.0.0.1:8080", "MCP listen address (with --demo)")
+	adminListen := fs.String("admin-listen", "127.0.0.1:8081", `admin API listen address, or "off" (with --demo)`)
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	if (*cfgPath == "") == !*demoMode {
+		return usageError{"give exactly one of --config FILE or --demo"}
+	}
+	var (
+		cfg   *config.Config
+		opts  daemon.Options
+		token string
+		err   error
+	)
+	if *demoMode {
+		d, err := daemon.DemoConfig(*dataDir, *listen, *adminListen)
+		if err != nil {
+			return err
+		}
+		cfg, token, opts.PolicySources = d.Config, d.Token, d.Policy
+	} else if cfg, err = config.Load(*cfgPath); err != nil {
+		return err
+	}
+	opts.Logger = newLogger(cfg.Log, stderr)
+	slog.SetDefault(opts.Logger)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	d, err := daemon.New(ctx, cfg, opts)
+	if err != nil {
+		return err
+	}
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				if _, err := d.ReloadPolicy(ctx); err != nil {
+					opts.Logger.Error("policy reload rejected; the old policy stays", "err", err)
+				}
+			}
+		}
+	}()
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	// Announce once the upstreams' tools are known, so the first calls find them; an upstream
+	// that is slow to start is reported, not waited for forever.
+	wctx, wcancel := context.WithTimeout(ctx, 30*time.Second)
+	if err := d.WaitSynced(wctx); err != nil && ctx.Err() == nil {
+		opts.Logger.Warn("serving before every upstream was reached", "err", err)
+	}
+	wcancel()
+	if *demoMode {
+		printDemo(stdout, d, cfg, token)
+	} else {
+		fmt.Fprintf(stdout, "chaperone %s serving MCP at %s\n", daemon.Version, d.MCPURL())
+	}
+	return <-done
+}
+
+func printDemo(w io.Writer, d *daemon.Daemon, cfg *config.Config, token string) {
+	fmt.Fprintf(w, `Chaperone demo gateway is running.
+
+  MCP endpoint   %s
+  Agent          %s
+  Bearer token   %s
+  Admin API      %s (token in %s)
+  Data           %s
+
+Try it:
+  # list the tools the demo agent may see
+  curl -s %s -H 'Authorization: Bearer %s' \
+    -H 'Content-Type: application/json' -H 'Accept: application/json, text/event-stream' \
+    -d '{"jsonrpc":"2.0","id":1,"method":"tools/list"}'
+  # a call the policy allows, and one it denies
+  ... -d '{"jsonrpc":"2.0","id":2,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/srv/demo/bills/march.txt"}}}'
+  ... -d '{"jsonrpc":"2.0","id":3,"method":"tools/call","params":{"name":"send_email","arguments":{"to":"someone@elsewhere.net","subject":"hi","body":"x"}}}'
+  # what was decided, and proof the record is intact
+  chaperone audit tail --data-dir %s
+  chaperone audit verify --data-dir %s
+
+Any MCP client works: point it at the endpoint with the header "Authorization: Bearer <token>".
+Press Ctrl-C to stop.
+`, d.MCPURL(), daemon.DemoAgent, token, d.AdminURL(), cfg.Admin.TokenFile, cfg.DataDir,
+		d.MCPURL(), token, cfg.DataDir, cfg.DataDir)
+}
+
+func newLogger(c config.Log, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(c.Level))
+	o := &slog.HandlerOptions{Level: lvl}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, o))
+	}
+	return slog.New(slog.NewTextHandler(w, o))
+}
+
+func configCheck(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("config check", stderr)
+	cfgPath := fs.String("config", "chaperone.yaml", "configuration file")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	cfg, err := config.Load(*cfgPath)
+	if err != nil {
+		return err
+	}
+	if _, err := daemon.ReadPolicySources(cfg.Policy.Paths); err != nil {
+		return fmt.Errorf("policy: %w", err)
+	}
+	b, err := cfg.Redacted().Marshal()
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "# %s is valid; effective configuration (secrets redacted):\n%s", *cfgPath, b)
+	return nil
+}
+
+func tokenNew(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("token new", stderr)
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	tok, sha := identity.NewToken()
+	fmt.Fprintf(stdout, "token:        %s\ntoken_sha256: %s\n\nGive the token to the agent (it is shown only now); put token_sha256 in the agent's entry in the configuration.\n", tok, sha)
+	return nil
+}
+
+// dataDirFlags adds --data-dir and --db and returns the database path they select.
+func dataDirFlags(fs *flag.FlagSet) func() string {
+	dataDir := fs.String("data-dir", "chaperone-data", "data directory")
+	db := fs.String("db", "", "SQLite database file (default <data-dir>/chaperone.db)")
+	return func() string {
+		if *db != "" {
+			return *db
+		}
+		return filepath.Join(*dataDir, "chaperone.db")
+	}
+}

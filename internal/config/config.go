@@ -1,0 +1,560 @@
+// Package config is Chaperone's typed configuration: one [Config] value, loaded in three
+// visible steps — strict decode (unknown keys are errors), [Config.ApplyDefaults], and
+// [Config.Validate], which reports every problem at once and never mutates.
+//
+// Environment variables are read in exactly one place, [Expand], and only for the fields
+// documented as expanding `${VAR}` (upstream headers and environment). Secrets are never
+// printed: [Config.Redacted] is what `chaperone config check` shows.
+package config
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/chaperone-dev/chaperone/internal/argcheck"
+)
+
+// MaxFileBytes bounds the size of a configuration file.
+const MaxFileBytes = 4 << 20
+
+// Config is the whole configuration of a gateway.
+type Config struct {
+	// DataDir holds the SQLite store, the admin token and other state. Default "chaperone-data".
+	DataDir string `yaml:"data_dir"`
+	// Server is the agent-facing MCP endpoint.
+	Server Server `yaml:"server"`
+	// Admin is the operator API used by the command line.
+	Admin Admin `yaml:"admin"`
+	// Store selects where state lives.
+	Store Store `yaml:"store"`
+	// Registry sets how tool definitions are pinned.
+	Registry Registry `yaml:"registry"`
+	// Upstreams are the MCP servers behind the gateway.
+	Upstreams []Upstream `yaml:"upstreams"`
+	// Tools is the tool registry: only tools listed here exist for agents.
+	Tools []Tool `yaml:"tools"`
+	// Agents are the registered agents and their token hashes.
+	Agents []Agent `yaml:"agents"`
+	// Policy says where the policy files are.
+	Policy Policy `yaml:"policy"`
+	// Log configures the daemon's own log.
+	Log Log `yaml:"log"`
+}
+
+// Server configures the agent-facing MCP endpoint (streamable HTTP).
+type Server struct {
+	// Listen is the TCP address. Default "127.0.0.1:8080".
+	Listen string `yaml:"listen"`
+	// Path is the MCP endpoint path. Default "/mcp".
+	Path string `yaml:"path"`
+	// MaxBodyBytes bounds one request body. Default 1 MiB; at most 64 MiB.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// ReadHeaderTimeout default "5s".
+	ReadHeaderTimeout Duration `yaml:"read_header_timeout"`
+	// ReadTimeout default "30s".
+	ReadTimeout Duration `yaml:"read_timeout"`
+	// WriteTimeout default "120s"; it bounds a whole tool call as the agent sees it.
+	WriteTimeout Duration `yaml:"write_timeout"`
+	// IdleTimeout default "120s".
+	IdleTimeout Duration `yaml:"idle_timeout"`
+	// MaxSessions bounds live MCP sessions. Default 10000.
+	MaxSessions int `yaml:"max_sessions"`
+	// SessionIdle ends a session unused for this long. Default "30m".
+	SessionIdle Duration `yaml:"session_idle"`
+}
+
+// Admin configures the operator API. It listens apart from agents and needs the admin token.
+type Admin struct {
+	// Listen is the TCP address; "off" disables the admin API. Default "127.0.0.1:8081".
+	Listen string `yaml:"listen"`
+	// TokenFile holds the admin bearer token; created with a random token at first start.
+	// Default "<data_dir>/admin.token".
+	TokenFile string `yaml:"token_file"`
+}
+
+// Store selects the persistence backend.
+type Store struct {
+	// SQLite is the database file. Default "<data_dir>/chaperone.db".
+	SQLite string `yaml:"sqlite"`
+}
+
+// Registry configures definition pinning.
+type Registry struct {
+	// FirstUse says what happens to a declared tool seen for the first time without a pin:
+	// "pin" (trust on first use: pin it and make it callable) or "quarantine" (hold it until an
+	// operator runs `chaperone tools approve`). Default "pin".
+	FirstUse string `yaml:"first_use"`
+	// RefreshInterval re-reads every upstream's tool list this often to catch definition
+	// drift even from servers that do not announce changes. Default "5m"; "0s" disables.
+	RefreshInterval Duration `yaml:"refresh_interval"`
+}
+
+// Upstream is one MCP server behind the gateway: exactly one of Command, URL or Builtin.
+type Upstream struct {
+	// Name identifies the upstream; [a-z0-9][a-z0-9_-]{0,31}.
+	Name string `yaml:"name"`
+	// Command starts a stdio MCP server, supervised and restarted with backoff.
+	Command string `yaml:"command"`
+	// Args are the command's arguments.
+	Args []string `yaml:"args"`
+	// Env is added to a minimal environment (PATH, HOME); values expand ${VAR}.
+	Env map[string]string `yaml:"env"`
+	// Dir is the command's working directory.
+	Dir string `yaml:"dir"`
+	// URL is a streamable HTTP MCP server.
+	URL string `yaml:"url"`
+	// Headers are sent to the URL on every request; values expand ${VAR}.
+	Headers map[string]string `yaml:"headers"`
+	// Builtin names an in-process server: "demo".
+	Builtin string `yaml:"builtin"`
+	// CallTimeout bounds one tools/call. Default "30s".
+	CallTimeout Duration `yaml:"call_timeout"`
+}
+
+// Tool declares one upstream tool: only declared tools exist for agents.
+type Tool struct {
+	// Upstream is the name of the upstream that offers the tool.
+	Upstream string `yaml:"upstream"`
+	// Name is the tool's name at the upstream.
+	Name string `yaml:"name"`
+	// ExposeAs is the name agents see. Default: Name, or "<upstream>__<name>" when two
+	// declared tools share a name.
+	ExposeAs string `yaml:"expose_as"`
+	// Class is the risk class: read, write, external (communicates outside) or destructive.
+	Class string `yaml:"class"`
+	// Pin, if set, is the expected definition hash ("sha256:..."); any other definition is
+	// quarantined.
+	Pin string `yaml:"pin"`
+	// Arguments is a stricter overlay on the tool's JSON Schema, by top-level argument.
+	Arguments argcheck.Overlay `yaml:"arguments"`
+}
+
+// Agent is a registered agent. Its bearer token is stored only as a SHA-256 hash.
+type Agent struct {
+	// ID identifies the agent; [a-z0-9][a-z0-9._-]{0,63}.
+	ID string `yaml:"id"`
+	// Owner is the accountable person.
+	Owner string `yaml:"owner"`
+	// Purpose says what the agent is for.
+	Purpose string `yaml:"purpose"`
+	// Environment is dev, test or prod. Default "dev".
+	Environment string `yaml:"environment"`
+	// Labels are free key/value facts policy can use.
+	Labels map[string]string `yaml:"labels"`
+	// TokenSHA256 is the hex SHA-256 of the agent's bearer token (`chaperone token new`).
+	TokenSHA256 string `yaml:"token_sha256"`
+}
+
+// Policy says where policy files live.
+type Policy struct {
+	// Paths are policy files or directories (every *.yaml and *.yml in them, sorted).
+	// Relative paths are relative to the configuration file.
+	Paths []string `yaml:"paths"`
+}
+
+// Log configures the daemon's log on standard error.
+type Log struct {
+	// Level is debug, info, warn or error. Default "info".
+	Level string `yaml:"level"`
+	// Format is text or json. Default "text".
+	Format string `yaml:"format"`
+}
+
+// Duration is a time.Duration written like "30s" in YAML.
+type Duration time.Duration
+
+// UnmarshalYAML implements [yaml.Unmarshaler].
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return fmt.Errorf("line %d: duration must be a string like \"30s\"", n.Line)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("line %d: invalid duration %q", n.Line, s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalYAML implements [yaml.Marshaler].
+func (d Duration) MarshalYAML() (any, error) { return time.Duration(d).String(), nil }
+
+// D returns the value as a time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// Load reads, decodes, expands, defaults and validates the file at path. Relative paths in
+// the file are resolved against the file's directory.
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("load config: %w", err)
+	}
+	defer f.Close()
+	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
+	if err != nil {
+		return nil, fmt.Errorf("load config %s: %w", path, err)
+	}
+	if len(data) > MaxFileBytes {
+		return nil, fmt.Errorf("load config %s: larger than %d bytes", path, MaxFileBytes)
+	}
+	c, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("load config %s: %w", path, err)
+	}
+	base, err := filepath.Abs(filepath.Dir(path))
+	if err != nil {
+		return nil, fmt.Errorf("load config %s: %w", path, err)
+	}
+	c.resolvePaths(base)
+	if err := Expand(c, os.LookupEnv); err != nil {
+		return nil, fmt.Errorf("load config %s: %w", path, err)
+	}
+	c.ApplyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("load config %s: %w", path, err)
+	}
+	return c, nil
+}
+
+// Parse strictly decodes one YAML document: unknown keys and trailing documents are errors.
+func Parse(data []byte) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil {
+		if errors.Is(err, io.EOF) {
+			return &c, nil
+		}
+		return nil, fmt.Errorf("decode: %w", err)
+	}
+	var extra any
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, errors.New("decode: more than one YAML document")
+	}
+	return &c, nil
+}
+
+func (c *Config) resolvePaths(base string) {
+	abs := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(base, p)
+	}
+	c.DataDir = abs(c.DataDir)
+	c.Store.SQLite = abs(c.Store.SQLite)
+	c.Admin.TokenFile = abs(c.Admin.TokenFile)
+	for i, p := range c.Policy.Paths {
+		c.Policy.Paths[i] = abs(p)
+	}
+}
+
+var envRef = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
+
+// Expand replaces ${VAR} in upstream headers and env values using lookup. A reference to an
+// unset variable is an error naming the field and the variable (never its value).
+func Expand(c *Config, lookup func(string) (string, bool)) error {
+	var errs []error
+	expand := func(field, v string) string {
+		return envRef.ReplaceAllStringFunc(v, func(ref string) string {
+			name := envRef.FindStringSubmatch(ref)[1]
+			val, ok := lookup(name)
+			if !ok {
+				errs = append(errs, fmt.Errorf("%s: environment variable %s is not set", field, name))
+			}
+			return val
+		})
+	}
+	for i := range c.Upstreams {
+		u := &c.Upstreams[i]
+		for k, v := range u.Headers {
+			u.Headers[k] = expand(fmt.Sprintf("upstreams[%d].headers.%s", i, k), v)
+		}
+		for k, v := range u.Env {
+			u.Env[k] = expand(fmt.Sprintf("upstreams[%d].env.%s", i, k), v)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ApplyDefaults fills every unset field with its documented default.
+func (c *Config) ApplyDefaults() {
+	def := func(s *string, v string) {
+		if *s == "" {
+			*s = v
+		}
+	}
+	defD := func(d *Duration, v time.Duration) {
+		if *d == 0 {
+			*d = Duration(v)
+		}
+	}
+	def(&c.DataDir, "chaperone-data")
+	def(&c.Server.Listen, "127.0.0.1:8080")
+	def(&c.Server.Path, "/mcp")
+	if c.Server.MaxBodyBytes == 0 {
+		c.Server.MaxBodyBytes = 1 << 20
+	}
+	defD(&c.Server.ReadHeaderTimeout, 5*time.Second)
+	defD(&c.Server.ReadTimeout, 30*time.Second)
+	defD(&c.Server.WriteTimeout, 120*time.Second)
+	defD(&c.Server.IdleTimeout, 120*time.Second)
+	if c.Server.MaxSessions == 0 {
+		c.Server.MaxSessions = 10000
+	}
+	defD(&c.Server.SessionIdle, 30*time.Minute)
+	def(&c.Admin.Listen, "127.0.0.1:8081")
+	def(&c.Admin.TokenFile, filepath.Join(c.DataDir, "admin.token"))
+	def(&c.Store.SQLite, filepath.Join(c.DataDir, "chaperone.db"))
+	def(&c.Registry.FirstUse, "pin")
+	if c.Registry.RefreshInterval == 0 {
+		c.Registry.RefreshInterval = Duration(5 * time.Minute)
+	}
+	for i := range c.Upstreams {
+		defD(&c.Upstreams[i].CallTimeout, 30*time.Second)
+	}
+	for i := range c.Agents {
+		def(&c.Agents[i].Environment, "dev")
+	}
+	def(&c.Log.Level, "info")
+	def(&c.Log.Format, "text")
+}
+
+var (
+	upstreamName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
+	agentID      = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+	toolName     = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
+	hexSHA256    = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	pinHash      = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+)
+
+// Classes are the risk classes a tool can have, in increasing order of risk.
+var Classes = []string{"read", "write", "external", "destructive"}
+
+// Validate reports every problem at once, each naming the field path and the bad value.
+// It does not change c.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	checkAddr := func(field, addr string) {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			bad(field, "invalid address %q: %v", addr, err)
+		}
+	}
+	checkAddr("server.listen", c.Server.Listen)
+	if !strings.HasPrefix(c.Server.Path, "/") {
+		bad("server.path", "must start with /, got %q", c.Server.Path)
+	}
+	if c.Server.MaxBodyBytes < 1024 || c.Server.MaxBodyBytes > 64<<20 {
+		bad("server.max_body_bytes", "must be between 1024 and %d, got %d", 64<<20, c.Server.MaxBodyBytes)
+	}
+	for _, d := range []struct {
+		field string
+		v     Duration
+	}{
+		{"server.read_header_timeout", c.Server.ReadHeaderTimeout},
+		{"server.read_timeout", c.Server.ReadTimeout},
+		{"server.write_timeout", c.Server.WriteTimeout},
+		{"server.idle_timeout", c.Server.IdleTimeout},
+		{"server.session_idle", c.Server.SessionIdle},
+	} {
+		if d.v <= 0 {
+			bad(d.field, "must be positive, got %s", d.v.D())
+		}
+	}
+	if c.Server.MaxSessions < 1 || c.Server.MaxSessions > 1_000_000 {
+		bad("server.max_sessions", "must be between 1 and 1000000, got %d", c.Server.MaxSessions)
+	}
+	if c.Admin.Listen != "off" {
+		checkAddr("admin.listen", c.Admin.Listen)
+	}
+	if c.Registry.FirstUse != "pin" && c.Registry.FirstUse != "quarantine" {
+		bad("registry.first_use", "must be pin or quarantine, got %q", c.Registry.FirstUse)
+	}
+	if c.Registry.RefreshInterval < 0 {
+		bad("registry.refresh_interval", "must not be negative, got %s", c.Registry.RefreshInterval.D())
+	}
+
+	upstreams := map[string]bool{}
+	for i, u := range c.Upstreams {
+		f := fmt.Sprintf("upstreams[%d]", i)
+		if !upstreamName.MatchString(u.Name) {
+			bad(f+".name", "must match %s, got %q", upstreamName, u.Name)
+		} else if upstreams[u.Name] {
+			bad(f+".name", "duplicate upstream %q", u.Name)
+		}
+		upstreams[u.Name] = true
+		n := 0
+		for _, s := range []string{u.Command, u.URL, u.Builtin} {
+			if s != "" {
+				n++
+			}
+		}
+		if n != 1 {
+			bad(f, "exactly one of command, url or builtin must be set, got %d", n)
+		}
+		if u.URL != "" {
+			pu, err := url.Parse(u.URL)
+			if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+				bad(f+".url", "must be an http or https URL, got %q", u.URL)
+			} else if pu.User != nil {
+				bad(f+".url", "must not carry credentials; use headers")
+			}
+		}
+		if u.Builtin != "" && u.Builtin != "demo" {
+			bad(f+".builtin", "unknown builtin %q (known: demo)", u.Builtin)
+		}
+		if u.Command == "" && (len(u.Args) > 0 || len(u.Env) > 0 || u.Dir != "") {
+			bad(f, "args, env and dir need command")
+		}
+		if u.URL == "" && len(u.Headers) > 0 {
+			bad(f+".headers", "headers need url")
+		}
+		if u.CallTimeout <= 0 || u.CallTimeout.D() > time.Hour {
+			bad(f+".call_timeout", "must be between 0s and 1h, got %s", u.CallTimeout.D())
+		}
+	}
+
+	seen := map[string]bool{}
+	exposed := map[string]bool{}
+	for i, t := range c.Tools {
+		f := fmt.Sprintf("tools[%d]", i)
+		if !upstreams[t.Upstream] {
+			bad(f+".upstream", "unknown upstream %q", t.Upstream)
+		}
+		if !toolName.MatchString(t.Name) {
+			bad(f+".name", "must match %s, got %q", toolName, t.Name)
+		}
+		key := t.Upstream + "\x00" + t.Name
+		if seen[key] {
+			bad(f, "tool %q of upstream %q declared twice", t.Name, t.Upstream)
+		}
+		seen[key] = true
+		if t.ExposeAs != "" {
+			if !toolName.MatchString(t.ExposeAs) {
+				bad(f+".expose_as", "must match %s, got %q", toolName, t.ExposeAs)
+			} else if exposed[t.ExposeAs] {
+				bad(f+".expose_as", "name %q is exposed twice", t.ExposeAs)
+			}
+			exposed[t.ExposeAs] = true
+		}
+		if !slices.Contains(Classes, t.Class) {
+			bad(f+".class", "must be one of %s, got %q", strings.Join(Classes, ", "), t.Class)
+		}
+		if t.Pin != "" && !pinHash.MatchString(t.Pin) {
+			bad(f+".pin", "must be sha256:<64 hex digits>, got %q", t.Pin)
+		}
+	}
+	if len(errs) == 0 {
+		// Exposed names only make sense once each tool entry is valid.
+		if _, err := ExposedNames(c.Tools); err != nil {
+			errs = append(errs, err)
+		}
+	}
+
+	ids := map[string]bool{}
+	for i, a := range c.Agents {
+		f := fmt.Sprintf("agents[%d]", i)
+		if !agentID.MatchString(a.ID) {
+			bad(f+".id", "must match %s, got %q", agentID, a.ID)
+		} else if ids[a.ID] {
+			bad(f+".id", "duplicate agent %q", a.ID)
+		}
+		ids[a.ID] = true
+		if a.Owner == "" {
+			bad(f+".owner", "is required: every agent has an accountable owner")
+		}
+		if !slices.Contains([]string{"dev", "test", "prod"}, a.Environment) {
+			bad(f+".environment", "must be dev, test or prod, got %q", a.Environment)
+		}
+		if !hexSHA256.MatchString(a.TokenSHA256) {
+			bad(f+".token_sha256", "must be 64 lower-case hex digits (see `chaperone token new`)")
+		}
+	}
+	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
+		bad("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		bad("log.format", "must be text or json, got %q", c.Log.Format)
+	}
+	return errors.Join(errs...)
+}
+
+// ExposedNames returns the name agents see for each tool, in order: ExposeAs if set, the
+// upstream's name if no other declared tool shares it, else "<upstream>__<name>". It fails
+// when two tools would still be exposed under one name.
+func ExposedNames(tools []Tool) ([]string, error) {
+	count := map[string]int{}
+	for _, t := range tools {
+		if t.ExposeAs == "" {
+			count[t.Name]++
+		}
+	}
+	names := make([]string, len(tools))
+	owner := map[string]int{}
+	var errs []error
+	for i, t := range tools {
+		n := t.ExposeAs
+		if n == "" {
+			n = t.Name
+			if count[t.Name] > 1 {
+				n = t.Upstream + "__" + t.Name
+			}
+		}
+		if j, dup := owner[n]; dup {
+			errs = append(errs, fmt.Errorf("tools[%d]: exposed name %q is already used by tools[%d]; set expose_as", i, n, j))
+		}
+		owner[n] = i
+		names[i] = n
+	}
+	return names, errors.Join(errs...)
+}
+
+// Redacted returns a copy safe to print: header values and env values are replaced.
+func (c *Config) Redacted() *Config {
+	cp := *c
+	cp.Upstreams = slices.Clone(c.Upstreams)
+	for i := range cp.Upstreams {
+		u := &cp.Upstreams[i]
+		u.Headers = redactMap(u.Headers)
+		u.Env = redactMap(u.Env)
+	}
+	return &cp
+}
+
+func redactMap(m map[string]string) map[string]string {
+	if m == nil {
+		return nil
+	}
+	out := make(map[string]string, len(m))
+	for k := range m {
+		out[k] = "[REDACTED]"
+	}
+	return out
+}
+
+// Marshal renders c as YAML.
+func (c *Config) Marshal() ([]byte, error) {
+	var b bytes.Buffer
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(c); err != nil {
+		return nil, err
+	}
+	return b.Bytes(), enc.Close()
+}

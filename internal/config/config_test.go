@@ -1,0 +1,153 @@
+package config
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+func TestLoadExample(t *testing.T) {
+	t.Setenv("TICKETS_API_TOKEN", "tk-secret-value-123")
+	c, err := Load(filepath.Join("..", "..", "docs", "examples", "chaperone.yaml"))
+	if err != nil {
+		t.Fatalf("Load(example) = %v", err)
+	}
+	if got := c.Upstreams[1].Headers["Authorization"]; got != "Bearer tk-secret-value-123" {
+		t.Errorf("expanded header = %q", got)
+	}
+	if !filepath.IsAbs(c.Policy.Paths[0]) || !strings.HasSuffix(c.Policy.Paths[0], filepath.Join("examples", "policies")) {
+		t.Errorf("policy path not resolved against the file: %q", c.Policy.Paths[0])
+	}
+	if c.Registry.FirstUse != "quarantine" || c.Server.ReadHeaderTimeout.D().Seconds() != 5 {
+		t.Errorf("values or defaults wrong: first_use %q, read_header_timeout %s", c.Registry.FirstUse, c.Server.ReadHeaderTimeout.D())
+	}
+	out, err := c.Redacted().Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "tk-secret-value-123") {
+		t.Errorf("redacted config shows the secret:\n%s", out)
+	}
+	if c.Upstreams[1].Headers["Authorization"] != "Bearer tk-secret-value-123" {
+		t.Errorf("Redacted changed the original")
+	}
+}
+
+func TestLoadMissingEnvNamesVariable(t *testing.T) {
+	_, err := Load(filepath.Join("..", "..", "docs", "examples", "chaperone.yaml"))
+	if err == nil || !strings.Contains(err.Error(), "TICKETS_API_TOKEN") || !strings.Contains(err.Error(), "upstreams[1].headers.Authorization") {
+		t.Errorf("Load without env = %v, want an error naming the field and the variable", err)
+	}
+}
+
+func TestParseStrict(t *testing.T) {
+	for _, tc := range []struct{ name, in, want string }{
+		{"unknown key", "server:\n  listne: x\n", "listne"},
+		{"two documents", "data_dir: a\n---\ndata_dir: b\n", "more than one YAML document"},
+		{"bad duration", "server:\n  read_timeout: 5\n", "invalid duration"},
+		{"duration not a string", "server:\n  read_timeout: [1]\n", "duration must be a string"},
+		{"wrong type", "upstreams: 3\n", "cannot unmarshal"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse([]byte(tc.in))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("Parse(%q) = %v, want error containing %q", tc.in, err, tc.want)
+			}
+		})
+	}
+	if c, err := Parse(nil); err != nil || c == nil {
+		t.Errorf("Parse(empty) = %v, %v; want an empty config", c, err)
+	}
+}
+
+const validBase = `
+upstreams:
+  - {name: demo, builtin: demo}
+  - {name: other, url: "https://x.example.com/mcp"}
+tools:
+  - {upstream: demo, name: read_file, class: read}
+  - {upstream: other, name: read_file, class: read}
+agents:
+  - id: a1
+    owner: o@example.com
+    token_sha256: 0000000000000000000000000000000000000000000000000000000000000000
+`
+
+func TestValidate(t *testing.T) {
+	c, err := Parse([]byte(validBase))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.ApplyDefaults()
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate(valid) = %v", err)
+	}
+	names, err := ExposedNames(c.Tools)
+	if err != nil || names[0] != "demo__read_file" || names[1] != "other__read_file" {
+		t.Errorf("ExposedNames = %v, %v; want namespaced names on collision", names, err)
+	}
+
+	for _, tc := range []struct {
+		name   string
+		mutate func(*Config)
+		want   []string
+	}{
+		{"listen", func(c *Config) { c.Server.Listen = "9000" }, []string{`server.listen: invalid address "9000"`}},
+		{"body bound", func(c *Config) { c.Server.MaxBodyBytes = 1 << 30 }, []string{"server.max_body_bytes: must be between 1024 and 67108864"}},
+		{"upstream kind", func(c *Config) { c.Upstreams[0].URL = "http://x" }, []string{"upstreams[0]: exactly one of command, url or builtin"}},
+		{"upstream url creds", func(c *Config) { c.Upstreams[1].URL = "https://u:p@x.example.com" }, []string{"upstreams[1].url: must not carry credentials"}},
+		{"tool class", func(c *Config) { c.Tools[0].Class = "harmless" }, []string{`tools[0].class: must be one of read, write, external, destructive, got "harmless"`}},
+		{"tool upstream", func(c *Config) { c.Tools[0].Upstream = "nope" }, []string{`tools[0].upstream: unknown upstream "nope"`}},
+		{"pin format", func(c *Config) { c.Tools[0].Pin = "md5:abc" }, []string{"tools[0].pin"}},
+		{"expose collision", func(c *Config) { c.Tools[0].ExposeAs = "read_file" }, []string{`tools[1]: exposed name "read_file" is already used by tools[0]`}},
+		{"agent owner", func(c *Config) { c.Agents[0].Owner = "" }, []string{"agents[0].owner: is required"}},
+		{"agent token", func(c *Config) { c.Agents[0].TokenSHA256 = "plaintext-token" }, []string{"agents[0].token_sha256"}},
+		{"agent env", func(c *Config) { c.Agents[0].Environment = "staging" }, []string{`agents[0].environment: must be dev, test or prod, got "staging"`}},
+		{"all at once", func(c *Config) {
+			c.Server.Listen = "bad"
+			c.Agents[0].Owner = ""
+			c.Log.Level = "loud"
+		}, []string{"server.listen", "agents[0].owner", "log.level"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, _ := Parse([]byte(validBase))
+			c.ApplyDefaults()
+			tc.mutate(c)
+			err := c.Validate()
+			if err == nil {
+				t.Fatalf("Validate() = nil, want errors %q", tc.want)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("Validate() = %v\nwant it to contain %q", err, w)
+				}
+			}
+		})
+	}
+}
+
+func TestExpandUnsetIsError(t *testing.T) {
+	c := &Config{Upstreams: []Upstream{{Name: "x", Env: map[string]string{"K": "${NOPE}"}}}}
+	err := Expand(c, func(string) (string, bool) { return "", false })
+	if err == nil || !strings.Contains(err.Error(), "NOPE") || !strings.Contains(err.Error(), "upstreams[0].env.K") {
+		t.Errorf("Expand = %v, want an error naming the field and the variable", err)
+	}
+}
+
+// FuzzParse: the configuration decoder never panics, and whatever it accepts can be
+// defaulted and validated without panicking.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(validBase))
+	f.Add([]byte("server:\n  listen: 127.0.0.1:1\n  read_timeout: 5s\n"))
+	f.Add([]byte("tools:\n  - {upstream: a, name: b, class: read, arguments: {p: {path_prefixes: [/x]}}}\n"))
+	f.Add([]byte("{{{"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse(data)
+		if err != nil {
+			return
+		}
+		c.ApplyDefaults()
+		_ = c.Validate()
+		_, _ = c.Redacted().Marshal()
+	})
+}

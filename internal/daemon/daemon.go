@@ -1,0 +1,521 @@
+// Package daemon builds every subsystem from a validated configuration, starts them in order
+// and shuts them down in reverse: store, audit log, policy, registry, upstreams, pipeline,
+// MCP ingress and admin API.
+package daemon
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/chaperone-dev/chaperone/internal/api"
+	"github.com/chaperone-dev/chaperone/internal/audit"
+	"github.com/chaperone-dev/chaperone/internal/config"
+	"github.com/chaperone-dev/chaperone/internal/demo"
+	"github.com/chaperone-dev/chaperone/internal/gateway"
+	"github.com/chaperone-dev/chaperone/internal/identity"
+	"github.com/chaperone-dev/chaperone/internal/pipeline"
+	"github.com/chaperone-dev/chaperone/internal/policy"
+	"github.com/chaperone-dev/chaperone/internal/registry"
+	"github.com/chaperone-dev/chaperone/internal/store/sqlite"
+	"github.com/chaperone-dev/chaperone/internal/upstream"
+)
+
+// Version is the gateway's version, reported as serverInfo.
+var Version = "0.1.0-dev"
+
+// Options are what the command line adds to the configuration.
+type Options struct {
+	Logger *slog.Logger
+	// PolicySources, if set, are used instead of reading cfg.Policy.Paths (the demo's
+	// embedded policy).
+	PolicySources []policy.Source
+	// DemoState receives the demo upstream's state when a builtin demo upstream is configured.
+	DemoState **demo.State
+}
+
+// Daemon is a built gateway, ready to Run.
+type Daemon struct {
+	cfg    *config.Config
+	log    *slog.Logger
+	opts   Options
+	store  *sqlite.DB
+	audit  *audit.Log
+	reg    *registry.Registry
+	gw     *gateway.Gateway
+	ups    map[string]*upstream.Client
+	policy atomic.Pointer[policy.Policy]
+	tools  map[string]policy.ToolInfo
+
+	reloadMu sync.Mutex // serialises policy reloads
+
+	mcpLn, adminLn net.Listener
+	adminToken     string
+	syncCh         map[string]chan struct{}
+	// synced has one channel per upstream, closed after its first successful reconciliation.
+	synced map[string]chan struct{}
+}
+
+// New builds the daemon and binds its listeners. On error everything opened is closed.
+func New(ctx context.Context, cfg *config.Config, opts Options) (d *Daemon, err error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	d = &Daemon{cfg: cfg, log: opts.Logger, opts: opts, ups: map[string]*upstream.Client{}, syncCh: map[string]chan struct{}{}, synced: map[string]chan struct{}{}}
+	defer func() {
+		if err != nil {
+			d.close()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	if d.store, err = sqlite.Open(ctx, cfg.Store.SQLite); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	if d.audit, err = audit.NewLog(ctx, d.store, audit.LogOptions{}); err != nil {
+		return nil, fmt.Errorf("open audit log: %w", err)
+	}
+
+	names, err := config.ExposedNames(cfg.Tools)
+	if err != nil {
+		return nil, err
+	}
+	decls := make([]registry.Declaration, len(cfg.Tools))
+	d.tools = map[string]policy.ToolInfo{}
+	for i, t := range cfg.Tools {
+		decls[i] = registry.Declaration{Name: names[i], Upstream: t.Upstream, UpstreamName: t.Name, Class: t.Class, Pin: t.Pin, Overlay: t.Arguments}
+		d.tools[names[i]] = policy.ToolInfo{Class: t.Class}
+	}
+	if _, err := d.loadPolicy(ctx); err != nil {
+		return nil, err
+	}
+	d.reg = registry.New(decls, registry.Options{
+		QuarantineFirstUse: cfg.Registry.FirstUse == "quarantine",
+		Pins:               pinStore{d.store},
+		Audit:              d.audit,
+		Logger:             d.log.With("component", "registry"),
+	})
+
+	var regs []identity.Registration
+	for _, a := range cfg.Agents {
+		regs = append(regs, identity.Registration{
+			Agent:       identity.Agent{ID: a.ID, Owner: a.Owner, Purpose: a.Purpose, Environment: a.Environment, Labels: a.Labels},
+			TokenSHA256: a.TokenSHA256,
+		})
+	}
+	agents, err := identity.NewRegistry(regs)
+	if err != nil {
+		return nil, fmt.Errorf("agents: %w", err)
+	}
+
+	for _, u := range cfg.Upstreams {
+		uc := upstream.Config{
+			Name: u.Name, Command: u.Command, Args: u.Args, Dir: u.Dir, URL: u.URL, Headers: u.Headers,
+			CallTimeout: u.CallTimeout.D(), Logger: d.log.With("component", "upstream", "upstream", u.Name),
+		}
+		for k, v := range u.Env {
+			uc.Env = append(uc.Env, k+"="+v)
+		}
+		if u.Builtin == "demo" {
+			srv, st := demo.NewServer(demo.Options{})
+			uc.Server = srv
+			if opts.DemoState != nil {
+				*opts.DemoState = st
+			}
+		}
+		ch := make(chan struct{}, 1)
+		d.syncCh[u.Name] = ch
+		d.synced[u.Name] = make(chan struct{})
+		uc.OnToolsChanged = func() {
+			select {
+			case ch <- struct{}{}:
+			default:
+			}
+		}
+		c, err := upstream.New(uc)
+		if err != nil {
+			return nil, fmt.Errorf("upstream %q: %w", u.Name, err)
+		}
+		d.ups[u.Name] = c
+	}
+
+	pl := pipeline.New(pipeline.Options{
+		Tools: d.reg, Policy: d.policy.Load, Upstreams: upstreamSet(d.ups), Audit: d.audit,
+		Logger: d.log.With("component", "pipeline"),
+	})
+	d.gw = gateway.New(gateway.Options{
+		Auth: agents, Calls: pl, Catalog: d.reg, Policy: d.policy.Load, Audit: d.audit,
+		Logger: d.log.With("component", "gateway"), MaxBody: cfg.Server.MaxBodyBytes,
+		MaxSessions: cfg.Server.MaxSessions, SessionIdle: cfg.Server.SessionIdle.D(),
+		Name: "chaperone", Version: Version,
+	})
+
+	if d.mcpLn, err = net.Listen("tcp", cfg.Server.Listen); err != nil {
+		return nil, fmt.Errorf("listen %s: %w", cfg.Server.Listen, err)
+	}
+	if cfg.Admin.Listen != "off" {
+		if d.adminToken, err = adminToken(cfg.Admin.TokenFile); err != nil {
+			return nil, err
+		}
+		if d.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+			return nil, fmt.Errorf("listen %s: %w", cfg.Admin.Listen, err)
+		}
+	}
+	return d, nil
+}
+
+// MCPURL is the agent endpoint's URL.
+func (d *Daemon) MCPURL() string {
+	return "http://" + d.mcpLn.Addr().String() + d.cfg.Server.Path
+}
+
+// AdminURL is the admin API's base URL, or "" when it is off.
+func (d *Daemon) AdminURL() string {
+	if d.adminLn == nil {
+		return ""
+	}
+	return "http://" + d.adminLn.Addr().String()
+}
+
+// Registry returns the tool registry.
+func (d *Daemon) Registry() *registry.Registry { return d.reg }
+
+// Policy returns the policy in force.
+func (d *Daemon) Policy() *policy.Policy { return d.policy.Load() }
+
+// Run serves until ctx is done, then shuts down: listeners first, then upstreams, then the
+// audit log (flushed) and the store.
+func (d *Daemon) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	errc := make(chan error, 4)
+	for name, c := range d.ups {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			if err := c.Run(ctx); err != nil {
+				d.log.ErrorContext(ctx, "upstream stopped", "upstream", name, "err", err)
+			}
+		}()
+		go func() {
+			defer wg.Done()
+			d.syncLoop(ctx, name, c)
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		d.gw.Run(ctx)
+	}()
+
+	mux := http.NewServeMux()
+	mux.Handle(d.cfg.Server.Path, d.gw)
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", d.ready)
+	servers := []*http.Server{d.httpServer(mux)}
+	lns := []net.Listener{d.mcpLn}
+	if d.adminLn != nil {
+		servers = append(servers, d.httpServer(api.New(api.Options{
+			Token: d.adminToken, Registry: d.reg, Reload: d.ReloadPolicy, Policy: d.policy.Load,
+			Status: d.status, Logger: d.log.With("component", "api"),
+		})))
+		lns = append(lns, d.adminLn)
+	}
+	for i, s := range servers {
+		go func() {
+			if err := s.Serve(lns[i]); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				errc <- fmt.Errorf("serve %s: %w", lns[i].Addr(), err)
+			}
+		}()
+	}
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errc:
+	}
+	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer scancel()
+	for _, s := range servers {
+		if err := s.Shutdown(sctx); err != nil {
+			d.log.Warn("http shutdown", "err", err)
+		}
+	}
+	cancel()
+	wg.Wait()
+	return errors.Join(runErr, d.close())
+}
+
+func (d *Daemon) httpServer(h http.Handler) *http.Server {
+	s := d.cfg.Server
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: s.ReadHeaderTimeout.D(),
+		ReadTimeout:       s.ReadTimeout.D(),
+		WriteTimeout:      s.WriteTimeout.D(),
+		IdleTimeout:       s.IdleTimeout.D(),
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(d.log.Handler(), slog.LevelWarn),
+	}
+}
+
+func (d *Daemon) close() error {
+	var errs []error
+	if d.mcpLn != nil {
+		d.mcpLn.Close()
+	}
+	if d.adminLn != nil {
+		d.adminLn.Close()
+	}
+	if d.audit != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		errs = append(errs, d.audit.Close(ctx))
+		cancel()
+		d.audit = nil
+	}
+	if d.store != nil {
+		errs = append(errs, d.store.Close())
+		d.store = nil
+	}
+	return errors.Join(errs...)
+}
+
+// syncLoop reconciles the registry with an upstream's tool list after every (re)connect and
+// change notification, and every refresh interval.
+func (d *Daemon) syncLoop(ctx context.Context, name string, c *upstream.Client) {
+	first := d.synced[name]
+	var tick <-chan time.Time
+	if iv := d.cfg.Registry.RefreshInterval.D(); iv > 0 {
+		t := time.NewTicker(iv)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.syncCh[name]:
+		case <-tick:
+		}
+		if err := d.SyncUpstream(ctx, name); err != nil {
+			if ctx.Err() == nil {
+				d.log.WarnContext(ctx, "tool sync failed", "upstream", name, "err", err)
+			}
+			continue
+		}
+		if first != nil {
+			close(first)
+			first = nil
+		}
+	}
+}
+
+// WaitSynced waits until every upstream's tools have been reconciled once, or ctx is done.
+// It needs Run to be running.
+func (d *Daemon) WaitSynced(ctx context.Context) error {
+	for name, ch := range d.synced {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("upstream %q not reached yet: %w", name, ctx.Err())
+		}
+	}
+	return nil
+}
+
+// SyncUpstream lists an upstream's tools now and reconciles the registry with them.
+func (d *Daemon) SyncUpstream(ctx context.Context, name string) error {
+	c, ok := d.ups[name]
+	if !ok {
+		return fmt.Errorf("unknown upstream %q", name)
+	}
+	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	tools, err := c.Tools(lctx)
+	if err != nil {
+		return fmt.Errorf("list tools: %w", err)
+	}
+	return d.reg.Sync(ctx, name, tools)
+}
+
+// ReloadPolicy recompiles the policy files. On any error the policy in force stays.
+func (d *Daemon) ReloadPolicy(ctx context.Context) (string, error) {
+	return d.loadPolicy(ctx)
+}
+
+func (d *Daemon) loadPolicy(ctx context.Context) (string, error) {
+	d.reloadMu.Lock()
+	defer d.reloadMu.Unlock()
+	srcs := d.opts.PolicySources
+	if srcs == nil {
+		var err error
+		if srcs, err = ReadPolicySources(d.cfg.Policy.Paths); err != nil {
+			d.auditPolicy(ctx, audit.KindPolicyRejected, "", err)
+			return "", fmt.Errorf("load policy: %w", err)
+		}
+	}
+	p, err := policy.Compile(srcs, d.tools)
+	if err != nil {
+		d.auditPolicy(ctx, audit.KindPolicyRejected, "", err)
+		return "", fmt.Errorf("load policy: %w", err)
+	}
+	if old := d.policy.Load(); old != nil && old.Version() == p.Version() {
+		return p.Version(), nil
+	}
+	d.auditPolicy(ctx, audit.KindPolicyLoaded, p.Version(), nil)
+	d.policy.Store(p)
+	d.log.InfoContext(ctx, "policy loaded", "version", p.Version(), "rules", p.Rules())
+	return p.Version(), nil
+}
+
+func (d *Daemon) auditPolicy(ctx context.Context, kind, version string, err error) {
+	e := &audit.Event{Time: time.Now(), Kind: kind, PolicyVersion: version}
+	if err != nil {
+		e.Detail = truncate(err.Error(), 2000)
+	}
+	if aerr := d.audit.Append(ctx, e); aerr != nil {
+		d.log.ErrorContext(ctx, "audit append failed", "kind", kind, "err", aerr)
+	}
+}
+
+// ReadPolicySources reads policy files: each path is a file, or a directory whose *.yaml and
+// *.yml files are read in name order. A path that matches no file is an error.
+func ReadPolicySources(paths []string) ([]policy.Source, error) {
+	var srcs []policy.Source
+	if len(paths) == 0 {
+		return nil, errors.New("policy.paths is empty: with no policy every call is denied; give at least one file")
+	}
+	for _, p := range paths {
+		fi, err := os.Stat(p)
+		if err != nil {
+			return nil, err
+		}
+		files := []string{p}
+		if fi.IsDir() {
+			files = nil
+			for _, pat := range []string{"*.yaml", "*.yml"} {
+				m, _ := filepath.Glob(filepath.Join(p, pat))
+				files = append(files, m...)
+			}
+			if len(files) == 0 {
+				return nil, fmt.Errorf("%s: no *.yaml or *.yml policy files", p)
+			}
+		}
+		for _, f := range files {
+			data, err := readBounded(f, config.MaxFileBytes)
+			if err != nil {
+				return nil, err
+			}
+			srcs = append(srcs, policy.Source{Name: f, Data: data})
+		}
+	}
+	return srcs, nil
+}
+
+func readBounded(path string, limit int64) ([]byte, error) {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size() > limit {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, limit)
+	}
+	return os.ReadFile(path)
+}
+
+func (d *Daemon) ready(w http.ResponseWriter, r *http.Request) {
+	var down []string
+	for name, c := range d.ups {
+		if !c.Ready() {
+			down = append(down, name)
+		}
+	}
+	if len(down) > 0 {
+		w.WriteHeader(http.StatusServiceUnavailable)
+		fmt.Fprintf(w, "not ready: upstreams down: %s\n", strings.Join(down, ", "))
+		return
+	}
+	w.Write([]byte("ready\n"))
+}
+
+func (d *Daemon) status() api.Status {
+	st := api.Status{Version: Version, PolicyVersion: d.policy.Load().Version(), Sessions: d.gw.Sessions(), Upstreams: map[string]bool{}}
+	for name, c := range d.ups {
+		st.Upstreams[name] = c.Ready()
+	}
+	return st
+}
+
+// adminToken reads the admin token file, creating it with a fresh random token (0600) if it
+// does not exist.
+func adminToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		t := strings.TrimSpace(string(b))
+		if len(t) < 32 {
+			return "", fmt.Errorf("admin token file %s: token shorter than 32 characters", path)
+		}
+		return t, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	var raw [32]byte
+	rand.Read(raw[:])
+	t := "chpadm_" + base64.RawURLEncoding.EncodeToString(raw[:])
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	if _, err := f.WriteString(t + "\n"); err != nil {
+		f.Close()
+		return "", fmt.Errorf("admin token: %w", err)
+	}
+	return t, f.Close()
+}
+
+// upstreamSet routes calls to the upstream that owns a tool.
+type upstreamSet map[string]*upstream.Client
+
+func (s upstreamSet) Call(ctx context.Context, up, tool string, args json.RawMessage) (json.RawMessage, error) {
+	c, ok := s[up]
+	if !ok {
+		return nil, fmt.Errorf("unknown upstream %q: %w", up, upstream.ErrUnavailable)
+	}
+	return c.Call(ctx, tool, args)
+}
+
+// pinStore adapts the SQLite store to the registry's PinStore.
+type pinStore struct{ db *sqlite.DB }
+
+func (p pinStore) Pin(ctx context.Context, tool string) (registry.Pin, bool, error) {
+	sp, ok, err := p.db.Pin(ctx, tool)
+	return registry.Pin(sp), ok, err
+}
+
+func (p pinStore) SetPin(ctx context.Context, rp registry.Pin) error {
+	return p.db.SetPin(ctx, sqlite.Pin(rp))
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,66 @@
+package daemon
+
+import (
+	_ "embed"
+	"path/filepath"
+
+	"github.com/chaperone-dev/chaperone/internal/argcheck"
+	"github.com/chaperone-dev/chaperone/internal/config"
+	"github.com/chaperone-dev/chaperone/internal/identity"
+	"github.com/chaperone-dev/chaperone/internal/policy"
+)
+
+//go:embed demo-policy.yaml
+var demoPolicy []byte
+
+// DemoAgent is the id of the demo's agent.
+const DemoAgent = "demo-assistant"
+
+// Demo is the demo gateway's configuration, the demo agent's fresh bearer token and the
+// embedded demo policy.
+type Demo struct {
+	Config *config.Config
+	Token  string
+	Policy []policy.Source
+}
+
+// DemoConfig returns a validated configuration for `chaperone serve --demo`: the built-in
+// demo upstream, its seven tools with their risk classes and argument overlays, one agent
+// with a new random token, and the embedded demo policy. State lives under dataDir.
+func DemoConfig(dataDir, listen, adminListen string) (*Demo, error) {
+	token, sha := identity.NewToken()
+	maxLen := func(n int) *int { return &n }
+	c := &config.Config{
+		DataDir:   dataDir,
+		Server:    config.Server{Listen: listen},
+		Admin:     config.Admin{Listen: adminListen},
+		Upstreams: []config.Upstream{{Name: "demo", Builtin: "demo"}},
+		Tools: []config.Tool{
+			{Upstream: "demo", Name: "read_inbox", Class: "read"},
+			{Upstream: "demo", Name: "read_file", Class: "read", Arguments: argcheck.Overlay{
+				"path": {PathPrefixes: []string{"/srv/demo"}, MaxLength: maxLen(512)},
+			}},
+			{Upstream: "demo", Name: "fetch_url", Class: "external", Arguments: argcheck.Overlay{
+				"url": {URLHosts: []string{"docs.example.com"}},
+			}},
+			{Upstream: "demo", Name: "create_ticket", Class: "write"},
+			{Upstream: "demo", Name: "send_email", Class: "external", Arguments: argcheck.Overlay{
+				"subject": {MaxLength: maxLen(200)},
+			}},
+			{Upstream: "demo", Name: "transfer_money", Class: "destructive", Arguments: argcheck.Overlay{
+				"recipient_iban": {Pattern: `[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}`},
+			}},
+			{Upstream: "demo", Name: "delete_record", Class: "destructive"},
+		},
+		Agents: []config.Agent{{
+			ID: DemoAgent, Owner: "demo@example.com", Purpose: "reads mail and files, opens tickets, pays bills",
+			Environment: "dev", TokenSHA256: sha,
+		}},
+		Policy: config.Policy{Paths: []string{"(embedded) demo-policy.yaml"}},
+	}
+	c.ApplyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, err
+	}
+	return &Demo{Config: c, Token: token, Policy: []policy.Source{{Name: filepath.Join("demo", "demo-policy.yaml"), Data: demoPolicy}}}, nil
+}

@@ -1,0 +1,555 @@
+// Package gateway is the MCP ingress: the one streamable HTTP endpoint agents connect to.
+//
+// It speaks the server side of MCP's streamable HTTP transport itself rather than through
+// the MCP SDK's server: a gateway only needs initialize, server/discover, ping, tools/list and
+// tools/call, and the SDK server's generic machinery costs more CPU per call than this
+// project's whole per-call budget (see BENCHMARKS.md). Every response is a single
+// application/json body, which the transport allows for every request.
+//
+// Order of checks for every POST: authenticate (before anything is parsed; failures are
+// audited), content type, body size, JSON-RPC framing, protocol version and standard
+// headers, session, then the method. A tools/call goes to the [pipeline].
+//
+// Protocol revisions: 2026-07-28 (sessionless: server/discover and per-request _meta) and the
+// initialize-based 2025-11-25, 2025-06-18, 2025-03-26 and 2024-11-05 over streamable HTTP.
+// The 2024-11-05 HTTP+SSE transport (GET /sse) is not served.
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/chaperone-dev/chaperone/internal/audit"
+	"github.com/chaperone-dev/chaperone/internal/identity"
+	"github.com/chaperone-dev/chaperone/internal/pipeline"
+	"github.com/chaperone-dev/chaperone/internal/policy"
+	"github.com/chaperone-dev/chaperone/internal/registry"
+)
+
+// Protocol versions, newest first.
+const (
+	Version20260728 = "2026-07-28"
+	Version20251125 = "2025-11-25"
+)
+
+// Versions are the protocol revisions served, newest first.
+var Versions = []string{Version20260728, Version20251125, "2025-06-18", "2025-03-26", "2024-11-05"}
+
+// legacyVersions are the revisions negotiated by initialize.
+var legacyVersions = Versions[1:]
+
+// JSON-RPC and MCP error codes.
+const (
+	codeParseError          = -32700
+	codeInvalidRequest      = -32600
+	codeMethodNotFound      = -32601
+	codeInvalidParams       = -32602
+	codeUnauthenticated     = -32001
+	codeSessionNotFound     = -32002
+	codeHeaderMismatch      = -32020
+	codeUnsupportedProtocol = -32022
+)
+
+// Authenticator checks an Authorization header.
+type Authenticator interface {
+	Authenticate(header string) (*identity.Agent, identity.Failure, error)
+}
+
+// Calls runs tool calls.
+type Calls interface {
+	Handle(ctx context.Context, c *pipeline.Call) pipeline.Outcome
+}
+
+// Catalog lists the registry's tools.
+type Catalog interface {
+	Tools() []*registry.Tool
+}
+
+// Auditor records events.
+type Auditor interface {
+	Append(ctx context.Context, e *audit.Event) error
+}
+
+// Options configures a [Gateway].
+type Options struct {
+	Auth        Authenticator
+	Calls       Calls
+	Catalog     Catalog
+	Policy      func() *policy.Policy
+	Audit       Auditor
+	Logger      *slog.Logger
+	MaxBody     int64
+	MaxSessions int
+	SessionIdle time.Duration
+	// Name and Version are the serverInfo agents see.
+	Name, Version string
+	Now           func() time.Time
+}
+
+// Gateway is the MCP endpoint. It is an http.Handler.
+type Gateway struct {
+	opts Options
+
+	// mu guards sessions.
+	mu       sync.Mutex
+	sessions map[string]*session
+}
+
+type session struct {
+	id       string
+	agentID  string
+	protocol string
+	calls    atomic.Int64
+	lastSeen atomic.Int64 // unix nanos
+}
+
+// New returns a gateway.
+func New(opts Options) *Gateway {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.MaxBody == 0 {
+		opts.MaxBody = 1 << 20
+	}
+	if opts.MaxSessions == 0 {
+		opts.MaxSessions = 10000
+	}
+	if opts.SessionIdle == 0 {
+		opts.SessionIdle = 30 * time.Minute
+	}
+	if opts.Name == "" {
+		opts.Name = "chaperone"
+	}
+	return &Gateway{opts: opts, sessions: map[string]*session{}}
+}
+
+// Sessions returns the number of live sessions.
+func (g *Gateway) Sessions() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.sessions)
+}
+
+// Run expires idle sessions until ctx is done.
+func (g *Gateway) Run(ctx context.Context) error {
+	t := time.NewTicker(g.opts.SessionIdle / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			g.expire()
+		}
+	}
+}
+
+func (g *Gateway) expire() int {
+	cutoff := g.opts.Now().Add(-g.opts.SessionIdle).UnixNano()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := 0
+	for id, s := range g.sessions {
+		if s.lastSeen.Load() < cutoff {
+			delete(g.sessions, id)
+			n++
+		}
+	}
+	return n
+}
+
+// message is one JSON-RPC message from a client.
+type message struct {
+	JSONRPC string          `json:"jsonrpc"`
+	ID      json.RawMessage `json:"id"`
+	Method  string          `json:"method"`
+	Params  json.RawMessage `json:"params"`
+	Result  json.RawMessage `json:"result"`
+	Error   json.RawMessage `json:"error"`
+}
+
+// ServeHTTP implements http.Handler.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	rid := newID("req")
+	agent, failure, err := g.opts.Auth.Authenticate(r.Header.Get("Authorization"))
+	if err != nil {
+		g.auditAuthFailure(ctx, rid, r, failure)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="chaperone"`)
+		writeError(w, http.StatusUnauthorized, nil, codeUnauthenticated, "unauthenticated: a valid bearer token is required")
+		return
+	}
+	switch r.Method {
+	case http.MethodPost:
+	case http.MethodDelete:
+		g.deleteSession(w, r, agent)
+		return
+	default:
+		// No server-initiated stream: this gateway never sends requests or notifications of
+		// its own, so GET (the SSE listening stream) is not offered.
+		w.Header().Set("Allow", "POST, DELETE")
+		writeError(w, http.StatusMethodNotAllowed, nil, codeInvalidRequest, "method not allowed: use POST")
+		return
+	}
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+		writeError(w, http.StatusUnsupportedMediaType, nil, codeInvalidRequest, "unsupported content type: must be application/json")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, g.opts.MaxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, http.StatusRequestEntityTooLarge, nil, codeInvalidRequest, fmt.Sprintf("request body larger than %d bytes", g.opts.MaxBody))
+			return
+		}
+		writeError(w, http.StatusBadRequest, nil, codeParseError, "request body could not be read")
+		return
+	}
+	body = bytes.TrimSpace(body)
+	if len(body) > 0 && body[0] == '[' {
+		writeError(w, http.StatusBadRequest, nil, codeInvalidRequest, "JSON-RPC batches are not supported: send one message per request")
+		return
+	}
+	var m message
+	if err := json.Unmarshal(body, &m); err != nil {
+		writeError(w, http.StatusBadRequest, nil, codeParseError, "parse error: body is not a JSON-RPC message")
+		return
+	}
+	if m.JSONRPC != "2.0" {
+		writeError(w, http.StatusBadRequest, validID(m.ID), codeInvalidRequest, `invalid request: "jsonrpc" must be "2.0"`)
+		return
+	}
+	if m.Method == "" {
+		if len(m.ID) > 0 && (m.Result != nil || m.Error != nil) {
+			// A response to a server request; this server sends none, so there is nothing to match.
+			w.WriteHeader(http.StatusAccepted)
+			return
+		}
+		writeError(w, http.StatusBadRequest, validID(m.ID), codeInvalidRequest, `invalid request: "method" is required`)
+		return
+	}
+	isNotification := len(m.ID) == 0
+	if !isNotification && validID(m.ID) == nil {
+		writeError(w, http.StatusBadRequest, nil, codeInvalidRequest, `invalid request: "id" must be a string or an integer`)
+		return
+	}
+
+	proto, herr := g.checkHeaders(r, &m)
+	if herr != nil {
+		writeError(w, http.StatusBadRequest, m.ID, herr.code, herr.msg)
+		return
+	}
+
+	var sess *session
+	if sid := r.Header.Get("Mcp-Session-Id"); sid != "" && m.Method != "initialize" {
+		sess = g.session(sid, agent.ID)
+		if sess == nil {
+			writeError(w, http.StatusNotFound, m.ID, codeSessionNotFound, "session not found: initialize a new session")
+			return
+		}
+		if proto == "" {
+			proto = sess.protocol
+		}
+		sess.lastSeen.Store(g.opts.Now().UnixNano())
+	}
+
+	if isNotification {
+		// notifications/initialized, notifications/cancelled and the like need no answer.
+		w.WriteHeader(http.StatusAccepted)
+		return
+	}
+	switch m.Method {
+	case "initialize":
+		g.initialize(w, agent, &m)
+	case "server/discover":
+		g.discover(w, &m)
+	case "ping":
+		writeResult(w, m.ID, []byte(`{}`))
+	case "tools/list":
+		g.listTools(w, agent, &m, proto)
+	case "tools/call":
+		g.callTool(ctx, w, rid, agent, sess, &m, proto)
+	default:
+		writeError(w, http.StatusOK, m.ID, codeMethodNotFound, fmt.Sprintf("method not found: %q is not offered by this gateway", truncate(m.Method, 64)))
+	}
+}
+
+type headerError struct {
+	code int
+	msg  string
+}
+
+// checkHeaders validates Mcp-Protocol-Version and, for 2026-07-28, the standard headers and
+// the per-request _meta protocol version. A header that disagrees with the body is refused:
+// an intermediary that routes or filters on headers must see what the gateway executes.
+func (g *Gateway) checkHeaders(r *http.Request, m *message) (string, *headerError) {
+	hv := r.Header.Get("Mcp-Protocol-Version")
+	if hv != "" && !slices.Contains(Versions, hv) {
+		return "", &headerError{codeUnsupportedProtocol, fmt.Sprintf("unsupported protocol version %q (supported: %v)", truncate(hv, 32), Versions)}
+	}
+	var meta struct {
+		Meta map[string]json.RawMessage `json:"_meta"`
+		Name string                     `json:"name"`
+	}
+	// Decoding params twice costs; only requests that can carry the 2026-07-28 fields pay.
+	if len(m.Params) > 0 && m.Params[0] == '{' && (hv != "" || bytes.Contains(m.Params, []byte(`"_meta"`))) {
+		_ = json.Unmarshal(m.Params, &meta)
+	}
+	var mv string
+	if raw, ok := meta.Meta["io.modelcontextprotocol/protocolVersion"]; ok {
+		if err := json.Unmarshal(raw, &mv); err != nil || !slices.Contains(Versions, mv) {
+			return "", &headerError{codeUnsupportedProtocol, "unsupported protocol version in _meta"}
+		}
+	}
+	if hv < Version20260728 && mv < Version20260728 {
+		return hv, nil
+	}
+	if hv != mv {
+		return "", &headerError{codeHeaderMismatch, "Mcp-Protocol-Version header does not match the request's _meta protocol version"}
+	}
+	if r.Header.Get("Mcp-Method") != m.Method {
+		return "", &headerError{codeHeaderMismatch, "Mcp-Method header is missing or does not match the request method"}
+	}
+	if m.Method == "tools/call" && r.Header.Get("Mcp-Name") != meta.Name {
+		return "", &headerError{codeHeaderMismatch, "Mcp-Name header is missing or does not match the tool name"}
+	}
+	return hv, nil
+}
+
+func (g *Gateway) session(id, agentID string) *session {
+	g.mu.Lock()
+	s := g.sessions[id]
+	g.mu.Unlock()
+	// A session belongs to the agent that created it; to any other it does not exist.
+	if s == nil || s.agentID != agentID {
+		return nil
+	}
+	return s
+}
+
+func (g *Gateway) deleteSession(w http.ResponseWriter, r *http.Request, agent *identity.Agent) {
+	id := r.Header.Get("Mcp-Session-Id")
+	if id == "" || g.session(id, agent.ID) == nil {
+		writeError(w, http.StatusNotFound, nil, codeSessionNotFound, "session not found")
+		return
+	}
+	g.mu.Lock()
+	delete(g.sessions, id)
+	g.mu.Unlock()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (g *Gateway) initialize(w http.ResponseWriter, agent *identity.Agent, m *message) {
+	var p struct {
+		ProtocolVersion string `json:"protocolVersion"`
+	}
+	if err := json.Unmarshal(m.Params, &p); err != nil || p.ProtocolVersion == "" {
+		writeError(w, http.StatusOK, m.ID, codeInvalidParams, "invalid params: initialize needs protocolVersion")
+		return
+	}
+	// Negotiate: the client's version if this server speaks it, else the newest legacy one.
+	version := legacyVersions[0]
+	if slices.Contains(legacyVersions, p.ProtocolVersion) {
+		version = p.ProtocolVersion
+	}
+	s := &session{id: newID("ses"), agentID: agent.ID, protocol: version}
+	s.lastSeen.Store(g.opts.Now().UnixNano())
+	g.mu.Lock()
+	if len(g.sessions) >= g.opts.MaxSessions {
+		g.mu.Unlock()
+		g.expire()
+		g.mu.Lock()
+	}
+	full := len(g.sessions) >= g.opts.MaxSessions
+	if !full {
+		g.sessions[s.id] = s
+	}
+	g.mu.Unlock()
+	if full {
+		writeError(w, http.StatusServiceUnavailable, m.ID, codeInvalidRequest, fmt.Sprintf("too many sessions (limit %d): try again later", g.opts.MaxSessions))
+		return
+	}
+	res, _ := json.Marshal(map[string]any{
+		"protocolVersion": version,
+		"capabilities":    map[string]any{"tools": map[string]any{}},
+		"serverInfo":      map[string]string{"name": g.opts.Name, "version": g.opts.Version},
+		"instructions":    instructions,
+	})
+	w.Header().Set("Mcp-Session-Id", s.id)
+	writeResult(w, m.ID, res)
+}
+
+const instructions = "Tools here are governed by Chaperone: calls may be refused by policy with a reason code; a refusal is final for that call."
+
+func (g *Gateway) discover(w http.ResponseWriter, m *message) {
+	res, _ := json.Marshal(map[string]any{
+		"supportedVersions": Versions,
+		"capabilities":      map[string]any{"tools": map[string]any{}},
+		"instructions":      instructions,
+		"resultType":        "complete",
+		"ttlMs":             0,
+		"_meta": map[string]any{
+			"io.modelcontextprotocol/serverInfo": map[string]string{"name": g.opts.Name, "version": g.opts.Version},
+		},
+	})
+	writeResult(w, m.ID, res)
+}
+
+// VisibleTools returns the listings of the tools an agent may see: active in the registry
+// and possibly allowed by policy.
+func (g *Gateway) VisibleTools(agentID string) []json.RawMessage {
+	pol := g.opts.Policy()
+	var out []json.RawMessage
+	for _, t := range g.opts.Catalog.Tools() {
+		if t.Status == registry.StatusActive && pol.Visible(agentID, t.Name) {
+			out = append(out, t.Listing)
+		}
+	}
+	return out
+}
+
+func (g *Gateway) listTools(w http.ResponseWriter, agent *identity.Agent, m *message, proto string) {
+	var b bytes.Buffer
+	b.WriteString(`{"tools":[`)
+	for i, l := range g.VisibleTools(agent.ID) {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.Write(l)
+	}
+	b.WriteString(`]`)
+	if proto >= Version20260728 {
+		b.WriteString(`,"resultType":"complete","ttlMs":0`)
+	}
+	b.WriteString(`}`)
+	writeResult(w, m.ID, b.Bytes())
+}
+
+func (g *Gateway) callTool(ctx context.Context, w http.ResponseWriter, rid string, agent *identity.Agent, sess *session, m *message, proto string) {
+	var p struct {
+		Name      string          `json:"name"`
+		Arguments json.RawMessage `json:"arguments"`
+	}
+	if err := json.Unmarshal(m.Params, &p); err != nil || p.Name == "" {
+		writeError(w, http.StatusOK, m.ID, codeInvalidParams, `invalid params: tools/call needs "name" and optional "arguments"`)
+		return
+	}
+	c := &pipeline.Call{RequestID: rid, Agent: agent, Tool: p.Name, Arguments: p.Arguments}
+	if sess != nil {
+		c.SessionID = sess.id
+		c.SessionCalls = sess.calls.Add(1)
+	}
+	out := g.opts.Calls.Handle(ctx, c)
+	if out.Refusal != nil {
+		writeResult(w, m.ID, refusalResult(rid, out.Refusal, proto))
+		return
+	}
+	writeResult(w, m.ID, out.Result)
+}
+
+// refusalResult renders a refusal as a CallToolResult with isError set: a stable reason code
+// and one sentence for the model, and the same in _meta for programs.
+func refusalResult(rid string, r *pipeline.Refusal, proto string) []byte {
+	type refusal struct {
+		Reason    string   `json:"reason"`
+		Rules     []string `json:"rules,omitempty"`
+		RequestID string   `json:"request_id"`
+	}
+	res := map[string]any{
+		"content": []map[string]string{{"type": "text", "text": fmt.Sprintf("Refused by Chaperone (%s): %s", r.Code, r.Message)}},
+		"isError": true,
+		"_meta":   map[string]any{"dev.chaperone/refusal": refusal{Reason: string(r.Code), Rules: r.Rules, RequestID: rid}},
+	}
+	if proto >= Version20260728 {
+		res["resultType"] = "complete"
+	}
+	b, _ := json.Marshal(res)
+	return b
+}
+
+func (g *Gateway) auditAuthFailure(ctx context.Context, rid string, r *http.Request, f identity.Failure) {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	err := g.opts.Audit.Append(actx, &audit.Event{
+		Time: g.opts.Now(), Kind: audit.KindAuthFailed, RequestID: rid,
+		Decision: "refused", Reason: string(pipeline.CodeUnauthenticated), Message: "authentication failed",
+		Detail: fmt.Sprintf("%s from %s", f, r.RemoteAddr),
+	})
+	if err != nil {
+		g.opts.Logger.ErrorContext(ctx, "audit append failed", "request_id", rid, "err", err)
+	}
+}
+
+// validID returns id if it is a JSON string or integer, else nil.
+func validID(id json.RawMessage) json.RawMessage {
+	if len(id) == 0 {
+		return nil
+	}
+	switch id[0] {
+	case '"':
+		var s string
+		if json.Unmarshal(id, &s) == nil {
+			return id
+		}
+	default:
+		if _, err := strconv.ParseInt(string(id), 10, 64); err == nil {
+			return id
+		}
+	}
+	return nil
+}
+
+func writeResult(w http.ResponseWriter, id json.RawMessage, result []byte) {
+	w.Header().Set("Content-Type", "application/json")
+	b := make([]byte, 0, len(result)+len(id)+40)
+	b = append(b, `{"jsonrpc":"2.0","id":`...)
+	b = append(b, id...)
+	b = append(b, `,"result":`...)
+	b = append(b, result...)
+	b = append(b, '}')
+	w.Write(b)
+}
+
+func writeError(w http.ResponseWriter, status int, id json.RawMessage, code int, msg string) {
+	if len(id) == 0 {
+		id = json.RawMessage("null")
+	}
+	body, _ := json.Marshal(map[string]any{
+		"jsonrpc": "2.0",
+		"id":      id,
+		"error":   map[string]any{"code": code, "message": msg},
+	})
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+func newID(prefix string) string {
+	var b [16]byte
+	rand.Read(b[:])
+	return prefix + "_" + base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,207 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/chaperone-dev/chaperone/internal/audit"
+	"github.com/chaperone-dev/chaperone/internal/identity"
+	"github.com/chaperone-dev/chaperone/internal/pipeline"
+	"github.com/chaperone-dev/chaperone/internal/policy"
+	"github.com/chaperone-dev/chaperone/internal/registry"
+)
+
+// fakeCalls answers every tool call with a fixed result; it stands in for the pipeline so
+// these tests exercise the ingress alone.
+type fakeCalls struct {
+	handle func(*pipeline.Call) pipeline.Outcome
+}
+
+func (f fakeCalls) Handle(_ context.Context, c *pipeline.Call) pipeline.Outcome { return f.handle(c) }
+
+// discardAudit accepts every event and keeps none.
+type discardAudit struct{}
+
+func (discardAudit) Append(context.Context, *audit.Event) error { return nil }
+
+func newTestGateway(tb testing.TB) (*Gateway, string) {
+	tb.Helper()
+	tok, sha := identity.NewToken()
+	agents, err := identity.NewRegistry([]identity.Registration{{Agent: identity.Agent{ID: "a1"}, TokenSHA256: sha}})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	pol, err := policy.Compile([]policy.Source{{Name: "p.yaml", Data: []byte("rules: []\n")}}, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	result := json.RawMessage(`{"content":[{"type":"text","text":"ok"}]}`)
+	g := New(Options{
+		Auth: agents,
+		Calls: fakeCalls{func(c *pipeline.Call) pipeline.Outcome {
+			if c.Tool == "refuse" {
+				return pipeline.Outcome{Refusal: &pipeline.Refusal{Code: pipeline.CodeDeniedByPolicy, Message: "No.", Rules: []string{"r1"}}}
+			}
+			return pipeline.Outcome{Result: result}
+		}},
+		Catalog: registry.New(nil, registry.Options{}),
+		Policy:  func() *policy.Policy { return pol },
+		Audit:   discardAudit{},
+		MaxBody: 64 << 10,
+	})
+	return g, tok
+}
+
+func do(g *Gateway, token, body string, hdr map[string]string) *httptest.ResponseRecorder {
+	r := httptest.NewRequest(http.MethodPost, "/mcp", strings.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	if token != "" {
+		r.Header.Set("Authorization", "Bearer "+token)
+	}
+	for k, v := range hdr {
+		r.Header.Set(k, v)
+	}
+	w := httptest.NewRecorder()
+	g.ServeHTTP(w, r)
+	return w
+}
+
+func TestRefusalResult(t *testing.T) {
+	g, tok := newTestGateway(t)
+	w := do(g, tok, `{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"refuse","arguments":{}}}`, nil)
+	var resp struct {
+		ID     int `json:"id"`
+		Result struct {
+			IsError bool `json:"isError"`
+			Content []struct{ Text string }
+			Meta    map[string]struct {
+				Reason string   `json:"reason"`
+				Rules  []string `json:"rules"`
+			} `json:"_meta"`
+		} `json:"result"`
+	}
+	if err := json.Unmarshal(w.Body.Bytes(), &resp); err != nil {
+		t.Fatalf("response %q: %v", w.Body, err)
+	}
+	ref := resp.Result.Meta["dev.chaperone/refusal"]
+	if resp.ID != 7 || !resp.Result.IsError || ref.Reason != "denied_by_policy" || len(ref.Rules) != 1 ||
+		!strings.HasPrefix(resp.Result.Content[0].Text, "Refused by Chaperone (denied_by_policy): ") {
+		t.Errorf("refusal = %s", w.Body)
+	}
+}
+
+func TestAllowedResultPassesThrough(t *testing.T) {
+	g, tok := newTestGateway(t)
+	w := do(g, tok, `{"jsonrpc":"2.0","id":"x","method":"tools/call","params":{"name":"t"}}`, nil)
+	want := `{"jsonrpc":"2.0","id":"x","result":{"content":[{"type":"text","text":"ok"}]}}`
+	if got := w.Body.String(); got != want || w.Code != 200 {
+		t.Errorf("tools/call = %d %s, want 200 %s", w.Code, got, want)
+	}
+}
+
+func TestSessionLimit(t *testing.T) {
+	g, tok := newTestGateway(t)
+	g.opts.MaxSessions = 2
+	init := `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18"}}`
+	for i := range 2 {
+		if w := do(g, tok, init, nil); w.Code != 200 || w.Header().Get("Mcp-Session-Id") == "" {
+			t.Fatalf("initialize %d = %d", i, w.Code)
+		}
+	}
+	if w := do(g, tok, init, nil); w.Code != http.StatusServiceUnavailable {
+		t.Errorf("initialize over the limit = %d %s, want 503", w.Code, w.Body)
+	}
+}
+
+func TestInitializeNegotiates(t *testing.T) {
+	g, tok := newTestGateway(t)
+	for _, tc := range []struct{ asked, want string }{
+		{"2025-06-18", "2025-06-18"},
+		{"2024-11-05", "2024-11-05"},
+		{"1999-01-01", "2025-11-25"},
+		{"2026-07-28", "2025-11-25"}, // 2026-07-28 has no initialize: the legacy answer
+	} {
+		w := do(g, tok, `{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"`+tc.asked+`"}}`, nil)
+		var r struct {
+			Result struct {
+				ProtocolVersion string `json:"protocolVersion"`
+			} `json:"result"`
+		}
+		json.Unmarshal(w.Body.Bytes(), &r)
+		if r.Result.ProtocolVersion != tc.want {
+			t.Errorf("initialize(%s) negotiated %q, want %q", tc.asked, r.Result.ProtocolVersion, tc.want)
+		}
+	}
+}
+
+// FuzzServeHTTP throws arbitrary bodies and protocol headers at the ingress: it must never
+// panic, and every answer must be a well-formed JSON-RPC message or an empty 202.
+func FuzzServeHTTP(f *testing.F) {
+	for _, s := range []string{
+		`{"jsonrpc":"2.0","id":1,"method":"tools/list"}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","arguments":{"a":1}}}`,
+		`{"jsonrpc":"2.0","id":"s","method":"initialize","params":{"protocolVersion":"2025-11-25"}}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`,
+		`{"jsonrpc":"2.0","method":"notifications/initialized"}`,
+		`[{"jsonrpc":"2.0","id":1,"method":"ping"}]`,
+		`{"jsonrpc":"2.0","id":1,"result":{}}`,
+		`{"jsonrpc":"2.0","id":null,"method":"ping"}`,
+		`{`,
+	} {
+		f.Add(s, "", "")
+		f.Add(s, "2026-07-28", "tools/call")
+	}
+	g, tok := newTestGateway(f)
+	f.Fuzz(func(t *testing.T, body, version, method string) {
+		hdr := map[string]string{}
+		if version != "" && isToken(version) {
+			hdr["Mcp-Protocol-Version"] = version
+		}
+		if method != "" && isToken(method) {
+			hdr["Mcp-Method"] = method
+			hdr["Mcp-Name"] = "t"
+		}
+		w := do(g, tok, body, hdr)
+		if w.Code == http.StatusAccepted || w.Code == http.StatusNoContent {
+			return
+		}
+		var m map[string]json.RawMessage
+		if err := json.Unmarshal(w.Body.Bytes(), &m); err != nil {
+			t.Fatalf("status %d with a body that is not JSON: %q", w.Code, w.Body)
+		}
+		_, hasResult := m["result"]
+		_, hasError := m["error"]
+		if string(m["jsonrpc"]) != `"2.0"` || hasResult == hasError {
+			t.Fatalf("not a JSON-RPC response: %s", w.Body)
+		}
+	})
+}
+
+// isToken reports whether s can be sent as an HTTP header value in a test request.
+func isToken(s string) bool {
+	for _, r := range s {
+		if r < 0x21 || r > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// BenchmarkServeHTTPCall is the ingress's own cost for one tools/call: authentication,
+// framing, session lookup, dispatch and the response, with the pipeline replaced by a fixed
+// answer.
+func BenchmarkServeHTTPCall(b *testing.B) {
+	g, tok := newTestGateway(b)
+	body := `{"jsonrpc":"2.0","id":42,"method":"tools/call","params":{"name":"read_file","arguments":{"path":"/srv/demo/bills/march.txt"}}}`
+	b.ReportAllocs()
+	for b.Loop() {
+		w := do(g, tok, body, nil)
+		if w.Code != 200 {
+			b.Fatal(w.Code)
+		}
+	}
+}

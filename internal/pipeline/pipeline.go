@@ -1,0 +1,310 @@
+// Package pipeline is the per-call pipeline, independent of transport: one [Call] in, one
+// [Outcome] out. The MCP ingress hands it authenticated calls; later the REST entry, the
+// egress proxy and replay will too.
+//
+// The stages, in order: resolve the tool in the registry (unknown, quarantined, missing),
+// decode and validate the arguments (JSON Schema and overlay), decide by policy, record the
+// intent durably in the audit log, call the upstream, record the outcome. Any stage that
+// cannot do its job refuses the call (fail closed); every refusal is audited, and the agent
+// gets a stable [Code] and one sentence — never internals beyond a rule id.
+package pipeline
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/chaperone-dev/chaperone/internal/argcheck"
+	"github.com/chaperone-dev/chaperone/internal/audit"
+	"github.com/chaperone-dev/chaperone/internal/identity"
+	"github.com/chaperone-dev/chaperone/internal/policy"
+	"github.com/chaperone-dev/chaperone/internal/registry"
+	"github.com/chaperone-dev/chaperone/internal/upstream"
+)
+
+// Code is a stable reason code for a refused call. Agents and operators may branch on it.
+type Code string
+
+// The reason codes.
+const (
+	CodeUnauthenticated  Code = "unauthenticated"
+	CodeUnknownTool      Code = "unknown_tool"
+	CodeQuarantined      Code = "quarantined"
+	CodeToolUnavailable  Code = "tool_unavailable"
+	CodeInvalidArguments Code = "invalid_arguments"
+	CodeDeniedByPolicy   Code = "denied_by_policy"
+	CodeApprovalRequired Code = "approval_required"
+	CodePolicyError      Code = "policy_error"
+	CodeAuditUnavailable Code = "audit_unavailable"
+	CodeUpstreamError    Code = "upstream_error"
+)
+
+// Call is one authenticated tool call.
+type Call struct {
+	RequestID    string
+	Agent        *identity.Agent
+	User         string
+	Task         string
+	SessionID    string
+	SessionCalls int64
+	// Tool is the exposed name the agent used.
+	Tool string
+	// Arguments is the raw JSON of the call's arguments ("" or null mean none).
+	Arguments json.RawMessage
+}
+
+// Outcome is what became of a call: either Result (the upstream's CallToolResult JSON, which
+// may itself be a tool-level error) or Refusal.
+type Outcome struct {
+	Result   json.RawMessage
+	Refusal  *Refusal
+	Decision policy.Decision
+}
+
+// Refusal says why a call did not run.
+type Refusal struct {
+	Code    Code
+	Message string
+	Rules   []string
+}
+
+// Tools resolves exposed tool names.
+type Tools interface {
+	Lookup(name string) (*registry.Tool, bool)
+}
+
+// Upstreams runs calls on the upstream that owns a tool.
+type Upstreams interface {
+	Call(ctx context.Context, upstream, tool string, args json.RawMessage) (json.RawMessage, error)
+}
+
+// Auditor records events durably; Append returns only once the event is committed.
+type Auditor interface {
+	Append(ctx context.Context, e *audit.Event) error
+}
+
+// Options wires a [Pipeline].
+type Options struct {
+	Tools     Tools
+	Policy    func() *policy.Policy
+	Upstreams Upstreams
+	Audit     Auditor
+	Logger    *slog.Logger
+	Now       func() time.Time
+	// AuditTimeout bounds one audit write; it runs detached from the caller's cancellation so
+	// that evidence is not lost when an agent hangs up. Default 10s.
+	AuditTimeout time.Duration
+}
+
+// Pipeline decides and executes calls. It is safe for concurrent use.
+type Pipeline struct {
+	opts Options
+}
+
+// New returns a pipeline.
+func New(opts Options) *Pipeline {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.AuditTimeout == 0 {
+		opts.AuditTimeout = 10 * time.Second
+	}
+	return &Pipeline{opts: opts}
+}
+
+// Handle runs one call through every stage.
+func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
+	now := p.opts.Now()
+	ev := audit.Event{
+		Time:      now,
+		RequestID: c.RequestID,
+		SessionID: c.SessionID,
+		Agent:     c.Agent.ID,
+		User:      c.User,
+		Tool:      c.Tool,
+		ArgsHash:  audit.HashArgs(c.Arguments),
+	}
+	ev.ArgsSummary = audit.SummarizeArgs(c.Arguments)
+
+	t, ok := p.opts.Tools.Lookup(c.Tool)
+	if !ok {
+		return p.refuse(ctx, &ev, policy.Decision{}, CodeUnknownTool, fmt.Sprintf("There is no tool named %q for this agent.", truncate(c.Tool, 64)))
+	}
+	ev.Upstream = t.Upstream
+	switch t.Status {
+	case registry.StatusActive:
+	case registry.StatusQuarantined:
+		return p.refuse(ctx, &ev, policy.Decision{}, CodeQuarantined, fmt.Sprintf("Tool %q is quarantined: %s.", t.Name, t.Reason))
+	default:
+		return p.refuse(ctx, &ev, policy.Decision{}, CodeToolUnavailable, fmt.Sprintf("Tool %q is not available: %s.", t.Name, t.Reason))
+	}
+
+	args, err := decodeArgs(c.Arguments)
+	if err == nil {
+		err = t.Validator.Validate(args)
+	}
+	if err != nil {
+		return p.refuse(ctx, &ev, policy.Decision{}, CodeInvalidArguments, invalidMessage(err))
+	}
+
+	pol := p.opts.Policy()
+	d, err := pol.Evaluate(&policy.Facts{
+		Agent:   policy.Agent{ID: c.Agent.ID, Owner: c.Agent.Owner, Purpose: c.Agent.Purpose, Environment: c.Agent.Environment, Labels: c.Agent.Labels},
+		User:    c.User,
+		Task:    c.Task,
+		Tool:    policy.Tool{Name: t.Name, Upstream: t.Upstream, Class: t.Class},
+		Args:    args,
+		Session: policy.Session{ID: c.SessionID, Calls: c.SessionCalls},
+		Now:     now,
+	})
+	if err != nil {
+		d = policy.Decision{Effect: policy.Deny, Version: pol.Version(), Reason: "the policy could not be evaluated"}
+		p.opts.Logger.ErrorContext(ctx, "policy evaluation failed", "request_id", c.RequestID, "err", err)
+		return p.refuse(ctx, &ev, d, CodePolicyError, "The policy could not be evaluated, so the call is refused.")
+	}
+	switch d.Effect {
+	case policy.Allow:
+	case policy.Approve:
+		return p.refuse(ctx, &ev, d, CodeApprovalRequired, fmt.Sprintf("This call needs a person's approval (%s), and approvals are not enabled on this gateway.", ruleList(d.Rules)))
+	default:
+		if len(d.Rules) == 0 {
+			return p.refuse(ctx, &ev, d, CodeDeniedByPolicy, "No policy rule allows this call.")
+		}
+		return p.refuse(ctx, &ev, d, CodeDeniedByPolicy, fmt.Sprintf("This call is denied by policy (%s).", ruleList(d.Rules)))
+	}
+
+	ev.Kind, ev.Decision = audit.KindCallIntent, string(d.Effect)
+	ev.Rules, ev.PolicyVersion = d.Rules, d.Version
+	if err := p.record(ctx, &ev); err != nil {
+		return Outcome{Decision: d, Refusal: &Refusal{Code: CodeAuditUnavailable, Message: "The audit log cannot record this call, so it is refused."}}
+	}
+
+	start := time.Now()
+	res, callErr := p.opts.Upstreams.Call(ctx, t.Upstream, t.UpstreamName, c.Arguments)
+	latency := time.Since(start)
+
+	out := audit.Event{
+		Time: p.opts.Now(), Kind: audit.KindCallOutcome, RequestID: c.RequestID, SessionID: c.SessionID,
+		Agent: c.Agent.ID, User: c.User, Tool: c.Tool, Upstream: t.Upstream, ArgsHash: ev.ArgsHash,
+		Decision: string(d.Effect), Rules: d.Rules, PolicyVersion: d.Version, LatencyMicros: latency.Microseconds(),
+	}
+	var refusal *Refusal
+	if callErr != nil {
+		refusal = &Refusal{Code: CodeUpstreamError, Message: upstreamMessage(callErr)}
+		if errors.Is(callErr, upstream.ErrUnavailable) {
+			refusal.Code = CodeToolUnavailable
+		}
+		out.Reason, out.Message = string(refusal.Code), refusal.Message
+		res = nil
+	} else {
+		out.ResultBytes = int64(len(res))
+		out.ResultError = isToolError(res)
+	}
+	if err := p.record(ctx, &out); err != nil {
+		// The call ran, but its outcome is not on record: withhold the result (fail closed).
+		// The intent without outcome is what `chaperone audit verify` reports.
+		return Outcome{Decision: d, Refusal: &Refusal{Code: CodeAuditUnavailable, Message: "The call ran, but the audit log cannot record its outcome, so the result is withheld."}}
+	}
+	return Outcome{Result: res, Refusal: refusal, Decision: d}
+}
+
+func (p *Pipeline) refuse(ctx context.Context, ev *audit.Event, d policy.Decision, code Code, msg string) Outcome {
+	ev.Kind, ev.Decision, ev.Reason, ev.Message = audit.KindCallRefused, "refused", string(code), msg
+	if d.Effect != "" {
+		ev.Decision = string(d.Effect)
+	}
+	ev.Rules, ev.PolicyVersion = d.Rules, d.Version
+	if err := p.record(ctx, ev); err != nil {
+		p.opts.Logger.ErrorContext(ctx, "refused call not recorded", "request_id", ev.RequestID, "err", err)
+	}
+	return Outcome{Decision: d, Refusal: &Refusal{Code: code, Message: msg, Rules: d.Rules}}
+}
+
+// record appends durably, detached from the caller's cancellation but bounded in time.
+func (p *Pipeline) record(ctx context.Context, ev *audit.Event) error {
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.opts.AuditTimeout)
+	defer cancel()
+	if err := p.opts.Audit.Append(actx, ev); err != nil {
+		p.opts.Logger.ErrorContext(ctx, "audit append failed", "request_id", ev.RequestID, "kind", ev.Kind, "err", err)
+		return err
+	}
+	return nil
+}
+
+// MaxArgumentBytes bounds a call's arguments before they are decoded.
+const MaxArgumentBytes = 1 << 20
+
+var errNotObject = errors.New("arguments must be a JSON object")
+
+func decodeArgs(raw json.RawMessage) (map[string]any, error) {
+	if len(raw) > MaxArgumentBytes {
+		return nil, fmt.Errorf("arguments are larger than %d bytes", MaxArgumentBytes)
+	}
+	if len(raw) == 0 || string(raw) == "null" {
+		return map[string]any{}, nil
+	}
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
+		return nil, errNotObject
+	}
+	return m, nil
+}
+
+func invalidMessage(err error) string {
+	var ae *argcheck.Error
+	if errors.As(err, &ae) {
+		return "Invalid arguments: " + ae.Error() + "."
+	}
+	return "Invalid arguments: " + err.Error() + "."
+}
+
+func upstreamMessage(err error) string {
+	switch {
+	case errors.Is(err, upstream.ErrUnavailable):
+		return "The tool's server is not reachable right now."
+	case errors.Is(err, context.DeadlineExceeded):
+		return "The tool's server did not answer in time."
+	case errors.Is(err, context.Canceled):
+		return "The call was cancelled."
+	default:
+		return "The tool's server failed to answer."
+	}
+}
+
+func ruleList(rules []string) string {
+	switch len(rules) {
+	case 0:
+		return "no rule"
+	case 1:
+		return fmt.Sprintf("rule %q", rules[0])
+	}
+	s := "rules "
+	for i, r := range rules {
+		if i > 0 {
+			s += ", "
+		}
+		s += fmt.Sprintf("%q", r)
+	}
+	return s
+}
+
+func isToolError(res json.RawMessage) bool {
+	var r struct {
+		IsError bool `json:"isError"`
+	}
+	_ = json.Unmarshal(res, &r)
+	return r.IsError
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

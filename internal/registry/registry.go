@@ -1,0 +1,360 @@
+// Package registry is the tool registry: the only tools that exist for agents are the ones an
+// operator declared, with a risk class, and whose live definition matches the pinned one.
+//
+// # What it guarantees
+//
+//   - Undeclared upstream tools are never listed and never callable.
+//   - Each declared tool's definition (name, description, input schema) is pinned by a
+//     SHA-256 hash of its canonical JSON ([DefinitionHash]) when it is first approved: on first
+//     sight (first_use: pin), by an operator (first_use: quarantine, then `chaperone tools
+//     approve`), or up front in the configuration (pin: sha256:...).
+//   - When an upstream later offers a different definition for a pinned tool, the tool is
+//     quarantined — hidden and refused — and a tool.drift audit event records both hashes,
+//     until an operator approves the new definition ([Registry.Approve]).
+//   - A tool whose schema cannot be compiled into a validator is quarantined too: a tool that
+//     cannot be checked is not callable.
+//
+// Readers ([Registry.Lookup], [Registry.Tools]) never lock: the state is an immutable
+// snapshot swapped atomically; updates are serialised.
+package registry
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/chaperone-dev/chaperone/internal/argcheck"
+	"github.com/chaperone-dev/chaperone/internal/audit"
+	"github.com/chaperone-dev/chaperone/internal/upstream"
+)
+
+// Status is a tool's state in the registry.
+type Status string
+
+// The states of a tool.
+const (
+	// StatusPending: declared, but its upstream has not listed tools yet.
+	StatusPending Status = "pending"
+	// StatusActive: pinned, matching and callable.
+	StatusActive Status = "active"
+	// StatusQuarantined: its definition drifted from the pin, awaits first approval, or
+	// cannot be validated; hidden and refused.
+	StatusQuarantined Status = "quarantined"
+	// StatusMissing: its upstream no longer offers it.
+	StatusMissing Status = "missing"
+)
+
+// ErrUnknownTool is returned by [Registry.Approve] for a name that is not declared.
+var ErrUnknownTool = errors.New("unknown tool")
+
+// ErrNothingToApprove is returned by [Registry.Approve] when the upstream has not offered a
+// definition for the tool yet.
+var ErrNothingToApprove = errors.New("no live definition to approve")
+
+// Declaration is one tool as the operator declared it.
+type Declaration struct {
+	Name         string // exposed name
+	Upstream     string
+	UpstreamName string // name at the upstream
+	Class        string
+	Pin          string // optional expected hash
+	Overlay      argcheck.Overlay
+}
+
+// Tool is an immutable snapshot of one declared tool.
+type Tool struct {
+	Declaration
+	Status Status
+	// Reason says why a tool is not active, in one sentence.
+	Reason string
+	// Hash is the pinned definition hash ("" before the first pin).
+	Hash string
+	// LiveHash is the hash of what the upstream offers now ("" if nothing).
+	LiveHash string
+	// Listing is the tool as agents see it in tools/list (JSON, exposed name).
+	Listing json.RawMessage
+	// Validator checks arguments; set for active tools.
+	Validator *argcheck.Validator
+
+	live *upstream.Tool
+}
+
+// Pin is the stored record of an approved definition.
+type Pin struct {
+	Tool       string
+	Upstream   string
+	Hash       string
+	Definition []byte
+	ApprovedBy string
+	ApprovedAt time.Time
+}
+
+// PinStore persists pins.
+type PinStore interface {
+	Pin(ctx context.Context, tool string) (Pin, bool, error)
+	SetPin(ctx context.Context, p Pin) error
+}
+
+// Auditor records registry events.
+type Auditor interface {
+	Append(ctx context.Context, e *audit.Event) error
+}
+
+// Options configures a [Registry].
+type Options struct {
+	// Quarantine new tools until approved instead of pinning on first sight.
+	QuarantineFirstUse bool
+	Pins               PinStore
+	Audit              Auditor
+	Logger             *slog.Logger
+	Now                func() time.Time
+}
+
+// Registry holds the declared tools and their live state.
+type Registry struct {
+	opts  Options
+	decls []Declaration
+
+	// mu serialises updates (Sync, Approve); readers use snap.
+	mu   sync.Mutex
+	snap atomic.Pointer[map[string]*Tool]
+}
+
+// New builds a registry of the declared tools, all pending.
+func New(decls []Declaration, opts Options) *Registry {
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	r := &Registry{opts: opts, decls: slices.Clone(decls)}
+	m := make(map[string]*Tool, len(decls))
+	for _, d := range r.decls {
+		m[d.Name] = &Tool{Declaration: d, Status: StatusPending, Reason: "its upstream has not been reached yet"}
+	}
+	r.snap.Store(&m)
+	return r
+}
+
+// Lookup returns the tool with the exposed name.
+func (r *Registry) Lookup(name string) (*Tool, bool) {
+	t, ok := (*r.snap.Load())[name]
+	return t, ok
+}
+
+// Tools returns every declared tool, sorted by name.
+func (r *Registry) Tools() []*Tool {
+	m := *r.snap.Load()
+	out := make([]*Tool, 0, len(m))
+	for _, t := range m {
+		out = append(out, t)
+	}
+	slices.SortFunc(out, func(a, b *Tool) int {
+		if a.Name < b.Name {
+			return -1
+		}
+		if a.Name > b.Name {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// Sync reconciles the declared tools of one upstream with the definitions it offers now.
+// It returns an error only when the pin store or the audit log failed; the affected tools
+// are then quarantined (fail closed).
+func (r *Registry) Sync(ctx context.Context, upstreamName string, live []upstream.Tool) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	offered := make(map[string]*upstream.Tool, len(live))
+	for i := range live {
+		offered[live[i].Name] = &live[i]
+	}
+	next := r.clone()
+	var errs []error
+	for _, d := range r.decls {
+		if d.Upstream != upstreamName {
+			continue
+		}
+		prev := next[d.Name]
+		lt, ok := offered[d.UpstreamName]
+		if !ok {
+			next[d.Name] = &Tool{Declaration: d, Status: StatusMissing, Hash: prev.Hash,
+				Reason: "its upstream no longer offers it"}
+			continue
+		}
+		t, err := r.reconcile(ctx, d, prev, lt)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("tool %q: %w", d.Name, err))
+		}
+		next[d.Name] = t
+	}
+	r.snap.Store(&next)
+	return errors.Join(errs...)
+}
+
+func (r *Registry) reconcile(ctx context.Context, d Declaration, prev *Tool, lt *upstream.Tool) (*Tool, error) {
+	def, hash, err := DefinitionHash(lt)
+	t := &Tool{Declaration: d, LiveHash: hash, live: lt, Hash: prev.Hash}
+	if err != nil {
+		t.Status, t.Reason = StatusQuarantined, "its definition is not valid JSON"
+		return t, nil
+	}
+	pin, pinned, err := r.opts.Pins.Pin(ctx, d.Name)
+	if err != nil {
+		t.Status, t.Reason = StatusQuarantined, "its pin could not be read"
+		return t, err
+	}
+	switch {
+	case pinned:
+		t.Hash = pin.Hash
+	case d.Pin != "":
+		t.Hash = d.Pin
+	}
+	if t.Hash == "" {
+		if r.opts.QuarantineFirstUse {
+			t.Status, t.Reason = StatusQuarantined, "it awaits an operator's first approval"
+			return t, nil
+		}
+		if err := r.pin(ctx, d, hash, def, "first-use"); err != nil {
+			t.Status, t.Reason = StatusQuarantined, "its pin could not be recorded"
+			return t, err
+		}
+		t.Hash = hash
+	}
+	if t.Hash != hash {
+		t.Status = StatusQuarantined
+		t.Reason = "its definition changed since it was approved"
+		if prev.LiveHash != hash { // record each new drift once
+			err := r.opts.Audit.Append(ctx, &audit.Event{
+				Time: r.opts.Now(), Kind: audit.KindToolDrift, Tool: d.Name, Upstream: d.Upstream,
+				Detail: fmt.Sprintf("pinned %s, offered %s", t.Hash, hash),
+			})
+			r.opts.Logger.WarnContext(ctx, "tool definition drifted", "tool", d.Name, "pinned", t.Hash, "offered", hash)
+			if err != nil {
+				return t, fmt.Errorf("audit drift: %w", err)
+			}
+		}
+		return t, nil
+	}
+	return activate(t)
+}
+
+func activate(t *Tool) (*Tool, error) {
+	v, err := argcheck.Compile(t.Name, t.live.InputSchema, t.Overlay)
+	if err != nil {
+		t.Status, t.Reason = StatusQuarantined, "its input schema or argument overlay cannot be enforced"
+		return t, fmt.Errorf("compile validator: %w", err)
+	}
+	t.Validator = v
+	t.Listing = listing(t.Name, t.live)
+	t.Status, t.Reason = StatusActive, ""
+	return t, nil
+}
+
+func (r *Registry) pin(ctx context.Context, d Declaration, hash string, def []byte, by string) error {
+	now := r.opts.Now().UTC()
+	if err := r.opts.Pins.SetPin(ctx, Pin{Tool: d.Name, Upstream: d.Upstream, Hash: hash, Definition: def, ApprovedBy: by, ApprovedAt: now}); err != nil {
+		return fmt.Errorf("store pin: %w", err)
+	}
+	kind := audit.KindToolPinned
+	if by != "first-use" {
+		kind = audit.KindToolApproved
+	}
+	if err := r.opts.Audit.Append(ctx, &audit.Event{Time: now, Kind: kind, Tool: d.Name, Upstream: d.Upstream,
+		Detail: fmt.Sprintf("pinned %s by %s", hash, by)}); err != nil {
+		return fmt.Errorf("audit pin: %w", err)
+	}
+	return nil
+}
+
+// Approve pins the definition the upstream offers now for the tool and makes it callable.
+// by names the operator, for the audit log.
+func (r *Registry) Approve(ctx context.Context, name, by string) (*Tool, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	next := r.clone()
+	cur, ok := next[name]
+	if !ok {
+		return nil, fmt.Errorf("approve %q: %w", name, ErrUnknownTool)
+	}
+	if cur.live == nil {
+		return nil, fmt.Errorf("approve %q: %w", name, ErrNothingToApprove)
+	}
+	def, hash, err := DefinitionHash(cur.live)
+	if err != nil {
+		return nil, fmt.Errorf("approve %q: %w", name, err)
+	}
+	if err := r.pin(ctx, cur.Declaration, hash, def, by); err != nil {
+		return nil, fmt.Errorf("approve %q: %w", name, err)
+	}
+	t := &Tool{Declaration: cur.Declaration, Hash: hash, LiveHash: hash, live: cur.live}
+	t, err = activate(t)
+	next[name] = t
+	r.snap.Store(&next)
+	if err != nil {
+		return t, fmt.Errorf("approve %q: %w", name, err)
+	}
+	return t, nil
+}
+
+func (r *Registry) clone() map[string]*Tool {
+	cur := *r.snap.Load()
+	next := make(map[string]*Tool, len(cur))
+	for k, v := range cur {
+		next[k] = v
+	}
+	return next
+}
+
+// DefinitionHash returns the canonical JSON of a tool's pinned definition — an object with
+// the keys "description", "inputSchema" and "name" (the upstream's name), keys sorted at every
+// level, no insignificant white space, no HTML escaping — and "sha256:<hex>" of it.
+func DefinitionHash(t *upstream.Tool) ([]byte, string, error) {
+	var schema any
+	if len(t.InputSchema) > 0 {
+		d := json.NewDecoder(bytes.NewReader(t.InputSchema))
+		d.UseNumber()
+		if err := d.Decode(&schema); err != nil {
+			return nil, "", fmt.Errorf("input schema: %w", err)
+		}
+	}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(map[string]any{"name": t.Name, "description": t.Description, "inputSchema": schema}); err != nil {
+		return nil, "", err
+	}
+	def := bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+	sum := sha256.Sum256(def)
+	return def, "sha256:" + hex.EncodeToString(sum[:]), nil
+}
+
+// listing renders the tool as agents see it: the upstream's definition under the exposed name.
+func listing(name string, t *upstream.Tool) json.RawMessage {
+	type tool struct {
+		Name        string          `json:"name"`
+		Title       string          `json:"title,omitempty"`
+		Description string          `json:"description,omitempty"`
+		InputSchema json.RawMessage `json:"inputSchema"`
+		Annotations json.RawMessage `json:"annotations,omitempty"`
+	}
+	b, err := json.Marshal(tool{Name: name, Title: t.Title, Description: t.Description, InputSchema: t.InputSchema, Annotations: t.Annotations})
+	if err != nil {
+		// The parts are already valid JSON (DefinitionHash decoded the schema); annotations
+		// that are not are dropped rather than breaking the listing.
+		b, _ = json.Marshal(tool{Name: name, Title: t.Title, Description: t.Description, InputSchema: t.InputSchema})
+	}
+	return b
+}

@@ -1,0 +1,167 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"path"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// migrationFiles holds the schema, one file per version: NNNN_name.sql,
+// numbered from 1 without gaps. A released file is never edited; a change is a
+// new file.
+//
+//go:embed migrations/*.sql
+var migrationFiles embed.FS
+
+// migration is one schema version.
+type migration struct {
+	version int64
+	name    string
+	sql     string
+}
+
+// migrations returns the embedded migrations in version order.
+func migrations() ([]migration, error) {
+	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
+	if err != nil {
+		return nil, err
+	}
+	var ms []migration
+	for _, name := range names { // fs.Glob sorts
+		base := path.Base(name)
+		digits, _, ok := strings.Cut(base, "_")
+		v, err := strconv.ParseInt(digits, 10, 64)
+		if !ok || err != nil {
+			return nil, fmt.Errorf("migration %s: name does not start with a version number", base)
+		}
+		if want := int64(len(ms) + 1); v != want {
+			return nil, fmt.Errorf("migration %s: version %d, want %d", base, v, want)
+		}
+		b, err := migrationFiles.ReadFile(name)
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, migration{version: v, name: base, sql: string(b)})
+	}
+	if len(ms) == 0 {
+		return nil, errors.New("no migrations embedded")
+	}
+	return ms, nil
+}
+
+// migrate brings the schema of the database behind w up to date, applying
+// each pending migration in a transaction of its own.
+func migrate(ctx context.Context, w *sql.DB) error {
+	ms, err := migrations()
+	if err != nil {
+		return err
+	}
+	const create = `CREATE TABLE IF NOT EXISTS schema_migrations (
+	version    INTEGER PRIMARY KEY,
+	applied_at TEXT NOT NULL
+) STRICT`
+	if _, err := w.ExecContext(ctx, create); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	current, err := schemaVersion(ctx, w)
+	if err != nil {
+		return err
+	}
+	latest := ms[len(ms)-1].version
+	if current > latest {
+		return fmt.Errorf("schema version %d, this binary knows up to %d: %w", current, latest, ErrNewerSchema)
+	}
+	for _, m := range ms[current:] {
+		if err := apply(ctx, w, m, latest); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// apply runs m unless the database already has it. It reads the version
+// inside m's transaction, so two processes opening the same new database do
+// not both apply it.
+func apply(ctx context.Context, w *sql.DB, m migration, latest int64) (err error) {
+	tx, err := w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("migration %s: %w", m.name, err)
+	}
+	defer func() {
+		if err != nil {
+			tx.Rollback()
+		}
+	}()
+	current, err := schemaVersion(ctx, tx)
+	if err != nil {
+		return err
+	}
+	if current > latest {
+		return fmt.Errorf("schema version %d, this binary knows up to %d: %w", current, latest, ErrNewerSchema)
+	}
+	if current >= m.version {
+		return tx.Commit()
+	}
+	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+		return fmt.Errorf("migration %s: %w", m.name, err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`,
+		m.version, time.Now().UTC().Format(time.RFC3339Nano)); err != nil {
+		return fmt.Errorf("migration %s: record version: %w", m.name, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("migration %s: commit: %w", m.name, err)
+	}
+	return nil
+}
+
+// checkSchema reports whether the database behind r has a schema this binary
+// can read, without changing anything.
+func checkSchema(ctx context.Context, r *sql.DB) error {
+	var n int
+	err := r.QueryRowContext(ctx,
+		`SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'schema_migrations'`).Scan(&n)
+	if err != nil {
+		return fmt.Errorf("read schema: %w", err)
+	}
+	if n == 0 {
+		return errors.New("not a Chaperone database: no schema_migrations table")
+	}
+	ms, err := migrations()
+	if err != nil {
+		return err
+	}
+	current, err := schemaVersion(ctx, r)
+	if err != nil {
+		return err
+	}
+	latest := ms[len(ms)-1].version
+	switch {
+	case current == 0:
+		return errors.New("not a Chaperone database: no schema version recorded")
+	case current > latest:
+		return fmt.Errorf("schema version %d, this binary knows up to %d: %w", current, latest, ErrNewerSchema)
+	}
+	return nil
+}
+
+// querier is what *sql.DB and *sql.Tx have in common here.
+type querier interface {
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// schemaVersion returns the highest applied migration, 0 if none.
+func schemaVersion(ctx context.Context, q querier) (int64, error) {
+	var v sql.NullInt64
+	if err := q.QueryRowContext(ctx, `SELECT max(version) FROM schema_migrations`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	return v.Int64, nil
+}

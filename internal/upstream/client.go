@@ -1,0 +1,572 @@
+// Package upstream connects the gateway to the MCP servers behind it: a command it starts
+// and supervises over stdio, a streamable HTTP endpoint, or an in-process *mcp.Server.
+//
+// A [Client] is built with [New] and kept connected by [Client.Run], which reconnects with
+// exponential backoff (with jitter, capped, reset once a connection has stayed up for 30s)
+// whenever the session ends: the child exited, the HTTP session was lost, the transport
+// failed. While it is down, [Client.Call] and [Client.Tools] fail fast with
+// [ErrUnavailable]; nothing is queued.
+//
+// # What it guarantees
+//
+//   - Tool schemas and call results are passed through as the JSON the upstream sent
+//     (see capture.go for how, and for the rare fallback to re-marshalling).
+//   - A stdio child gets PATH, HOME and Config.Env, not the gateway's environment. It runs
+//     in its own process group, which is signalled as a whole on shutdown and after the
+//     child dies, so grandchildren (npx → node) do not outlive it. On Linux the kernel also
+//     kills the child if the gateway dies abruptly.
+//   - Config.Headers values never appear in logs or errors, and are sent only to the
+//     configured origin; redirects are not followed.
+//   - Every tools/call and tools/list has a deadline (Config.CallTimeout).
+//
+// # What it does not do
+//
+// It does not authorise, validate or log tool arguments and results: that is the
+// pipeline's job. It does not bridge roots, sampling or elicitation: the client advertises
+// no capabilities, so upstreams cannot ask the agent anything through the gateway.
+package upstream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"os/exec"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+)
+
+// ErrUnavailable is returned (wrapped) by [Client.Call] and [Client.Tools] when the
+// upstream is not connected or the transport failed during the request. The call may or
+// may not have reached the upstream when the transport failed mid-request.
+var ErrUnavailable = errors.New("upstream unavailable")
+
+const (
+	// clientName and clientVersion are sent to upstreams as clientInfo.
+	clientName    = "chaperone"
+	clientVersion = "0.1.0-dev"
+	// stableAfter is how long a connection must stay up for the backoff to reset.
+	stableAfter = 30 * time.Second
+	// maxToolPages bounds the pages Tools follows, against an upstream that never stops
+	// handing out cursors.
+	maxToolPages = 100
+)
+
+// Tool is a tool as the upstream describes it.
+type Tool struct {
+	Name        string
+	Description string
+	// InputSchema is exactly the JSON the upstream sent (see capture.go), or nil if the
+	// upstream sent none.
+	InputSchema json.RawMessage
+	// Annotations is the upstream's raw annotations object, or nil.
+	Annotations json.RawMessage
+	Title       string
+}
+
+// Client is a supervised connection to one upstream MCP server. Its methods are safe for
+// concurrent use.
+type Client struct {
+	cfg     Config
+	log     *slog.Logger
+	sdk     *mcp.Client
+	env     []string      // stdio: the child's environment
+	http    *http.Client  // streamable HTTP
+	changed chan struct{} // capacity 1: the tool list may have changed
+
+	sess atomic.Pointer[session] // the live session; nil while disconnected
+
+	mu sync.Mutex
+	// The fields below are guarded by mu.
+	ready   chan struct{}      // closed while connected
+	started bool               // Run was called
+	closed  bool               // Close was called
+	stop    context.CancelFunc // cancels Run; nil unless Run is running
+	done    chan struct{}      // closed when Run returns
+}
+
+// session is one connection to the upstream.
+type session struct {
+	cs      *mcp.ClientSession
+	capture *captureConn       // stdio and in-process; nil for HTTP
+	ss      *mcp.ServerSession // in-process only
+	cmd     *exec.Cmd          // stdio only
+	stderr  *lineLogger        // stdio only
+}
+
+// release forgets the raw-capture registrations of a finished request.
+func (s *session) release(slot *rawSlot) {
+	if s.capture != nil {
+		s.capture.release(slot)
+	}
+}
+
+// New validates cfg and returns a Client for it. It does not connect: call [Client.Run].
+func New(cfg Config) (*Client, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, fmt.Errorf("upstream %q: %w", cfg.Name, err)
+	}
+	cfg = cfg.withDefaults()
+	c := &Client{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		changed: make(chan struct{}, 1),
+		ready:   make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	c.sdk = mcp.NewClient(&mcp.Implementation{Name: clientName, Version: clientVersion}, &mcp.ClientOptions{
+		Logger: cfg.Logger,
+		// Advertise nothing: no roots, sampling or elicitation are bridged to upstreams.
+		Capabilities: &mcp.ClientCapabilities{},
+		ToolListChangedHandler: func(context.Context, *mcp.ToolListChangedRequest) {
+			c.toolsChanged()
+		},
+	})
+	switch {
+	case cfg.Command != "":
+		c.env = childEnv(cfg.Env)
+	case cfg.URL != "":
+		u, _ := url.Parse(cfg.URL) // validated
+		c.http = &http.Client{
+			Transport: &httpTransport{
+				base:    http.DefaultTransport.(*http.Transport).Clone(),
+				scheme:  u.Scheme,
+				host:    u.Host,
+				headers: cfg.Headers,
+			},
+			// A redirect would carry the request (and, through httpTransport, headers)
+			// elsewhere; MCP endpoints have no reason to redirect.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	return c, nil
+}
+
+// Name returns the upstream's name.
+func (c *Client) Name() string { return c.cfg.Name }
+
+// Ready reports whether the upstream is connected now.
+func (c *Client) Ready() bool { return c.sess.Load() != nil }
+
+// WaitReady waits until the upstream is connected or ctx is done, and returns ctx's error
+// in the latter case.
+func (c *Client) WaitReady(ctx context.Context) error {
+	c.mu.Lock()
+	ready := c.ready
+	c.mu.Unlock()
+	select {
+	case <-ready:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Run connects to the upstream and keeps it connected until ctx is done or [Client.Close]
+// is called, then closes the session, stops the child and returns nil. Run may be called
+// once; it returns an error only for a second call.
+func (c *Client) Run(ctx context.Context) error {
+	c.mu.Lock()
+	if c.started {
+		c.mu.Unlock()
+		return fmt.Errorf("upstream %q: Run called twice", c.cfg.Name)
+	}
+	c.started = true
+	if c.closed {
+		c.mu.Unlock()
+		close(c.done)
+		return nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	c.stop = cancel
+	c.mu.Unlock()
+
+	var wg sync.WaitGroup
+	if c.cfg.OnToolsChanged != nil {
+		wg.Go(func() { c.notifyLoop(ctx) })
+	}
+	c.supervise(ctx)
+	cancel()
+	wg.Wait()
+	if c.http != nil {
+		c.http.CloseIdleConnections()
+	}
+	close(c.done)
+	return nil
+}
+
+// Close stops Run, if it is running, and waits for it to return. It must not be called
+// from OnToolsChanged.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	c.closed = true
+	stop, started := c.stop, c.started
+	c.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
+	if started {
+		<-c.done
+	}
+	return nil
+}
+
+// supervise connects, waits for the session to end, and reconnects with backoff, until
+// ctx is done.
+func (c *Client) supervise(ctx context.Context) {
+	backoff := c.cfg.InitialBackoff
+	for {
+		up, err := c.runSession(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if up >= stableAfter {
+			backoff = c.cfg.InitialBackoff
+		}
+		delay := jitter(backoff, rand.Float64())
+		if up > 0 {
+			c.log.WarnContext(ctx, "upstream disconnected", "err", err, "connected_for", up.Round(time.Millisecond), "retry_in", delay)
+		} else {
+			c.log.WarnContext(ctx, "upstream connect failed", "err", err, "retry_in", delay)
+		}
+		backoff = min(2*backoff, c.cfg.MaxBackoff)
+
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// jitter spreads d over [d/2, d] with r in [0, 1), so that many upstreams (or gateways)
+// that failed together do not retry in lockstep. Not security-relevant: math/rand is fine.
+func jitter(d time.Duration, r float64) time.Duration {
+	return d/2 + time.Duration(r*float64(d-d/2))
+}
+
+// runSession connects once and returns when the session has ended, with how long it was
+// connected (0 if connecting failed) and why it ended (nil when ctx is done).
+func (c *Client) runSession(ctx context.Context) (time.Duration, error) {
+	s, err := c.connect(ctx)
+	if err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	c.setSession(s)
+	init := s.cs.InitializeResult()
+	attrs := []any{"transport", c.transport(), "protocol_version", init.ProtocolVersion}
+	if init.ServerInfo != nil {
+		attrs = append(attrs, "server_name", init.ServerInfo.Name, "server_version", init.ServerInfo.Version)
+	}
+	c.log.InfoContext(ctx, "upstream connected", attrs...)
+	c.toolsChanged()
+
+	ended := make(chan error, 1)
+	go func() { ended <- s.cs.Wait() }() // returns once the connection is closed; received below
+
+	select {
+	case err = <-ended:
+		c.setSession(nil)
+		if err == nil {
+			err = errors.New("session closed by upstream")
+		}
+	case <-ctx.Done():
+		c.setSession(nil)
+		c.shutdown(s, ended)
+		err = nil
+	}
+	_ = s.cs.Close() // idempotent; returns at once now that the connection is done
+	if s.ss != nil {
+		_ = s.ss.Close()
+	}
+	if s.cmd != nil {
+		signalGroup(s.cmd, syscall.SIGKILL) // grandchildren of a child that died
+		s.stderr.flush()
+	}
+	return time.Since(start), err
+}
+
+// shutdown ends a live session because Run is stopping, and waits until it has ended.
+func (c *Client) shutdown(s *session, ended <-chan error) {
+	switch {
+	case s.cmd != nil:
+		// Ask the whole group to stop, then insist. The connection ends when the child's
+		// stdout closes, which also fails its in-flight calls.
+		signalGroup(s.cmd, syscall.SIGTERM)
+		t := time.NewTimer(terminateGrace)
+		defer t.Stop()
+		select {
+		case <-ended:
+			return
+		case <-t.C:
+		}
+		signalGroup(s.cmd, syscall.SIGKILL)
+	case s.ss != nil:
+		_ = s.ss.Close() // the client side sees EOF, which fails in-flight calls
+	default:
+		// Streamable HTTP: Close waits for in-flight calls (each bounded by CallTimeout),
+		// then ends the HTTP session.
+		_ = s.cs.Close()
+	}
+	<-ended
+}
+
+// connect starts one session, within ConnectTimeout.
+func (c *Client) connect(ctx context.Context) (*session, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.ConnectTimeout)
+	defer cancel()
+	switch {
+	case c.cfg.Server != nil:
+		st, ct := mcp.NewInMemoryTransports()
+		ss, err := c.cfg.Server.Connect(ctx, st, nil)
+		if err != nil {
+			return nil, fmt.Errorf("connect in-process server: %w", err)
+		}
+		t := &captureTransport{inner: ct}
+		cs, err := c.sdk.Connect(ctx, t, nil)
+		if err != nil {
+			_ = ss.Close()
+			return nil, fmt.Errorf("initialize: %w", err)
+		}
+		return &session{cs: cs, capture: t.conn, ss: ss}, nil
+
+	case c.cfg.Command != "":
+		stderr := &lineLogger{log: c.log}
+		cmd := c.command(stderr)
+		t := &captureTransport{inner: &mcp.CommandTransport{Command: cmd, TerminateDuration: terminateGrace}}
+		cs, err := c.sdk.Connect(ctx, t, nil)
+		if err != nil {
+			signalGroup(cmd, syscall.SIGKILL)
+			stderr.flush()
+			return nil, fmt.Errorf("start %s: %w", c.cfg.Command, err)
+		}
+		return &session{cs: cs, capture: t.conn, cmd: cmd, stderr: stderr}, nil
+
+	default:
+		t := &mcp.StreamableClientTransport{Endpoint: c.cfg.URL, HTTPClient: c.http}
+		cs, err := c.sdk.Connect(ctx, t, nil)
+		if err != nil {
+			return nil, fmt.Errorf("connect %s: %w", safeURL(c.cfg.URL), err)
+		}
+		return &session{cs: cs}, nil
+	}
+}
+
+func (c *Client) transport() string {
+	switch {
+	case c.cfg.Server != nil:
+		return "in-process"
+	case c.cfg.Command != "":
+		return "stdio"
+	default:
+		return "streamable-http"
+	}
+}
+
+// setSession publishes the live session (nil: disconnected).
+func (c *Client) setSession(s *session) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sess.Store(s)
+	if s != nil {
+		close(c.ready)
+	} else {
+		c.ready = make(chan struct{})
+	}
+}
+
+// toolsChanged schedules a call of OnToolsChanged. It never blocks: it may run on the
+// SDK's message-handling goroutine, which OnToolsChanged's own tools/list needs.
+func (c *Client) toolsChanged() {
+	select {
+	case c.changed <- struct{}{}:
+	default: // one is already pending, and will see this change too
+	}
+}
+
+func (c *Client) notifyLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c.changed:
+			c.cfg.OnToolsChanged()
+		}
+	}
+}
+
+// Tools returns the upstream's full tool list (all pages) from the live server, within
+// CallTimeout. Errors wrap [ErrUnavailable] when the upstream is not connected or the
+// transport failed, and ctx's error when the deadline passed or ctx was cancelled.
+func (c *Client) Tools(ctx context.Context) ([]Tool, error) {
+	const op = "list tools"
+	s := c.sess.Load()
+	if s == nil {
+		return nil, fmt.Errorf("upstream %q: %s: %w", c.cfg.Name, op, ErrUnavailable)
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
+	defer cancel()
+
+	var tools []Tool
+	seen := map[string]bool{}
+	params := &mcp.ListToolsParams{}
+	for range maxToolPages {
+		slot := new(rawSlot)
+		res, err := s.cs.ListTools(withSlot(ctx, slot), params)
+		s.release(slot)
+		if err != nil {
+			return nil, c.requestError(ctx, op, err)
+		}
+		page, err := toolsFromPage(slot.get(), res)
+		if err != nil {
+			return nil, fmt.Errorf("upstream %q: %s: %w", c.cfg.Name, op, err)
+		}
+		tools = append(tools, page...)
+		if res.NextCursor == "" {
+			return tools, nil
+		}
+		if seen[res.NextCursor] {
+			return nil, fmt.Errorf("upstream %q: %s: cursor repeated", c.cfg.Name, op)
+		}
+		seen[res.NextCursor] = true
+		params = &mcp.ListToolsParams{Cursor: res.NextCursor}
+	}
+	return nil, fmt.Errorf("upstream %q: %s: more than %d pages", c.cfg.Name, op, maxToolPages)
+}
+
+// toolsFromPage builds the tools of one tools/list page from its raw result, keeping only
+// the tools the SDK kept (it drops tools with invalid x-mcp-header annotations, which it
+// would refuse to call). Without a raw result it marshals the SDK's values.
+func toolsFromPage(raw json.RawMessage, res *mcp.ListToolsResult) ([]Tool, error) {
+	if raw == nil {
+		tools := make([]Tool, 0, len(res.Tools))
+		for _, t := range res.Tools {
+			tool := Tool{Name: t.Name, Title: t.Title, Description: t.Description}
+			if t.InputSchema != nil {
+				b, err := json.Marshal(t.InputSchema)
+				if err != nil {
+					return nil, fmt.Errorf("tool %q: input schema: %w", t.Name, err)
+				}
+				tool.InputSchema = b
+			}
+			if t.Annotations != nil {
+				b, err := json.Marshal(t.Annotations)
+				if err != nil {
+					return nil, fmt.Errorf("tool %q: annotations: %w", t.Name, err)
+				}
+				tool.Annotations = b
+			}
+			tools = append(tools, tool)
+		}
+		return tools, nil
+	}
+
+	var page struct {
+		Tools []struct {
+			Name        string          `json:"name"`
+			Title       string          `json:"title"`
+			Description string          `json:"description"`
+			InputSchema json.RawMessage `json:"inputSchema"`
+			Annotations json.RawMessage `json:"annotations"`
+		} `json:"tools"`
+	}
+	if err := json.Unmarshal(raw, &page); err != nil {
+		return nil, fmt.Errorf("decode result: %w", err)
+	}
+	kept := make(map[string]bool, len(res.Tools))
+	for _, t := range res.Tools {
+		kept[t.Name] = true
+	}
+	tools := make([]Tool, 0, len(res.Tools))
+	for _, t := range page.Tools {
+		if !kept[t.Name] {
+			continue
+		}
+		tool := Tool{Name: t.Name, Title: t.Title, Description: t.Description, InputSchema: t.InputSchema, Annotations: t.Annotations}
+		if string(tool.InputSchema) == "null" {
+			tool.InputSchema = nil
+		}
+		if string(tool.Annotations) == "null" {
+			tool.Annotations = nil
+		}
+		tools = append(tools, tool)
+	}
+	return tools, nil
+}
+
+// Call calls tools/call within CallTimeout and returns the raw JSON of the upstream's
+// CallToolResult (content, structuredContent, isError, ...). A tool-level error
+// (isError: true) is a successful return. args is sent verbatim; nil means {}.
+//
+// Errors wrap [ErrUnavailable] when the upstream is not connected or the transport failed,
+// ctx's error when the deadline passed or ctx was cancelled, and otherwise the upstream's
+// JSON-RPC error (a *jsonrpc.Error, e.g. for an unknown tool).
+func (c *Client) Call(ctx context.Context, tool string, args json.RawMessage) (json.RawMessage, error) {
+	s := c.sess.Load()
+	if s == nil {
+		return nil, fmt.Errorf("upstream %q: call tool %q: %w", c.cfg.Name, tool, ErrUnavailable)
+	}
+	params := &mcp.CallToolParams{Name: tool}
+	if len(args) > 0 {
+		// Checked here so that malformed arguments are not mistaken for a transport
+		// failure when the SDK fails to marshal them.
+		if !json.Valid(args) {
+			return nil, fmt.Errorf("upstream %q: call tool %q: arguments are not valid JSON", c.cfg.Name, tool)
+		}
+		params.Arguments = args
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.CallTimeout)
+	defer cancel()
+
+	slot := new(rawSlot)
+	res, err := s.cs.CallTool(withSlot(ctx, slot), params)
+	s.release(slot)
+	raw := slot.get()
+	if err != nil {
+		var wireErr *jsonrpc.Error
+		if raw != nil && ctx.Err() == nil && !errors.As(err, &wireErr) {
+			// The upstream answered, but the SDK could not decode the result (e.g. a
+			// content type it does not know). The raw result is what we pass on anyway.
+			c.log.DebugContext(ctx, "passing through a result the SDK could not decode", "tool", tool, "err", err)
+			return raw, nil
+		}
+		return nil, c.requestError(ctx, fmt.Sprintf("call tool %q", tool), err)
+	}
+	if raw == nil {
+		if raw, err = json.Marshal(res); err != nil {
+			return nil, fmt.Errorf("upstream %q: call tool %q: encode result: %w", c.cfg.Name, tool, err)
+		}
+	}
+	return raw, nil
+}
+
+// requestError classifies the error of a request made with ctx.
+func (c *Client) requestError(ctx context.Context, op string, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return fmt.Errorf("upstream %q: %s: %w", c.cfg.Name, op, ctxErr)
+	}
+	var wireErr *jsonrpc.Error
+	if errors.As(err, &wireErr) && !isTransportCode(wireErr.Code) {
+		return fmt.Errorf("upstream %q: %s: %w", c.cfg.Name, op, err)
+	}
+	return fmt.Errorf("upstream %q: %s: %w: %w", c.cfg.Name, op, ErrUnavailable, err)
+}
+
+// isTransportCode reports whether a JSON-RPC error code is one the SDK uses for its own
+// connection state (client or server closing, rejected by the transport) rather than an
+// answer from the upstream.
+func isTransportCode(code int64) bool {
+	return code == -32003 || code == -32004 || code == -32005
+}
