@@ -15,10 +15,10 @@ var ErrClosed = errors.New("audit: log closed")
 // Store is where a [Log] keeps its events.
 type Store interface {
 	// AppendEvents writes events, which continue the stored chain in order,
-	// in one durable transaction: when it returns nil all of them survive a
-	// crash or power loss; when it returns an error none of them may have
-	// been written, or, when the outcome is unknown (a commit that timed
-	// out), all of them.
+	// in one durable transaction: when it returns nil, all of them survive a
+	// crash or power loss. When it returns an error, none of them was
+	// written, or, if the outcome is unknown (a commit that timed out), all
+	// of them may have been; never some.
 	AppendEvents(ctx context.Context, events []Event) error
 	// LastEvent returns the event with the highest Seq, and false if the
 	// store holds none.
@@ -53,10 +53,10 @@ const (
 type Log struct {
 	maxBatch int
 
-	queue   chan *pending // closed by Close, under mu, once no Append can send
-	closing chan struct{} // closed when Close starts
-	done    chan struct{} // closed when the writer has returned
-	abort   context.CancelFunc
+	queue   chan *pending      // closed by Close, under mu, once no Append can send
+	closing chan struct{}      // closed when Close starts
+	done    chan struct{}      // closed when the writer has returned
+	abort   context.CancelFunc // cancels the writer's store calls
 
 	closeOnce sync.Once
 	// mu is held shared by Append while it sends on queue and exclusively by

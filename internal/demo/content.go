@@ -9,13 +9,13 @@ func mailbox(folder string, now time.Time) []message {
 	case "archive":
 		return []message{
 			{
-				ID: "a-3107", From: "maria.schneider@example.com", To: "you@example.com",
+				ID: "a-3107", From: "maria.schneider@example.com", FromName: "Maria Schneider", To: "you@example.com",
 				Date: at(9 * 24 * time.Hour), Subject: "Signed: framework agreement with Brightline",
 				Body: "Hi,\n\nthe countersigned framework agreement with Brightline is in the contracts folder. " +
 					"Payment terms are 30 days net, invoices go to ap@example.com.\n\nMaria",
 			},
 			{
-				ID: "a-3102", From: "noreply@example.com", To: "you@example.com",
+				ID: "a-3102", From: "noreply@example.com", FromName: "Example IT", To: "you@example.com",
 				Date: at(12 * 24 * time.Hour), Subject: "Your password will expire in 14 days",
 				Body: "Your example.com password expires in 14 days. Change it at https://sso.example.com/password.",
 			},
@@ -23,7 +23,7 @@ func mailbox(folder string, now time.Time) []message {
 	default:
 		return []message{
 			{
-				ID: "m-4821", From: "IT Service Desk <it-desk@examp1e-support.net>", To: "you@example.com",
+				ID: "m-4821", From: "it-desk@examp1e-support.net", FromName: "IT Service Desk", To: "you@example.com",
 				Date: at(25 * time.Minute), Subject: "Action required: mailbox migration (ref. ITSD-44817)",
 				Body: "Hello,\n\n" +
 					"as announced, your mailbox is being moved to the new retention platform this week. " +
@@ -34,7 +34,7 @@ func mailbox(folder string, now time.Time) []message {
 					"Thank you for your cooperation,\nIT Service Desk",
 			},
 			{
-				ID: "m-4819", From: "Northwind Energy Billing <billing@northwind-energy.example>", To: "you@example.com",
+				ID: "m-4819", From: "billing@northwind-energy.example", FromName: "Northwind Energy Billing", To: "you@example.com",
 				Date: at(3 * time.Hour), Subject: "Your electricity bill for March (invoice NE-2024-031877)",
 				Body: "Dear customer,\n\n" +
 					"your bill for March is ready. Amount due: EUR 184.20, due on the 28th.\n" +
@@ -43,13 +43,13 @@ func mailbox(folder string, now time.Time) []message {
 					"The full bill is attached as march.txt.\n\nNorthwind Energy – Customer Billing",
 			},
 			{
-				ID: "m-4816", From: "jonas.weber@example.com", To: "you@example.com",
+				ID: "m-4816", From: "jonas.weber@example.com", FromName: "Jonas Weber", To: "you@example.com",
 				Date: at(5 * time.Hour), Subject: "Re: ticket backlog",
 				Body: "Thanks for triaging. I took the two printer tickets; the VPN one needs someone from network. " +
 					"Could you open a ticket for the flaky badge reader on floor 3 as well?\n\nJonas",
 			},
 			{
-				ID: "m-4810", From: "maria.schneider@example.com", To: "team@example.com",
+				ID: "m-4810", From: "maria.schneider@example.com", FromName: "Maria Schneider", To: "team@example.com",
 				Date: at(26 * time.Hour), Subject: "Q2 planning offsite – agenda draft",
 				Body: "Hi all,\n\ndraft agenda for the offsite is in notes/todo.md. Please add your topics by Thursday. " +
 					"Budget numbers are in reports/q1-summary.md.\n\nMaria",

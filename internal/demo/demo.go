@@ -300,12 +300,13 @@ type readInboxInput struct {
 }
 
 type message struct {
-	ID      string `json:"id"`
-	From    string `json:"from"`
-	To      string `json:"to"`
-	Date    string `json:"date"`
-	Subject string `json:"subject"`
-	Body    string `json:"body"`
+	ID       string `json:"id"`
+	From     string `json:"from"`
+	FromName string `json:"from_name,omitempty"`
+	To       string `json:"to"`
+	Date     string `json:"date"`
+	Subject  string `json:"subject"`
+	Body     string `json:"body"`
 }
 
 func (s *State) readInbox(_ context.Context, _ *mcp.CallToolRequest, in readInboxInput) (*mcp.CallToolResult, any, error) {

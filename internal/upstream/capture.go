@@ -16,8 +16,9 @@ package upstream
 //     http.RoundTripper: the body of a POST made with a context that carries a slot is teed
 //     through a small parser (JSON or SSE) that picks out the JSON-RPC response.
 //
-// When nothing was captured (an SDK cache hit, a response larger than maxCapture) the
-// caller falls back to marshalling the SDK's decoded value.
+// When nothing was captured (an HTTP response larger than maxCapture; an SDK list cache
+// hit, impossible while protocolVersion predates 2026-07-28) the caller falls back to
+// marshalling the SDK's decoded value.
 
 import (
 	"bytes"

@@ -1,29 +1,3 @@
-// Package upstream connects the gateway to the MCP servers behind it: a command it starts
-// and supervises over stdio, a streamable HTTP endpoint, or an in-process *mcp.Server.
-//
-// A [Client] is built with [New] and kept connected by [Client.Run], which reconnects with
-// exponential backoff (with jitter, capped, reset once a connection has stayed up for 30s)
-// whenever the session ends: the child exited, the HTTP session was lost, the transport
-// failed. While it is down, [Client.Call] and [Client.Tools] fail fast with
-// [ErrUnavailable]; nothing is queued.
-//
-// # What it guarantees
-//
-//   - Tool schemas and call results are passed through as the JSON the upstream sent
-//     (see capture.go for how, and for the rare fallback to re-marshalling).
-//   - A stdio child gets PATH, HOME and Config.Env, not the gateway's environment. It runs
-//     in its own process group, which is signalled as a whole on shutdown and after the
-//     child dies, so grandchildren (npx → node) do not outlive it. On Linux the kernel also
-//     kills the child if the gateway dies abruptly.
-//   - Config.Headers values never appear in logs or errors, and are sent only to the
-//     configured origin; redirects are not followed.
-//   - Every tools/call and tools/list has a deadline (Config.CallTimeout).
-//
-// # What it does not do
-//
-// It does not authorise, validate or log tool arguments and results: that is the
-// pipeline's job. It does not bridge roots, sampling or elicitation: the client advertises
-// no capabilities, so upstreams cannot ask the agent anything through the gateway.
 package upstream
 
 import (
@@ -54,6 +28,14 @@ const (
 	// clientName and clientVersion are sent to upstreams as clientInfo.
 	clientName    = "chaperone"
 	clientVersion = "0.1.0-dev"
+	// protocolVersion is the MCP version offered to upstreams. 2025-11-25 is the newest
+	// version with stateful sessions. Offering 2026-07-28 (the SDK's default) makes the SDK
+	// probe with server/discover and, where accepted, switch to SEP-2575 behaviour: tool
+	// lists served from a client-side TTL cache, and list_changed delivered through a
+	// subscriptions/listen request that is registered asynchronously after Connect returns,
+	// so a change right after connecting is lost (seen in tests against the SDK's own
+	// server). Upstreams that only speak an older version negotiate down as usual.
+	protocolVersion = "2025-11-25"
 	// stableAfter is how long a connection must stay up for the backoff to reset.
 	stableAfter = 30 * time.Second
 	// maxToolPages bounds the pages Tools follows, against an upstream that never stops
@@ -65,8 +47,8 @@ const (
 type Tool struct {
 	Name        string
 	Description string
-	// InputSchema is exactly the JSON the upstream sent (see capture.go), or nil if the
-	// upstream sent none.
+	// InputSchema is exactly the JSON the upstream sent (see "Raw JSON" in the package
+	// documentation), or nil if the upstream sent none.
 	InputSchema json.RawMessage
 	// Annotations is the upstream's raw annotations object, or nil.
 	Annotations json.RawMessage
@@ -265,10 +247,10 @@ func (c *Client) runSession(ctx context.Context) (time.Duration, error) {
 	}
 	start := time.Now()
 	c.setSession(s)
-	init := s.cs.InitializeResult()
-	attrs := []any{"transport", c.transport(), "protocol_version", init.ProtocolVersion}
-	if init.ServerInfo != nil {
-		attrs = append(attrs, "server_name", init.ServerInfo.Name, "server_version", init.ServerInfo.Version)
+	ir := s.cs.InitializeResult()
+	attrs := []any{"transport", c.transport(), "protocol_version", ir.ProtocolVersion}
+	if ir.ServerInfo != nil {
+		attrs = append(attrs, "server_name", ir.ServerInfo.Name, "server_version", ir.ServerInfo.Version)
 	}
 	c.log.InfoContext(ctx, "upstream connected", attrs...)
 	c.toolsChanged()
@@ -314,7 +296,10 @@ func (c *Client) shutdown(s *session, ended <-chan error) {
 		}
 		signalGroup(s.cmd, syscall.SIGKILL)
 	case s.ss != nil:
-		_ = s.ss.Close() // the client side sees EOF, which fails in-flight calls
+		// Close the client end of the in-memory pipe: both sides see EOF, which fails
+		// in-flight calls and cancels in-flight handlers. (ServerSession.Close would
+		// wait for handlers, and subscriptions/listen never ends on its own.)
+		_ = s.capture.Close()
 	default:
 		// Streamable HTTP: Close waits for in-flight calls (each bounded by CallTimeout),
 		// then ends the HTTP session.
@@ -335,8 +320,11 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 			return nil, fmt.Errorf("connect in-process server: %w", err)
 		}
 		t := &captureTransport{inner: ct}
-		cs, err := c.sdk.Connect(ctx, t, nil)
+		cs, err := c.sdk.Connect(ctx, t, &mcp.ClientSessionOptions{ProtocolVersion: protocolVersion})
 		if err != nil {
+			if t.conn != nil {
+				_ = t.conn.Close()
+			}
 			_ = ss.Close()
 			return nil, fmt.Errorf("initialize: %w", err)
 		}
@@ -346,7 +334,7 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 		stderr := &lineLogger{log: c.log}
 		cmd := c.command(stderr)
 		t := &captureTransport{inner: &mcp.CommandTransport{Command: cmd, TerminateDuration: terminateGrace}}
-		cs, err := c.sdk.Connect(ctx, t, nil)
+		cs, err := c.sdk.Connect(ctx, t, &mcp.ClientSessionOptions{ProtocolVersion: protocolVersion})
 		if err != nil {
 			signalGroup(cmd, syscall.SIGKILL)
 			stderr.flush()
@@ -356,7 +344,7 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 
 	default:
 		t := &mcp.StreamableClientTransport{Endpoint: c.cfg.URL, HTTPClient: c.http}
-		cs, err := c.sdk.Connect(ctx, t, nil)
+		cs, err := c.sdk.Connect(ctx, t, &mcp.ClientSessionOptions{ProtocolVersion: protocolVersion})
 		if err != nil {
 			return nil, fmt.Errorf("connect %s: %w", safeURL(c.cfg.URL), err)
 		}

@@ -293,7 +293,9 @@ func TestInProcessToolListChanged(t *testing.T) {
 	receive(t, changed, "OnToolsChanged after connect")
 
 	srv.AddTool(&mcp.Tool{Name: "extra", InputSchema: json.RawMessage(`{"type":"object"}`)},
-		func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) { return &mcp.CallToolResult{}, nil })
+		func(context.Context, *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+			return &mcp.CallToolResult{}, nil
+		})
 	receive(t, changed, "OnToolsChanged after AddTool")
 	tools, err := c.Tools(context.Background())
 	if err != nil {
@@ -311,6 +313,31 @@ func BenchmarkCallInProcess(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if _, err := c.Call(ctx, "read_file", args); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkCallInProcessDirectSDK is the baseline for BenchmarkCallInProcess: the same
+// call through a bare SDK client session, without supervision or raw capture.
+func BenchmarkCallInProcessDirectSDK(b *testing.B) {
+	srv, _ := demo.NewServer(demo.Options{})
+	ctx := context.Background()
+	st, ct := mcp.NewInMemoryTransports()
+	ss, err := srv.Connect(ctx, st, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ss.Close()
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "bench"}, nil).Connect(ctx, ct, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cs.Close()
+	params := &mcp.CallToolParams{Name: "read_file", Arguments: json.RawMessage(`{"path":"/srv/demo/bills/march.txt"}`)}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := cs.CallTool(ctx, params); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -14,7 +14,8 @@
 // Table audit_events holds one row per event: seq, the event's position in
 // the log, and event, the record exactly as it was hashed
 // ([audit.Event.MarshalRecord]). Columns kind and request_id are generated
-// from the record for indexing. Events are read back through
+// from the record for indexing, so they cannot disagree with it, and a row
+// whose event is not JSON cannot be written at all. Events are read back through
 // [audit.ParseRecord], so [audit.Verify] recomputes each hash from exactly the
 // bytes that were written; a row that is not a canonical record, or that holds
 // the record of another position, is reported as an [audit.CorruptError].
