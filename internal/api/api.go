@@ -87,9 +87,9 @@ func (a *server) auth(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Header().Set("Cache-Control", "no-store")
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		scheme, got, ok := strings.Cut(r.Header.Get("Authorization"), " ")
 		h := sha256.Sum256([]byte(got))
-		if !ok || subtle.ConstantTimeCompare(h[:], a.token[:]) != 1 {
+		if !ok || !strings.EqualFold(scheme, "Bearer") || got == "" || subtle.ConstantTimeCompare(h[:], a.token[:]) != 1 {
 			a.fail(w, r, http.StatusUnauthorized, "unauthenticated: the admin token is required", nil)
 			return
 		}
@@ -103,7 +103,7 @@ func (a *server) status(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *server) tools(w http.ResponseWriter, r *http.Request) {
-	var out []Tool
+	out := []Tool{}
 	for _, t := range a.opts.Registry.Tools() {
 		out = append(out, toolView(t))
 	}

@@ -405,6 +405,7 @@ func (g *Gateway) discover(w http.ResponseWriter, m *message) {
 		"instructions":      instructions,
 		"resultType":        "complete",
 		"ttlMs":             0,
+		"cacheScope":        "private",
 		"_meta": map[string]any{
 			"io.modelcontextprotocol/serverInfo": map[string]string{"name": g.opts.Name, "version": g.opts.Version},
 		},
@@ -436,7 +437,9 @@ func (g *Gateway) listTools(w http.ResponseWriter, agent *identity.Agent, m *mes
 	}
 	b.WriteString(`]`)
 	if proto >= Version20260728 {
-		b.WriteString(`,"resultType":"complete","ttlMs":0`)
+		// The list is per agent and changes with policy and quarantine: never shared, never
+		// cached.
+		b.WriteString(`,"resultType":"complete","ttlMs":0,"cacheScope":"private"`)
 	}
 	b.WriteString(`}`)
 	writeResult(w, m.ID, b.Bytes())
@@ -461,7 +464,27 @@ func (g *Gateway) callTool(ctx context.Context, w http.ResponseWriter, rid strin
 		writeResult(w, m.ID, refusalResult(rid, out.Refusal, proto))
 		return
 	}
-	writeResult(w, m.ID, out.Result)
+	res := out.Result
+	if proto >= Version20260728 {
+		res = markComplete(res)
+	}
+	writeResult(w, m.ID, res)
+}
+
+// markComplete adds "resultType":"complete", which 2026-07-28 requires of every result, to
+// an upstream result that lacks it (upstreams may speak an older revision). The result is a
+// JSON object from the upstream client; anything else is passed as it is.
+func markComplete(res json.RawMessage) json.RawMessage {
+	trimmed := bytes.TrimLeft(res, " \t\r\n")
+	if len(trimmed) < 2 || trimmed[0] != '{' || bytes.Contains(res, []byte(`"resultType"`)) {
+		return res
+	}
+	out := make([]byte, 0, len(trimmed)+26)
+	out = append(out, `{"resultType":"complete"`...)
+	if rest := bytes.TrimLeft(trimmed[1:], " \t\r\n"); len(rest) > 0 && rest[0] != '}' {
+		out = append(out, ',')
+	}
+	return append(out, trimmed[1:]...)
 }
 
 // refusalResult renders a refusal as a CallToolResult with isError set: a stable reason code

@@ -205,3 +205,27 @@ func BenchmarkServeHTTPCall(b *testing.B) {
 		}
 	}
 }
+
+func TestMarkComplete(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{`{"content":[]}`, `{"resultType":"complete","content":[]}`},
+		{`{}`, `{"resultType":"complete"}`},
+		{` { } `, ""}, // white space around: only validity and the field are checked
+		{`{"resultType":"complete","content":[]}`, `{"resultType":"complete","content":[]}`},
+		{`[]`, `[]`},
+	} {
+		got := string(markComplete(json.RawMessage(tc.in)))
+		if tc.in == ` { } ` {
+			if !json.Valid([]byte(got)) || !strings.Contains(got, `"resultType":"complete"`) {
+				t.Errorf("markComplete(%q) = %q, want valid JSON with resultType", tc.in, got)
+			}
+			continue
+		}
+		if got != tc.want {
+			t.Errorf("markComplete(%q) = %q, want %q", tc.in, got, tc.want)
+		}
+		if !json.Valid([]byte(got)) {
+			t.Errorf("markComplete(%q) = %q: not valid JSON", tc.in, got)
+		}
+	}
+}

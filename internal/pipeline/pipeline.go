@@ -145,7 +145,7 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		return p.refuse(ctx, &ev, policy.Decision{}, CodeToolUnavailable, fmt.Sprintf("Tool %q is not available: %s.", t.Name, t.Reason))
 	}
 
-	args, err := decodeArgs(c.Arguments)
+	args, err := argcheck.DecodeArguments(c.Arguments)
 	if err == nil {
 		err = t.Validator.Validate(args)
 	}
@@ -154,6 +154,10 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 	}
 
 	pol := p.opts.Policy()
+	if pol == nil {
+		d := policy.Decision{Effect: policy.Deny, Reason: "no policy is loaded"}
+		return p.refuse(ctx, &ev, d, CodePolicyError, "The policy could not be evaluated, so the call is refused.")
+	}
 	d, err := pol.Evaluate(&policy.Facts{
 		Agent:   policy.Agent{ID: c.Agent.ID, Owner: c.Agent.Owner, Purpose: c.Agent.Purpose, Environment: c.Agent.Environment, Labels: c.Agent.Labels},
 		User:    c.User,
@@ -220,6 +224,7 @@ func (p *Pipeline) refuse(ctx context.Context, ev *audit.Event, d policy.Decisio
 		ev.Decision = string(d.Effect)
 	}
 	ev.Rules, ev.PolicyVersion = d.Rules, d.Version
+	ev.Detail = decisionDetail(d)
 	if err := p.record(ctx, ev); err != nil {
 		p.opts.Logger.ErrorContext(ctx, "refused call not recorded", "request_id", ev.RequestID, "err", err)
 	}
@@ -238,22 +243,15 @@ func (p *Pipeline) record(ctx context.Context, ev *audit.Event) error {
 }
 
 // MaxArgumentBytes bounds a call's arguments before they are decoded.
-const MaxArgumentBytes = 1 << 20
+const MaxArgumentBytes = argcheck.MaxArgumentBytes
 
-var errNotObject = errors.New("arguments must be a JSON object")
-
-func decodeArgs(raw json.RawMessage) (map[string]any, error) {
-	if len(raw) > MaxArgumentBytes {
-		return nil, fmt.Errorf("arguments are larger than %d bytes", MaxArgumentBytes)
+// decisionDetail is the policy's own account of a decision, for the audit log only: the
+// reason sentence and, when a condition failed, its error.
+func decisionDetail(d policy.Decision) string {
+	if d.Err != nil {
+		return d.Reason + ": " + d.Err.Error()
 	}
-	if len(raw) == 0 || string(raw) == "null" {
-		return map[string]any{}, nil
-	}
-	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
-		return nil, errNotObject
-	}
-	return m, nil
+	return d.Reason
 }
 
 func invalidMessage(err error) string {

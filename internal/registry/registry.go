@@ -86,6 +86,9 @@ type Tool struct {
 	Validator *argcheck.Validator
 
 	live *upstream.Tool
+	// driftLogged is the offered hash whose drift is on record, so each drift is audited
+	// once — and again on the next sync if recording it failed.
+	driftLogged string
 }
 
 // Pin is the stored record of an approved definition.
@@ -172,8 +175,8 @@ func (r *Registry) Tools() []*Tool {
 }
 
 // Sync reconciles the declared tools of one upstream with the definitions it offers now.
-// It returns an error only when the pin store or the audit log failed; the affected tools
-// are then quarantined (fail closed).
+// It returns an error when the pin store or the audit log failed, or when a tool's schema
+// cannot be enforced; the affected tools are then quarantined (fail closed).
 func (r *Registry) Sync(ctx context.Context, upstreamName string, live []upstream.Tool) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -191,7 +194,7 @@ func (r *Registry) Sync(ctx context.Context, upstreamName string, live []upstrea
 		lt, ok := offered[d.UpstreamName]
 		if !ok {
 			next[d.Name] = &Tool{Declaration: d, Status: StatusMissing, Hash: prev.Hash,
-				Reason: "its upstream no longer offers it"}
+				Reason: "its upstream no longer offers it", driftLogged: prev.driftLogged}
 			continue
 		}
 		t, err := r.reconcile(ctx, d, prev, lt)
@@ -206,7 +209,7 @@ func (r *Registry) Sync(ctx context.Context, upstreamName string, live []upstrea
 
 func (r *Registry) reconcile(ctx context.Context, d Declaration, prev *Tool, lt *upstream.Tool) (*Tool, error) {
 	def, hash, err := DefinitionHash(lt)
-	t := &Tool{Declaration: d, LiveHash: hash, live: lt, Hash: prev.Hash}
+	t := &Tool{Declaration: d, LiveHash: hash, live: lt, Hash: prev.Hash, driftLogged: prev.driftLogged}
 	if err != nil {
 		t.Status, t.Reason = StatusQuarantined, "its definition is not valid JSON"
 		return t, nil
@@ -236,15 +239,16 @@ func (r *Registry) reconcile(ctx context.Context, d Declaration, prev *Tool, lt 
 	if t.Hash != hash {
 		t.Status = StatusQuarantined
 		t.Reason = "its definition changed since it was approved"
-		if prev.LiveHash != hash { // record each new drift once
+		if t.driftLogged != hash {
+			r.opts.Logger.WarnContext(ctx, "tool definition drifted", "tool", d.Name, "pinned", t.Hash, "offered", hash)
 			err := r.opts.Audit.Append(ctx, &audit.Event{
 				Time: r.opts.Now(), Kind: audit.KindToolDrift, Tool: d.Name, Upstream: d.Upstream,
 				Detail: fmt.Sprintf("pinned %s, offered %s", t.Hash, hash),
 			})
-			r.opts.Logger.WarnContext(ctx, "tool definition drifted", "tool", d.Name, "pinned", t.Hash, "offered", hash)
 			if err != nil {
 				return t, fmt.Errorf("audit drift: %w", err)
 			}
+			t.driftLogged = hash
 		}
 		return t, nil
 	}
@@ -265,16 +269,19 @@ func activate(t *Tool) (*Tool, error) {
 
 func (r *Registry) pin(ctx context.Context, d Declaration, hash string, def []byte, by string) error {
 	now := r.opts.Now().UTC()
-	if err := r.opts.Pins.SetPin(ctx, Pin{Tool: d.Name, Upstream: d.Upstream, Hash: hash, Definition: def, ApprovedBy: by, ApprovedAt: now}); err != nil {
-		return fmt.Errorf("store pin: %w", err)
-	}
 	kind := audit.KindToolPinned
 	if by != "first-use" {
 		kind = audit.KindToolApproved
 	}
+	// The record comes first: a pin that is stored is trusted from then on, so it must never
+	// exist without its audit event. A record whose pin then fails to store is harmless: the
+	// next sync pins (and records) again.
 	if err := r.opts.Audit.Append(ctx, &audit.Event{Time: now, Kind: kind, Tool: d.Name, Upstream: d.Upstream,
 		Detail: fmt.Sprintf("pinned %s by %s", hash, by)}); err != nil {
 		return fmt.Errorf("audit pin: %w", err)
+	}
+	if err := r.opts.Pins.SetPin(ctx, Pin{Tool: d.Name, Upstream: d.Upstream, Hash: hash, Definition: def, ApprovedBy: by, ApprovedAt: now}); err != nil {
+		return fmt.Errorf("store pin: %w", err)
 	}
 	return nil
 }
@@ -328,6 +335,9 @@ func DefinitionHash(t *upstream.Tool) ([]byte, string, error) {
 		d.UseNumber()
 		if err := d.Decode(&schema); err != nil {
 			return nil, "", fmt.Errorf("input schema: %w", err)
+		}
+		if d.More() {
+			return nil, "", errors.New("input schema: data after the JSON value")
 		}
 	}
 	var b bytes.Buffer

@@ -1,0 +1,127 @@
+package argcheck
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestDecodeArguments(t *testing.T) {
+	for _, tc := range []struct {
+		name, in string
+		wantErr  string // "" for success
+		wantLen  int
+	}{
+		{"empty", ``, "", 0},
+		{"null", ` null `, "", 0},
+		{"object", `{"a":1,"b":{"c":[1,{"d":2}]}}`, "", 2},
+		{"same key in different objects", `{"a":{"x":1},"b":{"x":2},"c":[{"x":1},{"x":2}]}`, "", 3},
+		{"key text inside a value", `{"a":"\"a\":1","b":"a"}`, "", 2},
+		{"duplicate top level", `{"to":"a@example.com","to":"x@evil.net"}`, "same key twice", 0},
+		{"duplicate nested", `{"a":{"b":1,"b":2}}`, "same key twice", 0},
+		{"duplicate in array of objects", `{"a":[{"b":1},{"c":1,"c":2}]}`, "same key twice", 0},
+		{"duplicate by escape", `{"a":1,"\u0061":2}`, "same key twice", 0},
+		{"duplicate in a large object", `{` + manyKeys(40) + `,"k7":0}`, "same key twice", 0},
+		{"array", `[1,2]`, "must be a JSON object", 0},
+		{"string", `"x"`, "must be a JSON object", 0},
+		{"malformed", `{"a":`, "must be a JSON object", 0},
+		{"oversized", `{"a":"` + strings.Repeat("x", MaxArgumentBytes) + `"}`, "larger than", 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m, err := DecodeArguments([]byte(tc.in))
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Errorf("DecodeArguments(%.60q) = %v, want error containing %q", tc.in, err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || len(m) != tc.wantLen {
+				t.Errorf("DecodeArguments(%.60q) = %v (%d keys), %v; want %d keys", tc.in, m, len(m), err, tc.wantLen)
+			}
+		})
+	}
+}
+
+func manyKeys(n int) string {
+	var b strings.Builder
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`"k` + string(rune('0'+i/10)) + string(rune('0'+i%10)) + `":0`)
+	}
+	return strings.Replace(b.String(), `"k07"`, `"k7"`, 1)
+}
+
+// referenceDuplicate finds duplicate keys the slow, obviously right way: the standard
+// decoder's token stream.
+func referenceDuplicate(data []byte) bool {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	var walk func() bool
+	walk = func() bool {
+		tok, err := dec.Token()
+		if err != nil {
+			return false
+		}
+		switch tok {
+		case json.Delim('{'):
+			seen := map[string]bool{}
+			for dec.More() {
+				k, _ := dec.Token()
+				key := k.(string)
+				if seen[key] {
+					return true
+				}
+				seen[key] = true
+				if walk() {
+					return true
+				}
+			}
+			dec.Token()
+		case json.Delim('['):
+			for dec.More() {
+				if walk() {
+					return true
+				}
+			}
+			dec.Token()
+		}
+		return false
+	}
+	return walk()
+}
+
+// FuzzDecodeArguments: never panics; agrees with the standard decoder on validity and with
+// a token-stream reference on duplicate keys.
+func FuzzDecodeArguments(f *testing.F) {
+	for _, s := range []string{`{}`, `{"a":1,"a":2}`, `{"a":{"b":[{"c":1,"\u0063":2}]}}`, `{"a":"\\\"","b":"}"}`, `[]`, `{"a":`} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := DecodeArguments(data)
+		var ref map[string]any
+		refErr := json.Unmarshal(bytes.TrimSpace(data), &ref)
+		trimmed := bytes.TrimSpace(data)
+		empty := len(trimmed) == 0 || string(trimmed) == "null"
+		switch {
+		case empty:
+			if err != nil {
+				t.Fatalf("empty input refused: %v", err)
+			}
+		case refErr != nil || ref == nil:
+			if err == nil {
+				t.Fatalf("accepted %q, which is not a JSON object", data)
+			}
+		default:
+			dup := referenceDuplicate(trimmed)
+			if dup != errors.Is(err, ErrDuplicateKey) {
+				t.Fatalf("DecodeArguments(%q) = %v, reference duplicate = %v", data, err, dup)
+			}
+			if !dup && (err != nil || len(m) != len(ref)) {
+				t.Fatalf("DecodeArguments(%q) = %v, %v; want %v", data, m, err, ref)
+			}
+		}
+	})
+}

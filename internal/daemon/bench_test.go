@@ -1,0 +1,74 @@
+package daemon_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/chaperone-dev/chaperone/internal/chaperonetest"
+	"github.com/chaperone-dev/chaperone/internal/config"
+)
+
+// BenchmarkRelay measures what the gateway adds to a tool call, in one run: the same
+// official-SDK client calls the same echo upstream (the SDK's server over streamable HTTP on
+// loopback) directly, and through the gateway. Both sub-benchmarks report wall time per call
+// and the whole process's CPU time per call (cpu-us/op: client, gateway and upstream share
+// this process), so gateway minus direct is the gateway's own cost. Run with
+//
+//	go test -run='^$' -bench=Relay -benchtime=3s -count=3 ./internal/daemon
+//
+// and see BENCHMARKS.md.
+func BenchmarkRelay(b *testing.B) {
+	up := mcp.NewServer(&mcp.Implementation{Name: "echo", Version: "1"}, nil)
+	up.AddTool(echoTool("Echo the text back."), func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
+		return &mcp.CallToolResult{Content: []mcp.Content{&mcp.TextContent{Text: "ok"}}}, nil
+	})
+	hs := httptest.NewServer(mcp.NewStreamableHTTPHandler(func(*http.Request) *mcp.Server { return up }, nil))
+	b.Cleanup(hs.Close) // after the gateway's own cleanup: it holds connections to hs
+
+	g := chaperonetest.Start(b, chaperonetest.Options{
+		Upstreams: []config.Upstream{{Name: "echo", URL: hs.URL}},
+		Tools:     []config.Tool{{Upstream: "echo", Name: "echo", Class: "read"}},
+		Policy:    "rules:\n  - id: echo\n    match: {tools: [echo]}\n    effect: allow\n",
+	})
+	tok := g.Agents["test-agent"].Token
+
+	for _, bc := range []struct {
+		name, url, token string
+	}{
+		{"direct", hs.URL, ""},
+		{"gateway", g.URL, tok},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			cs := chaperonetest.ConnectURL(b, bc.url, bc.token, "")
+			params := &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "hello"}}
+			ctx := context.Background()
+			b.ReportAllocs()
+			cpu0 := cpuTime()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					res, err := cs.CallTool(ctx, params)
+					if err != nil || res.IsError {
+						b.Errorf("CallTool: %v %v", err, res)
+						return
+					}
+				}
+			})
+			b.StopTimer()
+			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-us/op")
+		})
+	}
+}
+
+// cpuTime is the process's user plus system CPU time.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
