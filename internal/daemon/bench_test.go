@@ -40,11 +40,15 @@ func BenchmarkRelay(b *testing.B) {
 
 	for _, bc := range []struct {
 		name, url, token string
+		par              int // goroutines per GOMAXPROCS
 	}{
-		{"direct", hs.URL, ""},
-		{"gateway", g.URL, tok},
+		{"direct/p=1", hs.URL, "", 1},
+		{"gateway/p=1", g.URL, tok, 1},
+		{"direct/p=16", hs.URL, "", 16},
+		{"gateway/p=16", g.URL, tok, 16},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
+			b.SetParallelism(bc.par)
 			cs := chaperonetest.ConnectURL(b, bc.url, bc.token, "")
 			params := &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "hello"}}
 			ctx := context.Background()

@@ -10,6 +10,8 @@ import (
 
 	"github.com/chaperone-dev/chaperone/internal/chaperonetest"
 	"github.com/chaperone-dev/chaperone/internal/config"
+	"github.com/chaperone-dev/chaperone/internal/daemon"
+	"github.com/chaperone-dev/chaperone/internal/policy"
 )
 
 func startDemo(t *testing.T, configure func(*config.Config)) *chaperonetest.Gateway {
@@ -219,4 +221,29 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestExamplePolicyCompiles loads docs/examples: the configuration and the policy it points
+// at must compile together, so the documentation cannot rot.
+func TestExamplePolicyCompiles(t *testing.T) {
+	t.Setenv("TICKETS_API_TOKEN", "x")
+	cfg, err := config.Load("../../docs/examples/chaperone.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srcs, err := daemon.ReadPolicySources(cfg.Policy.Paths)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, err := config.ExposedNames(cfg.Tools)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tools := map[string]policy.ToolInfo{}
+	for i, tl := range cfg.Tools {
+		tools[names[i]] = policy.ToolInfo{Class: tl.Class}
+	}
+	if _, err := policy.Compile(srcs, tools); err != nil {
+		t.Errorf("example policy: %v", err)
+	}
 }
