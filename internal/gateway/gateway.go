@@ -107,6 +107,8 @@ type Gateway struct {
 	// mu guards sessions.
 	mu       sync.Mutex
 	sessions map[string]*session
+
+	authFailures windowLimiter
 }
 
 type session struct {
@@ -508,16 +510,56 @@ func refusalResult(rid string, r *pipeline.Refusal, proto string) []byte {
 }
 
 func (g *Gateway) auditAuthFailure(ctx context.Context, rid string, r *http.Request, f identity.Failure) {
+	// Unauthenticated requests cost the sender nothing, so their records are bounded: at most
+	// authFailuresPerSecond a second are written, and the next written one counts the rest.
+	suppressed, ok := g.authFailures.admit(g.opts.Now())
+	if !ok {
+		return
+	}
+	detail := fmt.Sprintf("%s from %s", f, r.RemoteAddr)
+	if suppressed > 0 {
+		detail += fmt.Sprintf(" (%d more failed authentications not recorded one by one before this)", suppressed)
+	}
 	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	err := g.opts.Audit.Append(actx, &audit.Event{
 		Time: g.opts.Now(), Kind: audit.KindAuthFailed, RequestID: rid,
 		Decision: "refused", Reason: string(pipeline.CodeUnauthenticated), Message: "authentication failed",
-		Detail: fmt.Sprintf("%s from %s", f, r.RemoteAddr),
+		Detail: detail,
 	})
 	if err != nil {
 		g.opts.Logger.ErrorContext(ctx, "audit append failed", "request_id", rid, "err", err)
 	}
+}
+
+// authFailuresPerSecond bounds the auth.failed events written per second.
+const authFailuresPerSecond = 20
+
+// windowLimiter admits up to a fixed number of events per one-second window and counts the
+// ones it turns away.
+type windowLimiter struct {
+	mu         sync.Mutex
+	window     int64 // unix second
+	admitted   int
+	suppressed int64
+}
+
+// admit reports whether an event may be recorded now and, if so, how many were turned away
+// since the last admitted one.
+func (l *windowLimiter) admit(now time.Time) (int64, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if sec := now.Unix(); sec != l.window {
+		l.window, l.admitted = sec, 0
+	}
+	if l.admitted >= authFailuresPerSecond {
+		l.suppressed++
+		return 0, false
+	}
+	l.admitted++
+	n := l.suppressed
+	l.suppressed = 0
+	return n, true
 }
 
 // validID returns id if it is a JSON string or integer, else nil.

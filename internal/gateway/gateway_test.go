@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chaperone-dev/chaperone/internal/audit"
 	"github.com/chaperone-dev/chaperone/internal/identity"
@@ -227,5 +228,27 @@ func TestMarkComplete(t *testing.T) {
 		if !json.Valid([]byte(got)) {
 			t.Errorf("markComplete(%q) = %q: not valid JSON", tc.in, got)
 		}
+	}
+}
+
+func TestWindowLimiter(t *testing.T) {
+	var l windowLimiter
+	t0 := time.Unix(1000, 0)
+	for i := range authFailuresPerSecond {
+		if _, ok := l.admit(t0); !ok {
+			t.Fatalf("admit #%d in the first second refused", i+1)
+		}
+	}
+	for range 5 {
+		if _, ok := l.admit(t0.Add(500 * time.Millisecond)); ok {
+			t.Fatalf("admit over the limit accepted")
+		}
+	}
+	n, ok := l.admit(t0.Add(time.Second))
+	if !ok || n != 5 {
+		t.Errorf("admit in the next second = %d, %v; want 5 suppressed, admitted", n, ok)
+	}
+	if n, _ := l.admit(t0.Add(time.Second)); n != 0 {
+		t.Errorf("suppressed count not reset: %d", n)
 	}
 }
