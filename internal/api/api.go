@@ -7,6 +7,16 @@
 //	GET  /v1/tools                   the registry: every declared tool and its state
 //	POST /v1/tools/{name}/approve    pin the definition the upstream offers now  {"by": "alice"}
 //	POST /v1/policy/reload           recompile the policy files; the old policy stays on error
+//	GET  /v1/agents                  every agent (no secrets; a key fingerprint at most)
+//	POST /v1/agents                  register an agent; a generated secret is shown only here
+//	GET  /v1/agents/{id}             one agent
+//	POST /v1/agents/{id}/suspend     {"by": "alice", "reason": "..."}; also resume and revoke
+//	GET  /v1/tasks[?all=1]           open tasks; with all=1 also those closed within a day
+//	POST /v1/tasks/{id}/end          end a task: every token bound to it stops working
+//	GET  /v1/keys                    the token signing keys
+//	POST /v1/keys/rotate             start signing with a new key
+//
+// Routes whose component is not wired answer 501.
 //
 // Errors are {"error": "<safe message>", "request_id": "..."}; causes are logged with the
 // request id, never sent.
@@ -24,6 +34,7 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/chaperone-dev/chaperone/internal/identity"
 	"github.com/chaperone-dev/chaperone/internal/policy"
 	"github.com/chaperone-dev/chaperone/internal/registry"
 )
@@ -62,6 +73,14 @@ type Options struct {
 	Policy   func() *policy.Policy
 	Status   func() Status
 	Logger   *slog.Logger
+	// Agents is the agent directory; nil answers 501 on /v1/agents.
+	Agents *identity.Directory
+	// Tasks are the tasks tokens are bound to; nil answers 501 on /v1/tasks.
+	Tasks *identity.Tasks
+	// RotateKeys starts signing tokens with a new key and returns its kid; nil answers 501.
+	RotateKeys func(ctx context.Context) (string, error)
+	// Keys lists the signing keys; nil answers 501.
+	Keys func() []KeyInfo
 }
 
 // New returns the API handler.
@@ -75,6 +94,7 @@ func New(opts Options) http.Handler {
 	mux.HandleFunc("GET /v1/tools", a.tools)
 	mux.HandleFunc("POST /v1/tools/{name}/approve", a.approve)
 	mux.HandleFunc("POST /v1/policy/reload", a.reload)
+	a.identityRoutes(mux)
 	return a.auth(mux)
 }
 

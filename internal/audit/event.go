@@ -24,6 +24,16 @@ const (
 	KindToolApproved   = "tool.approved"   // an operator approved a (changed) tool definition
 	KindPolicyLoaded   = "policy.loaded"   // a policy version took effect
 	KindPolicyRejected = "policy.rejected" // a policy version failed to load; the old one stays
+
+	KindAgentRegistered   = "agent.registered"       // an operator registered an agent
+	KindAgentSuspended    = "agent.suspended"        // an operator suspended an agent
+	KindAgentResumed      = "agent.resumed"          // an operator made a suspended agent active again
+	KindAgentRevoked      = "agent.revoked"          // an operator revoked an agent, for good
+	KindTaskStarted       = "task.started"           // a task began; tokens may be bound to it
+	KindTaskEnded         = "task.ended"             // a task ended; every token bound to it is void
+	KindTokenIssued       = "token.issued"           // an access token was issued
+	KindTokenRefused      = "token.refused"          // a token request was refused, and why
+	KindDelegationRefused = "token.widening_refused" // a delegation asked for more than its parent holds
 )
 
 // Event is one audit record. Field names, their order and their JSON tags are
@@ -51,6 +61,9 @@ type Event struct {
 	ResultBytes   int64     `json:"result_bytes,omitempty"`   // size of the upstream result
 	ResultError   bool      `json:"result_error,omitempty"`   // the upstream returned isError
 	Detail        string    `json:"detail,omitempty"`         // free text for registry events (e.g. old and new definition hash)
+	Task          string    `json:"task,omitempty"`           // the task the credential is bound to
+	Chain         []string  `json:"chain,omitempty"`          // delegation chain: the agents from the first to Agent
+	TokenID       string    `json:"token_id,omitempty"`       // the access token's jti
 	PrevHash      string    `json:"prev_hash"`                // Hash of event Seq-1; "" for Seq 1
 	Hash          string    `json:"hash"`                     // "sha256:<hex>" of the canonical form; see ComputeHash
 }
@@ -144,13 +157,16 @@ func normalize(e Event) Event {
 	for _, s := range []*string{
 		&e.Kind, &e.RequestID, &e.SessionID, &e.Agent, &e.User, &e.Tool, &e.Upstream,
 		&e.ArgsHash, &e.ArgsSummary, &e.Decision, &e.Reason, &e.Message, &e.PolicyVersion, &e.Detail,
+		&e.Task, &e.TokenID,
 	} {
 		*s = strings.ToValidUTF8(*s, "\uFFFD")
 	}
-	if e.Rules != nil {
-		e.Rules = slices.Clone(e.Rules)
-		for i, r := range e.Rules {
-			e.Rules[i] = strings.ToValidUTF8(r, "\uFFFD")
+	for _, list := range []*[]string{&e.Rules, &e.Chain} {
+		if *list != nil {
+			*list = slices.Clone(*list)
+			for i, r := range *list {
+				(*list)[i] = strings.ToValidUTF8(r, "\uFFFD")
+			}
 		}
 	}
 	e.Seq, e.PrevHash, e.Hash = 0, "", ""

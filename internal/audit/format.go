@@ -43,6 +43,8 @@ func Format(w io.Writer, e Event) {
 	}
 	field("agent", e.Agent)
 	field("user", e.User)
+	field("chain", strings.Join(e.Chain, ">"))
+	field("task", e.Task)
 	field("tool", e.Tool)
 	field("upstream", e.Upstream)
 	field("args", e.ArgsSummary)

@@ -118,7 +118,7 @@ func toolsApprove(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs := newFlags("tools approve", stderr)
 	client := adminFlags(fs)
 	by := fs.String("by", "", "who approves (recorded in the audit log); required")
-	if err := parse(fs, reorder(args), 1); err != nil {
+	if err := parse(fs, reorder(fs, args), 1); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
@@ -160,14 +160,20 @@ func policyReload(ctx context.Context, args []string, stdout, stderr io.Writer) 
 }
 
 // reorder moves flags before positional arguments, so `approve NAME --by x` works with the
-// standard flag package, which stops at the first non-flag.
-func reorder(args []string) []string {
+// standard flag package, which stops at the first non-flag. A flag takes the next argument
+// as its value unless it is written -f=v or is a boolean flag of fs; everything after "--"
+// is positional.
+func reorder(fs *flag.FlagSet, args []string) []string {
 	var flags, pos []string
 	for i := 0; i < len(args); i++ {
 		a := args[i]
+		if a == "--" {
+			pos = append(pos, args[i+1:]...)
+			break
+		}
 		if strings.HasPrefix(a, "-") && len(a) > 1 {
 			flags = append(flags, a)
-			if !strings.Contains(a, "=") && i+1 < len(args) {
+			if !strings.Contains(a, "=") && !isBoolFlag(fs, strings.TrimLeft(a, "-")) && i+1 < len(args) {
 				flags = append(flags, args[i+1])
 				i++
 			}
@@ -175,5 +181,18 @@ func reorder(args []string) []string {
 		}
 		pos = append(pos, a)
 	}
+	if len(pos) > 0 {
+		flags = append(flags, "--")
+	}
 	return append(flags, pos...)
+}
+
+// isBoolFlag reports whether fs defines name as a flag that takes no value.
+func isBoolFlag(fs *flag.FlagSet, name string) bool {
+	f := fs.Lookup(name)
+	if f == nil {
+		return false
+	}
+	b, ok := f.Value.(interface{ IsBoolFlag() bool })
+	return ok && b.IsBoolFlag()
 }

@@ -37,6 +37,19 @@ Usage:
   chaperone tools list                        show the tool registry and each tool's state
   chaperone tools approve NAME --by WHO       pin a tool's current definition (after review)
   chaperone policy reload                     recompile the policy files in a running gateway
+  chaperone agent register --id ID --owner EMAIL --env dev|test|prod --capabilities a,b
+      [--purpose TEXT] [--autonomy 0-3] [--label k=v ...] (--public-key FILE | --secret)
+                                              register an agent (a secret is shown only once)
+  chaperone agent list                        show every agent and its status
+  chaperone agent show ID                     show one agent
+  chaperone agent suspend|revoke ID --reason TEXT --by WHO
+                                              stop an agent at once (revocation is final)
+  chaperone agent resume ID --by WHO          make a suspended agent active again
+  chaperone task list [--all]                 show open tasks (--all: also recently closed)
+  chaperone task end ID --by WHO [--reason TEXT]
+                                              end a task: every token bound to it stops working
+  chaperone keys list                         show the token signing keys
+  chaperone keys rotate                       start signing tokens with a new key
   chaperone audit verify [--data-dir DIR]     check the audit log's hash chain, offline
   chaperone audit tail [-n N] [--data-dir DIR] show the latest audit events
   chaperone version
@@ -71,6 +84,25 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	case "policy":
 		err = sub(rest, map[string]func([]string) error{
 			"reload": func(a []string) error { return policyReload(ctx, a, stdout, stderr) },
+		})
+	case "agent":
+		err = sub(rest, map[string]func([]string) error{
+			"register": func(a []string) error { return agentRegister(ctx, a, stdout, stderr) },
+			"list":     func(a []string) error { return agentList(ctx, a, stdout, stderr) },
+			"show":     func(a []string) error { return agentShow(ctx, a, stdout, stderr) },
+			"suspend":  func(a []string) error { return agentStatus("suspend")(ctx, a, stdout, stderr) },
+			"resume":   func(a []string) error { return agentStatus("resume")(ctx, a, stdout, stderr) },
+			"revoke":   func(a []string) error { return agentStatus("revoke")(ctx, a, stdout, stderr) },
+		})
+	case "task":
+		err = sub(rest, map[string]func([]string) error{
+			"list": func(a []string) error { return taskList(ctx, a, stdout, stderr) },
+			"end":  func(a []string) error { return taskEnd(ctx, a, stdout, stderr) },
+		})
+	case "keys":
+		err = sub(rest, map[string]func([]string) error{
+			"list":   func(a []string) error { return keysList(ctx, a, stdout, stderr) },
+			"rotate": func(a []string) error { return keysRotate(ctx, a, stdout, stderr) },
 		})
 	case "audit":
 		err = sub(rest, map[string]func([]string) error{

@@ -47,6 +47,8 @@ type Config struct {
 	Tools []Tool `yaml:"tools"`
 	// Agents are the registered agents and their token hashes.
 	Agents []Agent `yaml:"agents"`
+	// Identity configures the token issuer and trusted identity providers.
+	Identity Identity `yaml:"identity"`
 	// Policy says where the policy files are.
 	Policy Policy `yaml:"policy"`
 	// Log configures the daemon's own log.
@@ -119,6 +121,9 @@ type Upstream struct {
 	Headers map[string]string `yaml:"headers"`
 	// Builtin names an in-process server: "demo".
 	Builtin string `yaml:"builtin"`
+	// Environment is dev, test or prod; only agents of the same environment reach it.
+	// Default "dev".
+	Environment string `yaml:"environment"`
 	// CallTimeout bounds one tools/call. Default "30s".
 	CallTimeout Duration `yaml:"call_timeout"`
 }
@@ -153,8 +158,45 @@ type Agent struct {
 	Environment string `yaml:"environment"`
 	// Labels are free key/value facts policy can use.
 	Labels map[string]string `yaml:"labels"`
+	// Capabilities are the exposed tool names the agent may ever be granted; "*" means any.
+	// Default ["*"].
+	Capabilities []string `yaml:"capabilities"`
+	// Autonomy is 0 to 3. Default 0.
+	Autonomy int `yaml:"autonomy"`
 	// TokenSHA256 is the hex SHA-256 of the agent's bearer token (`chaperone token new`).
 	TokenSHA256 string `yaml:"token_sha256"`
+}
+
+// Identity configures the gateway as the issuer of agents' short-lived access tokens.
+type Identity struct {
+	// Issuer is the iss of tokens and the base of the OAuth endpoints' URLs: the URL agents
+	// reach the gateway at. Default "http://<the address the MCP endpoint listens on>".
+	Issuer string `yaml:"issuer"`
+	// Audience is the aud tokens are minted for and verified against. Default: Issuer.
+	Audience string `yaml:"audience"`
+	// TokenTTL is a token's lifetime when the agent asks for none. Default "10m".
+	TokenTTL Duration `yaml:"token_ttl"`
+	// MaxTokenTTL bounds every token's lifetime. Default "1h"; at most "24h".
+	MaxTokenTTL Duration `yaml:"max_token_ttl"`
+	// Leeway tolerates clock skew when checking times. Default "30s"; at most "5m".
+	Leeway Duration `yaml:"leeway"`
+	// MaxDelegationDepth bounds agent → sub-agent chains. Default 3; at most 8.
+	MaxDelegationDepth int `yaml:"max_delegation_depth"`
+	// OIDC lists the identity providers whose user tokens agents may exchange to act on
+	// behalf of a user.
+	OIDC []OIDCProvider `yaml:"oidc"`
+}
+
+// OIDCProvider is a trusted OpenID Connect issuer of user tokens.
+type OIDCProvider struct {
+	// Issuer is the provider's iss.
+	Issuer string `yaml:"issuer"`
+	// JWKSURL is where its signing keys are published (https, or http on loopback).
+	JWKSURL string `yaml:"jwks_url"`
+	// Audience is the aud its tokens must carry for this gateway.
+	Audience string `yaml:"audience"`
+	// GroupsClaim names the claim with the user's groups. Default "groups".
+	GroupsClaim string `yaml:"groups_claim"`
 }
 
 // Policy says where policy files live.
@@ -325,9 +367,22 @@ func (c *Config) ApplyDefaults() {
 	}
 	for i := range c.Upstreams {
 		defD(&c.Upstreams[i].CallTimeout, 30*time.Second)
+		def(&c.Upstreams[i].Environment, "dev")
 	}
 	for i := range c.Agents {
 		def(&c.Agents[i].Environment, "dev")
+		if c.Agents[i].Capabilities == nil {
+			c.Agents[i].Capabilities = []string{"*"}
+		}
+	}
+	defD(&c.Identity.TokenTTL, 10*time.Minute)
+	defD(&c.Identity.MaxTokenTTL, time.Hour)
+	defD(&c.Identity.Leeway, 30*time.Second)
+	if c.Identity.MaxDelegationDepth == 0 {
+		c.Identity.MaxDelegationDepth = 3
+	}
+	for i := range c.Identity.OIDC {
+		def(&c.Identity.OIDC[i].GroupsClaim, "groups")
 	}
 	def(&c.Log.Level, "info")
 	def(&c.Log.Format, "text")
@@ -340,6 +395,17 @@ var (
 	hexSHA256    = regexp.MustCompile(`^[0-9a-f]{64}$`)
 	pinHash      = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
 )
+
+// Environments are the environments agents and upstreams belong to.
+var Environments = []string{"dev", "test", "prod"}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
 
 // Classes are the risk classes a tool can have, in increasing order of risk.
 var Classes = []string{"read", "write", "external", "destructive"}
@@ -428,6 +494,9 @@ func (c *Config) Validate() error {
 		if u.CallTimeout <= 0 || u.CallTimeout.D() > time.Hour {
 			bad(f+".call_timeout", "must be between 0s and 1h, got %s", u.CallTimeout.D())
 		}
+		if !slices.Contains(Environments, u.Environment) {
+			bad(f+".environment", "must be dev, test or prod, got %q", u.Environment)
+		}
 	}
 
 	seen := map[string]bool{}
@@ -479,11 +548,52 @@ func (c *Config) Validate() error {
 		if a.Owner == "" {
 			bad(f+".owner", "is required: every agent has an accountable owner")
 		}
-		if !slices.Contains([]string{"dev", "test", "prod"}, a.Environment) {
+		if !slices.Contains(Environments, a.Environment) {
 			bad(f+".environment", "must be dev, test or prod, got %q", a.Environment)
+		}
+		if len(a.Capabilities) == 0 {
+			bad(f+".capabilities", "must not be empty (omit it for any tool)")
+		}
+		for j, c := range a.Capabilities {
+			if c != "*" && !toolName.MatchString(c) {
+				bad(fmt.Sprintf("%s.capabilities[%d]", f, j), "must be \"*\" or a tool name, got %q", c)
+			}
+		}
+		if a.Autonomy < 0 || a.Autonomy > 3 {
+			bad(f+".autonomy", "must be between 0 and 3, got %d", a.Autonomy)
 		}
 		if !hexSHA256.MatchString(a.TokenSHA256) {
 			bad(f+".token_sha256", "must be 64 lower-case hex digits (see `chaperone token new`)")
+		}
+	}
+	id := c.Identity
+	if u, err := url.Parse(id.Issuer); id.Issuer != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "") {
+		bad("identity.issuer", "must be an http(s) URL without query or fragment, got %q", id.Issuer)
+	}
+	if id.MaxTokenTTL <= 0 || id.MaxTokenTTL.D() > 24*time.Hour {
+		bad("identity.max_token_ttl", "must be between 0s and 24h, got %s", id.MaxTokenTTL.D())
+	}
+	if id.TokenTTL <= 0 || id.TokenTTL > id.MaxTokenTTL {
+		bad("identity.token_ttl", "must be positive and at most max_token_ttl (%s), got %s", id.MaxTokenTTL.D(), id.TokenTTL.D())
+	}
+	if id.Leeway < 0 || id.Leeway.D() > 5*time.Minute {
+		bad("identity.leeway", "must be between 0s and 5m, got %s", id.Leeway.D())
+	}
+	if id.MaxDelegationDepth < 1 || id.MaxDelegationDepth > 8 {
+		bad("identity.max_delegation_depth", "must be between 1 and 8, got %d", id.MaxDelegationDepth)
+	}
+	issuers := map[string]bool{}
+	for i, p := range id.OIDC {
+		f := fmt.Sprintf("identity.oidc[%d]", i)
+		if p.Issuer == "" || issuers[p.Issuer] {
+			bad(f+".issuer", "must be set and unique, got %q", p.Issuer)
+		}
+		issuers[p.Issuer] = true
+		if u, err := url.Parse(p.JWKSURL); err != nil || u.Host == "" || !(u.Scheme == "https" || u.Scheme == "http" && isLoopback(u.Hostname())) {
+			bad(f+".jwks_url", "must be an https URL (http only on loopback), got %q", p.JWKSURL)
+		}
+		if p.Audience == "" {
+			bad(f+".audience", "must be set: tokens minted for another service must not be accepted")
 		}
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {

@@ -23,9 +23,11 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/api"
 	"github.com/chaperone-dev/chaperone/internal/audit"
 	"github.com/chaperone-dev/chaperone/internal/config"
+	"github.com/chaperone-dev/chaperone/internal/contain"
 	"github.com/chaperone-dev/chaperone/internal/demo"
 	"github.com/chaperone-dev/chaperone/internal/gateway"
 	"github.com/chaperone-dev/chaperone/internal/identity"
+	"github.com/chaperone-dev/chaperone/internal/oauth"
 	"github.com/chaperone-dev/chaperone/internal/pipeline"
 	"github.com/chaperone-dev/chaperone/internal/policy"
 	"github.com/chaperone-dev/chaperone/internal/registry"
@@ -61,6 +63,14 @@ type Daemon struct {
 
 	reloadMu sync.Mutex // serialises policy reloads
 
+	agents  *identity.Directory
+	tasks   *identity.Tasks
+	keys    atomic.Pointer[identity.KeySet]
+	keysMu  sync.Mutex // serialises key rotation
+	issuer  *identity.Issuer
+	oauth   *oauth.Server
+	budgets *contain.Budgets
+
 	mcpLn, adminLn net.Listener
 	adminToken     string
 	syncCh         map[string]chan struct{}
@@ -93,10 +103,15 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (d *Daemon, err 
 	if err != nil {
 		return nil, err
 	}
+	envOf := map[string]string{}
+	for _, u := range cfg.Upstreams {
+		envOf[u.Name] = u.Environment
+	}
 	decls := make([]registry.Declaration, len(cfg.Tools))
 	d.tools = map[string]policy.ToolInfo{}
 	for i, t := range cfg.Tools {
-		decls[i] = registry.Declaration{Name: names[i], Upstream: t.Upstream, UpstreamName: t.Name, Class: t.Class, Pin: t.Pin, Overlay: t.Arguments}
+		decls[i] = registry.Declaration{Name: names[i], Upstream: t.Upstream, UpstreamName: t.Name, Class: t.Class,
+			Environment: envOf[t.Upstream], Pin: t.Pin, Overlay: t.Arguments}
 		d.tools[names[i]] = policy.ToolInfo{Class: t.Class}
 	}
 	if _, err := d.loadPolicy(ctx); err != nil {
@@ -112,13 +127,20 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (d *Daemon, err 
 	var regs []identity.Registration
 	for _, a := range cfg.Agents {
 		regs = append(regs, identity.Registration{
-			Agent:       identity.Agent{ID: a.ID, Owner: a.Owner, Purpose: a.Purpose, Environment: a.Environment, Labels: a.Labels},
+			Agent: identity.Agent{ID: a.ID, Owner: a.Owner, Purpose: a.Purpose, Environment: a.Environment, Labels: a.Labels,
+				Capabilities: a.Capabilities, Autonomy: a.Autonomy, Status: identity.StatusActive},
 			TokenSHA256: a.TokenSHA256,
 		})
 	}
-	agents, err := identity.NewRegistry(regs)
+	static, err := identity.NewRegistry(regs)
 	if err != nil {
 		return nil, fmt.Errorf("agents: %w", err)
+	}
+	if d.agents, err = identity.NewDirectory(ctx, identity.DirectoryOptions{Store: d.store, Audit: d.audit, Static: regs}); err != nil {
+		return nil, fmt.Errorf("agents: %w", err)
+	}
+	if d.tasks, err = identity.NewTasks(ctx, identity.TasksOptions{Store: d.store, Audit: d.audit}); err != nil {
+		return nil, fmt.Errorf("tasks: %w", err)
 	}
 
 	for _, u := range cfg.Upstreams {
@@ -152,20 +174,24 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (d *Daemon, err 
 		d.ups[u.Name] = c
 	}
 
-	pl := pipeline.New(pipeline.Options{
-		Tools: d.reg, Policy: d.policy.Load, Upstreams: upstreamSet(d.ups), Audit: d.audit,
-		Logger: d.log.With("component", "pipeline"),
-	})
-	d.gw = gateway.New(gateway.Options{
-		Auth: agents, Calls: pl, Catalog: d.reg, Policy: d.policy.Load, Audit: d.audit,
-		Logger: d.log.With("component", "gateway"), MaxBody: cfg.Server.MaxBodyBytes,
-		MaxSessions: cfg.Server.MaxSessions, SessionIdle: cfg.Server.SessionIdle.D(),
-		Name: "chaperone", Version: Version,
-	})
-
 	if d.mcpLn, err = net.Listen("tcp", cfg.Server.Listen); err != nil {
 		return nil, fmt.Errorf("listen %s: %w", cfg.Server.Listen, err)
 	}
+	d.budgets = contain.NewBudgets(nil)
+	if err := d.buildIdentity(ctx); err != nil {
+		return nil, err
+	}
+	pl := pipeline.New(pipeline.Options{
+		Tools: d.reg, Policy: d.policy.Load, Upstreams: upstreamSet(d.ups), Audit: d.audit, Budgets: d.budgets,
+		Logger: d.log.With("component", "pipeline"),
+	})
+	d.gw = gateway.New(gateway.Options{
+		Auth:  &identity.Authenticator{Static: static, Tokens: d.issuer, Agents: d.agents, Tasks: d.tasks},
+		Calls: pl, Catalog: d.reg, Policy: d.policy.Load, Audit: d.audit,
+		Logger: d.log.With("component", "gateway"), MaxBody: cfg.Server.MaxBodyBytes,
+		MaxSessions: cfg.Server.MaxSessions, SessionIdle: cfg.Server.SessionIdle.D(),
+		Name: "chaperone", Version: Version, ResourceMetadata: d.oauth.ResourceMetadataURL(),
+	})
 	if cfg.Admin.Listen != "off" {
 		if d.adminToken, err = adminToken(cfg.Admin.TokenFile); err != nil {
 			return nil, err
@@ -224,6 +250,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	mux := http.NewServeMux()
 	mux.Handle(d.cfg.Server.Path, d.gw)
+	d.oauth.Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", d.ready)
 	servers := []*http.Server{d.httpServer(mux)}
@@ -232,6 +259,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		servers = append(servers, d.httpServer(api.New(api.Options{
 			Token: d.adminToken, Registry: d.reg, Reload: d.ReloadPolicy, Policy: d.policy.Load,
 			Status: d.status, Logger: d.log.With("component", "api"),
+			Agents: d.agents, Tasks: d.tasks, RotateKeys: d.RotateKeys, Keys: d.keyInfo,
 		})))
 		lns = append(lns, d.adminLn)
 	}

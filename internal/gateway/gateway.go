@@ -66,7 +66,7 @@ const (
 
 // Authenticator checks an Authorization header.
 type Authenticator interface {
-	Authenticate(header string) (*identity.Agent, identity.Failure, error)
+	Authenticate(header string) (*identity.Principal, identity.Failure, error)
 }
 
 // Calls runs tool calls.
@@ -97,7 +97,10 @@ type Options struct {
 	SessionIdle time.Duration
 	// Name and Version are the serverInfo agents see.
 	Name, Version string
-	Now           func() time.Time
+	// ResourceMetadata is the URL of the OAuth protected resource metadata (RFC 9728),
+	// announced in the WWW-Authenticate challenge; "" to leave it out.
+	ResourceMetadata string
+	Now              func() time.Time
 }
 
 // Gateway is the MCP endpoint. It is an http.Handler.
@@ -191,13 +194,14 @@ type message struct {
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	rid := newID("req")
-	agent, failure, err := g.opts.Auth.Authenticate(r.Header.Get("Authorization"))
+	pr, failure, err := g.opts.Auth.Authenticate(r.Header.Get("Authorization"))
 	if err != nil {
 		g.auditAuthFailure(ctx, rid, r, failure)
-		w.Header().Set("WWW-Authenticate", `Bearer realm="chaperone"`)
+		w.Header().Set("WWW-Authenticate", g.challenge(failure))
 		writeError(w, http.StatusUnauthorized, nil, codeUnauthenticated, "unauthenticated: a valid bearer token is required")
 		return
 	}
+	agent := pr.Agent
 	switch r.Method {
 	case http.MethodPost:
 	case http.MethodDelete:
@@ -285,9 +289,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "ping":
 		writeResult(w, m.ID, []byte(`{}`))
 	case "tools/list":
-		g.listTools(w, agent, &m, proto)
+		g.listTools(w, pr, &m, proto)
 	case "tools/call":
-		g.callTool(ctx, w, rid, agent, sess, &m, proto)
+		g.callTool(ctx, w, rid, pr, sess, &m, proto)
 	default:
 		writeError(w, http.StatusOK, m.ID, codeMethodNotFound, fmt.Sprintf("method not found: %q is not offered by this gateway", truncate(m.Method, 64)))
 	}
@@ -415,23 +419,30 @@ func (g *Gateway) discover(w http.ResponseWriter, m *message) {
 	writeResult(w, m.ID, res)
 }
 
-// VisibleTools returns the listings of the tools an agent may see: active in the registry
-// and possibly allowed by policy.
-func (g *Gateway) VisibleTools(agentID string) []json.RawMessage {
+// VisibleTools returns the listings of the tools a principal may see: active in the
+// registry, within its credential's scope, and possibly allowed by policy.
+func (g *Gateway) VisibleTools(pr *identity.Principal) []json.RawMessage {
 	pol := g.opts.Policy()
 	var out []json.RawMessage
 	for _, t := range g.opts.Catalog.Tools() {
-		if t.Status == registry.StatusActive && pol.Visible(agentID, t.Name) {
-			out = append(out, t.Listing)
+		if t.Status != registry.StatusActive || !pol.Visible(pr.Agent.ID, t.Name) {
+			continue
 		}
+		if pr.Tools != nil && !slices.Contains(pr.Tools, t.Name) {
+			continue
+		}
+		if t.Environment != "" && t.Environment != pr.Agent.Environment {
+			continue
+		}
+		out = append(out, t.Listing)
 	}
 	return out
 }
 
-func (g *Gateway) listTools(w http.ResponseWriter, agent *identity.Agent, m *message, proto string) {
+func (g *Gateway) listTools(w http.ResponseWriter, pr *identity.Principal, m *message, proto string) {
 	var b bytes.Buffer
 	b.WriteString(`{"tools":[`)
-	for i, l := range g.VisibleTools(agent.ID) {
+	for i, l := range g.VisibleTools(pr) {
 		if i > 0 {
 			b.WriteByte(',')
 		}
@@ -447,7 +458,7 @@ func (g *Gateway) listTools(w http.ResponseWriter, agent *identity.Agent, m *mes
 	writeResult(w, m.ID, b.Bytes())
 }
 
-func (g *Gateway) callTool(ctx context.Context, w http.ResponseWriter, rid string, agent *identity.Agent, sess *session, m *message, proto string) {
+func (g *Gateway) callTool(ctx context.Context, w http.ResponseWriter, rid string, pr *identity.Principal, sess *session, m *message, proto string) {
 	var p struct {
 		Name      string          `json:"name"`
 		Arguments json.RawMessage `json:"arguments"`
@@ -456,7 +467,7 @@ func (g *Gateway) callTool(ctx context.Context, w http.ResponseWriter, rid strin
 		writeError(w, http.StatusOK, m.ID, codeInvalidParams, `invalid params: tools/call needs "name" and optional "arguments"`)
 		return
 	}
-	c := &pipeline.Call{RequestID: rid, Agent: agent, Tool: p.Name, Arguments: p.Arguments}
+	c := &pipeline.Call{RequestID: rid, Principal: pr, Tool: p.Name, Arguments: p.Arguments}
 	if sess != nil {
 		c.SessionID = sess.id
 		c.SessionCalls = sess.calls.Add(1)
@@ -507,6 +518,20 @@ func refusalResult(rid string, r *pipeline.Refusal, proto string) []byte {
 	}
 	b, _ := json.Marshal(res)
 	return b
+}
+
+// challenge is the WWW-Authenticate value for a refused credential (RFC 6750 §3, with the
+// RFC 9728 resource_metadata parameter MCP clients use to find the token endpoint). The
+// error code says no more than "invalid_token" whatever the precise failure.
+func (g *Gateway) challenge(f identity.Failure) string {
+	c := `Bearer realm="chaperone"`
+	if f != identity.FailureMissing {
+		c += `, error="invalid_token"`
+	}
+	if g.opts.ResourceMetadata != "" {
+		c += `, resource_metadata="` + g.opts.ResourceMetadata + `"`
+	}
+	return c
 }
 
 func (g *Gateway) auditAuthFailure(ctx context.Context, rid string, r *http.Request, f identity.Failure) {

@@ -29,6 +29,17 @@ type discardAudit struct{}
 
 func (discardAudit) Append(context.Context, *audit.Event) error { return nil }
 
+// staticAuth authenticates with the configuration's static agent tokens only.
+type staticAuth struct{ r *identity.Registry }
+
+func (s staticAuth) Authenticate(h string) (*identity.Principal, identity.Failure, error) {
+	a, f, err := s.r.Authenticate(h)
+	if err != nil {
+		return nil, f, err
+	}
+	return &identity.Principal{Agent: a}, "", nil
+}
+
 func newTestGateway(tb testing.TB) (*Gateway, string) {
 	tb.Helper()
 	tok, sha := identity.NewToken()
@@ -42,7 +53,7 @@ func newTestGateway(tb testing.TB) (*Gateway, string) {
 	}
 	result := json.RawMessage(`{"content":[{"type":"text","text":"ok"}]}`)
 	g := New(Options{
-		Auth: agents,
+		Auth: staticAuth{agents},
 		Calls: fakeCalls{func(c *pipeline.Call) pipeline.Outcome {
 			if c.Tool == "refuse" {
 				return pipeline.Outcome{Refusal: &pipeline.Refusal{Code: pipeline.CodeDeniedByPolicy, Message: "No.", Rules: []string{"r1"}}}

@@ -1,23 +1,45 @@
-// Package identity authenticates agents.
+// Package identity is who acts on every call: registered agents, their credentials, the
+// gateway's own short-lived access tokens, users they act for, and delegation between them.
+// It is the only package that touches JOSE.
 //
 // # What it guarantees
 //
-// Every agent is a registered identity with an owner, a purpose and an environment. Until
-// task-scoped tokens land, an agent authenticates with a per-agent bearer token: the gateway
-// stores only the token's SHA-256 hash, finds the agent by that hash and confirms the match
-// with a constant-time comparison. A missing, malformed or unknown token yields
-// [ErrUnauthenticated]; the caller cannot tell those cases apart, while [Failure] tells the
-// audit log which one it was.
+//   - Every agent is a registered identity with an owner, a purpose, an environment,
+//     capabilities and a status ([Directory]). Only active agents authenticate; suspending
+//     or revoking an agent, or ending a task ([Tasks]), is visible to the very next
+//     [Authenticator.Authenticate], which reads in-memory snapshots and does no I/O.
+//     Revocation is final.
+//   - Access tokens ([Issuer]) are EdDSA-signed JWTs bound to an agent, a task, an audience,
+//     a set of tools, an expiry that is never unbounded, and optionally a call budget.
+//     Verification is complete every time: the algorithm is pinned (none, HMAC and RSA are
+//     refused, so key confusion is impossible), the key id must be known, and signature,
+//     issuer, audience, expiry and not-before (with a small leeway) and lifetime are checked.
+//   - Signing keys rotate without downtime: a rotated-out key verifies until the tokens it
+//     signed have expired ([KeySet]).
+//   - Client assertions (RFC 7523) are accepted once: their jti is remembered until they
+//     expire, and when the memory is full new assertions are refused rather than old ones
+//     forgotten ([AssertionVerifier]).
+//   - User tokens for acting on behalf of a user are verified against the identity
+//     provider's published keys, issuer and audience ([OIDCVerifier]).
+//   - Delegation only narrows: tools, expiry and call budget of a child token are within
+//     its parent's, depth is bounded and chains have no cycles ([Delegate]).
+//   - Authentication failures look the same to the client; [Failure] tells the audit log
+//     the precise reason.
 //
 // # What it assumes
 //
-// Tokens are high-entropy random strings (see [NewToken]), so a plain SHA-256 — not a slow
-// password hash — is the right digest: there is nothing to brute-force.
+//   - Static agent tokens from the configuration and client secrets are high-entropy random
+//     strings ([NewToken]), so a plain SHA-256, compared in constant time, is the right
+//     digest: there is nothing to brute-force.
+//   - Clocks are roughly synchronised; the leeway absorbs small skew.
+//   - One gateway process: task state, replay memory and call budgets are per process until
+//     state moves to PostgreSQL (TODO(#10)).
 //
 // # What it does not do
 //
-// It does not issue short-lived or task-scoped tokens, delegation or on-behalf-of exchange
-// (TODO(#3)).
+//   - It does not encrypt signing keys at rest (the store file is private to the gateway;
+//     TODO(#12)), publish signed audit checkpoints, or revoke single tokens: revocation is
+//     by task or by agent.
 package identity
 
 import (
@@ -29,6 +51,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 )
 
 // ErrUnauthenticated is returned for every authentication failure, whatever the cause.
@@ -42,8 +65,47 @@ type Agent struct {
 	ID          string
 	Owner       string
 	Purpose     string
-	Environment string
+	Environment string // dev, test or prod
 	Labels      map[string]string
+	// Capabilities are the exposed tool names the agent may ever be granted; "*" means any.
+	Capabilities []string
+	// Autonomy is 0 to 3: how much the agent may do without a person (used by approvals).
+	Autonomy int
+	Status   Status
+}
+
+// Status is an agent's standing. Only active agents can do anything.
+type Status string
+
+// The statuses of an agent.
+const (
+	StatusActive    Status = "active"
+	StatusSuspended Status = "suspended" // temporarily stopped; resume makes it active again
+	StatusRevoked   Status = "revoked"   // permanently stopped
+)
+
+// Principal is who is acting on one call: the agent, the user it acts for, the task, and
+// what its credential allows.
+type Principal struct {
+	Agent *Agent
+	// User is the person the agent acts for ("" if none); UserGroups their groups from the
+	// identity provider.
+	User       string
+	UserGroups []string
+	// Task is the task the credential is bound to ("" for a static agent token).
+	Task string
+	// Tools limits the tools the credential may call; nil means no limit beyond policy
+	// (static agent tokens).
+	Tools []string
+	// Chain lists the agents from the first to the one acting now (Agent), when the
+	// credential was delegated; nil otherwise.
+	Chain []string
+	// TokenID is the access token's jti ("" for a static agent token).
+	TokenID string
+	// MaxCalls bounds the calls the credential may make; 0 means no bound.
+	MaxCalls int64
+	// Expiry is when the credential expires (zero for a static agent token).
+	Expiry time.Time
 }
 
 // Failure says why authentication failed, for the audit log only.

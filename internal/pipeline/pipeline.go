@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/chaperone-dev/chaperone/internal/argcheck"
@@ -32,6 +33,9 @@ type Code string
 const (
 	CodeUnauthenticated  Code = "unauthenticated"
 	CodeUnknownTool      Code = "unknown_tool"
+	CodeOutOfScope       Code = "out_of_scope"
+	CodeEnvironment      Code = "environment_mismatch"
+	CodeBudgetExhausted  Code = "budget_exhausted"
 	CodeQuarantined      Code = "quarantined"
 	CodeToolUnavailable  Code = "tool_unavailable"
 	CodeInvalidArguments Code = "invalid_arguments"
@@ -44,10 +48,10 @@ const (
 
 // Call is one authenticated tool call.
 type Call struct {
-	RequestID    string
-	Agent        *identity.Agent
-	User         string
-	Task         string
+	RequestID string
+	// Principal is who calls: the agent, the user it acts for, the task and the limits of
+	// its credential.
+	Principal    *identity.Principal
 	SessionID    string
 	SessionCalls int64
 	// Tool is the exposed name the agent used.
@@ -81,6 +85,11 @@ type Upstreams interface {
 	Call(ctx context.Context, upstream, tool string, args json.RawMessage) (json.RawMessage, error)
 }
 
+// Budgets counts the calls of bounded credentials.
+type Budgets interface {
+	Use(tokenID string, n, max int64, exp time.Time) bool
+}
+
 // Auditor records events durably; Append returns only once the event is committed.
 type Auditor interface {
 	Append(ctx context.Context, e *audit.Event) error
@@ -92,8 +101,10 @@ type Options struct {
 	Policy    func() *policy.Policy
 	Upstreams Upstreams
 	Audit     Auditor
-	Logger    *slog.Logger
-	Now       func() time.Time
+	// Budgets enforces credentials' max_calls; required when tokens carry one.
+	Budgets Budgets
+	Logger  *slog.Logger
+	Now     func() time.Time
 	// AuditTimeout bounds one audit write; it runs detached from the caller's cancellation so
 	// that evidence is not lost when an agent hangs up. Default 10s.
 	AuditTimeout time.Duration
@@ -121,12 +132,16 @@ func New(opts Options) *Pipeline {
 // Handle runs one call through every stage.
 func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 	now := p.opts.Now()
+	pr := c.Principal
 	ev := audit.Event{
 		Time:      now,
 		RequestID: c.RequestID,
 		SessionID: c.SessionID,
-		Agent:     c.Agent.ID,
-		User:      c.User,
+		Agent:     pr.Agent.ID,
+		User:      pr.User,
+		Task:      pr.Task,
+		Chain:     pr.Chain,
+		TokenID:   pr.TokenID,
 		Tool:      c.Tool,
 		ArgsHash:  audit.HashArgs(c.Arguments),
 	}
@@ -144,6 +159,13 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 	default:
 		return p.refuse(ctx, &ev, policy.Decision{}, CodeToolUnavailable, fmt.Sprintf("Tool %q is not available: %s.", t.Name, t.Reason))
 	}
+	if pr.Tools != nil && !slices.Contains(pr.Tools, t.Name) {
+		return p.refuse(ctx, &ev, policy.Decision{}, CodeOutOfScope, fmt.Sprintf("Tool %q is outside the scope of this credential's task.", t.Name))
+	}
+	if t.Environment != "" && pr.Agent.Environment != t.Environment {
+		return p.refuse(ctx, &ev, policy.Decision{}, CodeEnvironment,
+			fmt.Sprintf("A %s agent cannot reach tool %q of a %s upstream.", pr.Agent.Environment, t.Name, t.Environment))
+	}
 
 	args, err := argcheck.DecodeArguments(c.Arguments)
 	if err == nil {
@@ -159,13 +181,16 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		return p.refuse(ctx, &ev, d, CodePolicyError, "The policy could not be evaluated, so the call is refused.")
 	}
 	d, err := pol.Evaluate(&policy.Facts{
-		Agent:   policy.Agent{ID: c.Agent.ID, Owner: c.Agent.Owner, Purpose: c.Agent.Purpose, Environment: c.Agent.Environment, Labels: c.Agent.Labels},
-		User:    c.User,
-		Task:    c.Task,
-		Tool:    policy.Tool{Name: t.Name, Upstream: t.Upstream, Class: t.Class},
-		Args:    args,
-		Session: policy.Session{ID: c.SessionID, Calls: c.SessionCalls},
-		Now:     now,
+		Agent: policy.Agent{ID: pr.Agent.ID, Owner: pr.Agent.Owner, Purpose: pr.Agent.Purpose,
+			Environment: pr.Agent.Environment, Labels: pr.Agent.Labels, Autonomy: pr.Agent.Autonomy},
+		User:       pr.User,
+		UserGroups: pr.UserGroups,
+		Chain:      pr.Chain,
+		Task:       pr.Task,
+		Tool:       policy.Tool{Name: t.Name, Upstream: t.Upstream, Class: t.Class},
+		Args:       args,
+		Session:    policy.Session{ID: c.SessionID, Calls: c.SessionCalls},
+		Now:        now,
 	})
 	if err != nil {
 		d = policy.Decision{Effect: policy.Deny, Version: pol.Version(), Reason: "the policy could not be evaluated"}
@@ -183,6 +208,10 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		return p.refuse(ctx, &ev, d, CodeDeniedByPolicy, fmt.Sprintf("This call is denied by policy (%s).", ruleList(d.Rules)))
 	}
 
+	if pr.MaxCalls > 0 && (p.opts.Budgets == nil || !p.opts.Budgets.Use(pr.TokenID, 1, pr.MaxCalls, pr.Expiry)) {
+		return p.refuse(ctx, &ev, d, CodeBudgetExhausted, fmt.Sprintf("This credential's budget of %d calls is used up.", pr.MaxCalls))
+	}
+
 	ev.Kind, ev.Decision = audit.KindCallIntent, string(d.Effect)
 	ev.Rules, ev.PolicyVersion = d.Rules, d.Version
 	if err := p.record(ctx, &ev); err != nil {
@@ -195,7 +224,8 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 
 	out := audit.Event{
 		Time: p.opts.Now(), Kind: audit.KindCallOutcome, RequestID: c.RequestID, SessionID: c.SessionID,
-		Agent: c.Agent.ID, User: c.User, Tool: c.Tool, Upstream: t.Upstream, ArgsHash: ev.ArgsHash,
+		Agent: ev.Agent, User: ev.User, Task: ev.Task, Chain: ev.Chain, TokenID: ev.TokenID,
+		Tool: c.Tool, Upstream: t.Upstream, ArgsHash: ev.ArgsHash,
 		Decision: string(d.Effect), Rules: d.Rules, PolicyVersion: d.Version, LatencyMicros: latency.Microseconds(),
 	}
 	var refusal *Refusal

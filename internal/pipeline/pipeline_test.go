@@ -252,7 +252,7 @@ var testAgent = &identity.Agent{ID: "mail-assistant", Owner: "alice", Purpose: "
 
 func newCall(tool, args string) *pipeline.Call {
 	c := &pipeline.Call{
-		RequestID: "req-1", Agent: testAgent, User: "alice@example.com", Task: "t-1",
+		RequestID: "req-1", Principal: &identity.Principal{Agent: testAgent, User: "alice@example.com", Task: "t-1"},
 		SessionID: "sess-1", SessionCalls: 3, Tool: tool,
 	}
 	if args != "" {
@@ -264,8 +264,8 @@ func newCall(tool, args string) *pipeline.Call {
 // baseEvent is the part of every event the pipeline writes for c.
 func baseEvent(c *pipeline.Call, kind string) audit.Event {
 	return audit.Event{
-		Time: t0, Kind: kind, RequestID: c.RequestID, SessionID: c.SessionID, Agent: c.Agent.ID,
-		User: c.User, Tool: c.Tool, ArgsHash: audit.HashArgs(c.Arguments),
+		Time: t0, Kind: kind, RequestID: c.RequestID, SessionID: c.SessionID, Agent: c.Principal.Agent.ID,
+		User: c.Principal.User, Task: c.Principal.Task, Tool: c.Tool, ArgsHash: audit.HashArgs(c.Arguments),
 	}
 }
 
@@ -777,7 +777,7 @@ var benchAgent = &identity.Agent{ID: "agent-bench", Owner: "ops", Environment: "
 
 func benchCall() *pipeline.Call {
 	return &pipeline.Call{
-		RequestID: "req-bench", Agent: benchAgent, User: "alice@example.com", Task: "t-1", SessionID: "sess-1",
+		RequestID: "req-bench", Principal: &identity.Principal{Agent: benchAgent, User: "alice@example.com", Task: "t-1"}, SessionID: "sess-1",
 		SessionCalls: 7, Tool: "svc3__tool0", Arguments: json.RawMessage(`{"to":"bob@example.com","amount":12.5}`),
 	}
 }

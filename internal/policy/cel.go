@@ -39,7 +39,7 @@ type compiledCond struct {
 // Fields of the map variables. The CEL types declare them as maps, so the checker cannot
 // catch a misspelt field; lintFields does.
 var (
-	agentFields   = []string{"id", "owner", "purpose", "environment", "labels"}
+	agentFields   = []string{"id", "owner", "purpose", "environment", "labels", "autonomy"}
 	toolFields    = []string{"name", "upstream", "class"}
 	sessionFields = []string{"id", "calls"}
 )
@@ -48,6 +48,8 @@ func newEnv() (*celEnv, error) {
 	env, err := cel.NewEnv(
 		cel.Variable("agent", cel.MapType(cel.StringType, cel.DynType)),
 		cel.Variable("user", cel.StringType),
+		cel.Variable("groups", cel.ListType(cel.StringType)),
+		cel.Variable("chain", cel.ListType(cel.StringType)),
 		cel.Variable("task", cel.StringType),
 		cel.Variable("tool", cel.MapType(cel.StringType, cel.StringType)),
 		cel.Variable("args", cel.MapType(cel.StringType, cel.DynType)),
@@ -146,6 +148,10 @@ func (a *activation) ResolveName(name string) (any, bool) {
 		return (*record[agentSchema])(f), true
 	case "user":
 		return types.String(f.User), true
+	case "groups":
+		return types.NewStringList(types.DefaultTypeAdapter, f.UserGroups), true
+	case "chain":
+		return types.NewStringList(types.DefaultTypeAdapter, f.Chain), true
 	case "task":
 		return types.String(f.Task), true
 	case "tool":
@@ -186,6 +192,8 @@ func (agentSchema) find(f *Facts, field string) (any, bool) {
 		return types.String(f.Agent.Environment), true
 	case "labels":
 		return f.Agent.Labels, true
+	case "autonomy":
+		return types.Int(f.Agent.Autonomy), true
 	}
 	return nil, false
 }
@@ -197,6 +205,7 @@ func (agentSchema) fields(f *Facts) map[string]any {
 		"purpose":     f.Agent.Purpose,
 		"environment": f.Agent.Environment,
 		"labels":      f.Agent.Labels,
+		"autonomy":    f.Agent.Autonomy,
 	}
 }
 

@@ -315,7 +315,7 @@ func TestCompileErrors(t *testing.T) {
     when: 'agent.idd == "x" || tool["nmae"] == "y" || has(session.call)'
     effect: allow
 `)}},
-			want: []string{`p.yaml:3: rule "a": condition: agent has no field "idd" (it has id, owner, purpose, environment, labels); tool has no field "nmae" (it has name, upstream, class); session has no field "call" (it has id, calls)`},
+			want: []string{`p.yaml:3: rule "a": condition: agent has no field "idd" (it has id, owner, purpose, environment, labels, autonomy); tool has no field "nmae" (it has name, upstream, class); session has no field "call" (it has id, calls)`},
 		},
 		{
 			name: "empty condition",

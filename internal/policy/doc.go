@@ -101,8 +101,11 @@
 // comparisons across int, uint and double. They see these variables:
 //
 //	agent    map(string, dyn)  id, owner, purpose, environment (strings),
-//	                           labels (map(string, string))
+//	                           labels (map(string, string)), autonomy (int, 0 to 3)
 //	user     string            the person the agent acts for, "" if none
+//	groups   list(string)      the user's groups from their identity provider
+//	chain    list(string)      the agents from the first to the caller, when the
+//	                           credential was delegated; empty otherwise
 //	task     string            the task id, "" if none
 //	tool     map(string, string)  name, upstream, class
 //	args     map(string, dyn)  the call's arguments as decoded from JSON: every number

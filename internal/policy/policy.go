@@ -70,6 +70,11 @@ type Facts struct {
 	Agent Agent
 	// User is the person the agent acts for, "" if none.
 	User string
+	// UserGroups are the user's groups as their identity provider asserted them.
+	UserGroups []string
+	// Chain lists the agents from the first to the one calling when the credential was
+	// delegated; nil otherwise.
+	Chain []string
 	// Task is the task id, "" if none.
 	Task string
 	Tool Tool
@@ -88,6 +93,8 @@ type Agent struct {
 	Purpose     string
 	Environment string
 	Labels      map[string]string
+	// Autonomy is the agent's autonomy level, 0 to 3.
+	Autonomy int
 }
 
 // Tool is the tool being called.

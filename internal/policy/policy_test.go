@@ -293,7 +293,7 @@ rules:
 rules:
   - id: maps
     when: >-
-      agent.size() == 5 && "labels" in agent && tool == {"name": "read_inbox", "upstream": "mail", "class": "read"} &&
+      agent.size() == 6 && "labels" in agent && tool == {"name": "read_inbox", "upstream": "mail", "class": "read"} &&
       session["calls"] == 3 && agent.labels.size() == 1 && "team" in agent.labels &&
       has(agent.labels.team) && !has(agent.labels.nope) && has(args.x) && !has(args.y)
     effect: allow`,
@@ -660,5 +660,44 @@ rules:
 	var nilPolicy *Policy
 	if nilPolicy.Visible("mail", "read_inbox") {
 		t.Errorf("(*Policy)(nil).Visible() = true, want false")
+	}
+}
+
+func TestIdentityFacts(t *testing.T) {
+	tools := map[string]ToolInfo{"pay": {Class: "destructive"}}
+	p, err := Compile([]Source{{Name: "id.yaml", Data: []byte(`
+rules:
+  - id: finance-users
+    match: {tools: [pay]}
+    when: '"finance" in groups && agent.autonomy >= 2'
+    effect: allow
+  - id: no-deep-chains
+    match: {tools: [pay]}
+    when: size(chain) > 2
+    effect: deny
+`)}}, tools)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		groups []string
+		chain  []string
+		auto   int
+		want   Effect
+	}{
+		{"finance user, autonomous agent", []string{"staff", "finance"}, nil, 2, Allow},
+		{"not in finance", []string{"staff"}, nil, 3, Deny},
+		{"agent not autonomous enough", []string{"finance"}, nil, 1, Deny},
+		{"delegated twice is fine", []string{"finance"}, []string{"a", "b"}, 2, Allow},
+		{"delegated three deep", []string{"finance"}, []string{"a", "b", "c"}, 2, Deny},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := p.Evaluate(&Facts{Agent: Agent{ID: "x", Autonomy: tc.auto}, UserGroups: tc.groups, Chain: tc.chain,
+				Tool: Tool{Name: "pay", Class: "destructive"}, Args: map[string]any{}})
+			if err != nil || d.Effect != tc.want {
+				t.Errorf("Evaluate = %v (%s), %v; want %s", d.Effect, d.Reason, err, tc.want)
+			}
+		})
 	}
 }

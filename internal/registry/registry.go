@@ -66,8 +66,11 @@ type Declaration struct {
 	Upstream     string
 	UpstreamName string // name at the upstream
 	Class        string
-	Pin          string // optional expected hash
-	Overlay      argcheck.Overlay
+	// Environment is the upstream's environment (dev, test, prod); only agents of the same
+	// environment may call the tool. "" means any.
+	Environment string
+	Pin         string // optional expected hash
+	Overlay     argcheck.Overlay
 }
 
 // Tool is an immutable snapshot of one declared tool.

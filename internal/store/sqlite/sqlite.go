@@ -1,6 +1,6 @@
 // Package sqlite is Chaperone's embedded default store: one SQLite file
-// (through the pure-Go modernc.org/sqlite driver) holding the audit log and
-// the tool definition pins.
+// (through the pure-Go modernc.org/sqlite driver) holding the audit log, the
+// tool definition pins, the registered agents, tasks and token signing keys.
 //
 // The database runs in WAL mode with synchronous=FULL, so a committed
 // transaction survives power loss, and readers never block the writer. All
@@ -21,6 +21,14 @@
 // the record of another position, is reported as an [audit.CorruptError].
 // AppendEvents refuses a batch that does not continue the stored chain, so a
 // second writer fails instead of forking the log.
+//
+// # Agents, tasks and signing keys
+//
+// Tables agents and tasks back [identity.Directory] and [identity.Tasks]
+// ([DB] implements [identity.AgentStore] and [identity.TaskStore]); rows are
+// never deleted, so an agent or task id is never reused. signing_keys holds
+// token signing keys with their raw private keys: the file is readable by its
+// owner only, and encryption at rest arrives with the secrets store.
 package sqlite
 
 import (

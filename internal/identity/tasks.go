@@ -1,0 +1,316 @@
+package identity
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/chaperone-dev/chaperone/internal/audit"
+)
+
+// Sentinel errors of [Tasks]. They are returned wrapped; test with errors.Is.
+var (
+	// ErrUnknownTask is returned for an id no task has.
+	ErrUnknownTask = errors.New("unknown task")
+	// ErrTaskEnded is returned for ending a task that has already ended.
+	ErrTaskEnded = errors.New("task already ended")
+	// ErrTaskExists is returned for starting a task with an id already in use.
+	ErrTaskExists = errors.New("task already exists")
+)
+
+// TaskIDPrefix starts every generated task id.
+const TaskIDPrefix = "tsk_"
+
+// MaxTaskTools bounds the tools a task may name.
+const MaxTaskTools = 256
+
+// taskHistory is how long an ended or expired task stays in memory, for [Tasks.List];
+// the store keeps it for good.
+const taskHistory = 24 * time.Hour
+
+var taskIDPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
+
+// TaskRecord is a task: a unit of work an agent does, possibly for a user. Access tokens
+// are bound to a task; ending it voids them all at once.
+type TaskRecord struct {
+	ID    string
+	Agent string   // the agent doing the work
+	User  string   // the user it works for; "" if none
+	Tools []string // the tools the task may use, as given by its creator
+	// CreatedAt is when the task started; ExpiresAt when it ends on its own.
+	CreatedAt, ExpiresAt time.Time
+	// EndedAt is when it was ended; zero while it is open. EndedBy and EndReason say who
+	// ended it and why.
+	EndedAt   time.Time
+	EndedBy   string
+	EndReason string
+}
+
+// open reports whether r can be used at now: not ended and not expired.
+func (r *TaskRecord) open(now time.Time) bool {
+	return r.EndedAt.IsZero() && now.Before(r.ExpiresAt)
+}
+
+// closedAt returns when r stopped being usable: its end, or its expiry.
+func (r *TaskRecord) closedAt() time.Time {
+	if !r.EndedAt.IsZero() && r.EndedAt.Before(r.ExpiresAt) {
+		return r.EndedAt
+	}
+	return r.ExpiresAt
+}
+
+func (r TaskRecord) clone() TaskRecord {
+	r.Tools = slices.Clone(r.Tools)
+	return r
+}
+
+// TaskStore persists tasks.
+type TaskStore interface {
+	// PutTask stores a new task; it returns an error wrapping [ErrTaskExists] if the id
+	// is taken.
+	PutTask(ctx context.Context, rec TaskRecord) error
+	// EndTask marks an open task ended; it returns an error wrapping [ErrUnknownTask] or
+	// [ErrTaskEnded].
+	EndTask(ctx context.Context, id, by, reason string, at time.Time) error
+	// Tasks returns every stored task.
+	Tasks(ctx context.Context) ([]TaskRecord, error)
+}
+
+// TasksOptions configures [Tasks].
+type TasksOptions struct {
+	// Store holds tasks. Required.
+	Store TaskStore
+	// Audit records every task started and ended. Required.
+	Audit Recorder
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+// Tasks tracks the tasks access tokens are bound to. [Tasks.Active] is the hot path: a
+// map lookup under a read lock, no I/O. Tasks that ended or expired stay in memory for a
+// day, so [Tasks.List] can show them, and are then forgotten (the store keeps them).
+type Tasks struct {
+	store TaskStore
+	audit Recorder
+	now   func() time.Time
+
+	// wmu serialises writers across their store I/O, so the store and memory agree on
+	// the order of changes. Readers never take it.
+	wmu sync.Mutex
+
+	// mu guards the fields below; it is never held across I/O.
+	mu        sync.RWMutex
+	byID      map[string]*TaskRecord // records are replaced, never modified in place
+	lastPrune time.Time
+}
+
+// NewTasks loads the open tasks, and those that closed within the last day.
+func NewTasks(ctx context.Context, o TasksOptions) (*Tasks, error) {
+	if o.Store == nil || o.Audit == nil {
+		return nil, errors.New("identity: new tasks: store and audit are required")
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	t := &Tasks{store: o.Store, audit: o.Audit, now: o.Now, byID: map[string]*TaskRecord{}}
+	recs, err := o.Store.Tasks(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("identity: new tasks: %w", err)
+	}
+	now := t.now()
+	for _, r := range recs {
+		if r.open(now) || now.Sub(r.closedAt()) < taskHistory {
+			r := r.clone()
+			t.byID[r.ID] = &r
+		}
+	}
+	t.lastPrune = now
+	return t, nil
+}
+
+// Start begins a task. An empty ID gets a random one ("tsk_..."); Agent is required;
+// ExpiresAt is required and must be in the future; CreatedAt is set to now and the End
+// fields must be empty. The task is open when Start returns it. It returns a
+// [*ValidationError] for an invalid record and an error wrapping [ErrTaskExists] for a
+// taken id.
+//
+// If the "task.started" audit record cannot be written the task is ended at once (no
+// token can be bound to an unrecorded task) and Start returns the error.
+func (t *Tasks) Start(ctx context.Context, rec TaskRecord) (TaskRecord, error) {
+	now := t.now().UTC()
+	rec = rec.clone()
+	if rec.ID == "" {
+		var b [16]byte
+		rand.Read(b[:]) // never fails (crypto/rand's documentation)
+		rec.ID = TaskIDPrefix + base64.RawURLEncoding.EncodeToString(b[:])
+	}
+	var p problems
+	if !taskIDPattern.MatchString(rec.ID) {
+		p.add("id", "must match %s, got %s", taskIDPattern, short(rec.ID))
+	}
+	if !agentIDPattern.MatchString(rec.Agent) {
+		p.add("agent", "must be an agent id matching %s, got %s", agentIDPattern, short(rec.Agent))
+	}
+	checkText(&p, "user", rec.User, MaxOwner, false)
+	if len(rec.Tools) > MaxTaskTools {
+		p.add("tools", "at most %d entries, got %d", MaxTaskTools, len(rec.Tools))
+	} else {
+		checkTools(&p, "tools", rec.Tools, false)
+	}
+	switch {
+	case rec.ExpiresAt.IsZero():
+		p.add("expires_at", "is required")
+	case !now.Before(rec.ExpiresAt):
+		p.add("expires_at", "must be in the future, got %s", rec.ExpiresAt.UTC().Format(time.RFC3339))
+	}
+	if !rec.EndedAt.IsZero() || rec.EndedBy != "" || rec.EndReason != "" {
+		p.add("ended_at", "must be empty: a task starts open")
+	}
+	if err := p.err(); err != nil {
+		return TaskRecord{}, fmt.Errorf("identity: start task: %w", err)
+	}
+	rec.CreatedAt, rec.ExpiresAt = now, rec.ExpiresAt.UTC()
+
+	t.wmu.Lock()
+	t.mu.RLock()
+	_, dup := t.byID[rec.ID]
+	t.mu.RUnlock()
+	if dup {
+		t.wmu.Unlock()
+		return TaskRecord{}, fmt.Errorf("identity: start task %q: %w", rec.ID, ErrTaskExists)
+	}
+	if err := t.store.PutTask(ctx, rec); err != nil {
+		t.wmu.Unlock()
+		return TaskRecord{}, fmt.Errorf("identity: start task %q: %w", rec.ID, err)
+	}
+	t.put(rec, now)
+	t.wmu.Unlock()
+
+	actx, cancel := auditContext(ctx)
+	defer cancel()
+	if err := t.audit.Append(actx, &audit.Event{
+		Time: now, Kind: audit.KindTaskStarted, Agent: rec.Agent, User: rec.User, Task: rec.ID,
+		Message: "task started",
+		Detail:  fmt.Sprintf("tools=%s expires=%s", strings.Join(rec.Tools, ","), rec.ExpiresAt.Format(time.RFC3339)),
+	}); err != nil {
+		// Fail closed: nobody holds the task yet, so end it before anyone can.
+		eerr := t.end(actx, rec.ID, "chaperone", "task start could not be audited")
+		return TaskRecord{}, fmt.Errorf("identity: start task %q: audit (the task was ended): %w", rec.ID, errors.Join(err, eerr))
+	}
+	return rec.clone(), nil
+}
+
+// put stores rec in memory, pruning old closed tasks now and then.
+func (t *Tasks) put(rec TaskRecord, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.byID[rec.ID] = &rec
+	if now.Sub(t.lastPrune) < time.Minute {
+		return
+	}
+	t.lastPrune = now
+	for id, r := range t.byID {
+		if !r.open(now) && now.Sub(r.closedAt()) >= taskHistory {
+			delete(t.byID, id)
+		}
+	}
+}
+
+// End ends a task: every token bound to it stops working at once. by names who ended it
+// (required); reason is optional. It returns an error wrapping [ErrUnknownTask] or
+// [ErrTaskEnded]. An expired task that was never ended can still be ended, for the
+// record.
+//
+// The end is stored, then takes effect, then is audited. If the audit record cannot be
+// written the task stays ended (a safety action) and End returns an error wrapping
+// [ErrNotAudited].
+func (t *Tasks) End(ctx context.Context, id, by, reason string) error {
+	var p problems
+	checkBy(&p, by)
+	checkText(&p, "reason", reason, MaxReason, false)
+	if err := p.err(); err != nil {
+		return fmt.Errorf("identity: end task %q: %w", id, err)
+	}
+	return t.end(ctx, id, by, reason)
+}
+
+func (t *Tasks) end(ctx context.Context, id, by, reason string) error {
+	now := t.now().UTC()
+	t.wmu.Lock()
+	t.mu.RLock()
+	cur, known := t.byID[id]
+	t.mu.RUnlock()
+	if known && !cur.EndedAt.IsZero() {
+		t.wmu.Unlock()
+		return fmt.Errorf("identity: end task %q: %w", id, ErrTaskEnded)
+	}
+	if err := t.store.EndTask(ctx, id, by, reason, now); err != nil {
+		t.wmu.Unlock()
+		return fmt.Errorf("identity: end task %q: %w", id, err)
+	}
+	ev := &audit.Event{Time: now, Kind: audit.KindTaskEnded, Task: id, Reason: reason, Message: "task ended",
+		Detail: "by=" + by}
+	if known {
+		rec := cur.clone()
+		rec.EndedAt, rec.EndedBy, rec.EndReason = now, by, reason
+		t.mu.Lock()
+		t.byID[id] = &rec
+		t.mu.Unlock()
+		ev.Agent, ev.User = rec.Agent, rec.User
+	}
+	t.wmu.Unlock()
+
+	actx, cancel := auditContext(ctx)
+	defer cancel()
+	if err := t.audit.Append(actx, ev); err != nil {
+		return fmt.Errorf("identity: end task %q: %w: %w", id, ErrNotAudited, err)
+	}
+	return nil
+}
+
+// Active reports whether the task exists, has not ended and has not expired.
+func (t *Tasks) Active(id string) bool {
+	now := t.now()
+	t.mu.RLock()
+	r, ok := t.byID[id]
+	t.mu.RUnlock()
+	return ok && r.open(now)
+}
+
+// Get returns a copy of the task, if it is in memory (open, or closed within the last
+// day).
+func (t *Tasks) Get(id string) (TaskRecord, bool) {
+	t.mu.RLock()
+	r, ok := t.byID[id]
+	t.mu.RUnlock()
+	if !ok {
+		return TaskRecord{}, false
+	}
+	return r.clone(), true
+}
+
+// List returns the open tasks, sorted by start time then id; with includeEnded also those
+// that ended or expired within the last day.
+func (t *Tasks) List(includeEnded bool) []TaskRecord {
+	now := t.now()
+	t.mu.RLock()
+	out := make([]TaskRecord, 0, len(t.byID))
+	for _, r := range t.byID {
+		if includeEnded || r.open(now) {
+			out = append(out, r.clone())
+		}
+	}
+	t.mu.RUnlock()
+	slices.SortFunc(out, func(a, b TaskRecord) int {
+		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
+	})
+	return out
+}
