@@ -41,6 +41,17 @@ func adminFlags(fs *flag.FlagSet) func() (*adminClient, error) {
 	}
 }
 
+// connect parses the flags of an admin command that takes no others and returns the
+// client for the running gateway.
+func connect(name string, args []string, stderr io.Writer) (*adminClient, error) {
+	fs := newFlags(name, stderr)
+	client := adminFlags(fs)
+	if err := parse(fs, args, 0); err != nil {
+		return nil, err
+	}
+	return client()
+}
+
 // do sends a request and decodes a 2xx JSON answer into out; other answers become errors
 // carrying the API's message.
 func (c *adminClient) do(ctx context.Context, method, path string, body, out any) error {
@@ -83,12 +94,7 @@ func (c *adminClient) do(ctx context.Context, method, path string, body, out any
 }
 
 func toolsList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("tools list", stderr)
-	client := adminFlags(fs)
-	if err := parse(fs, args, 0); err != nil {
-		return err
-	}
-	c, err := client()
+	c, err := connect("tools list", args, stderr)
 	if err != nil {
 		return err
 	}
@@ -140,12 +146,7 @@ func toolsApprove(ctx context.Context, args []string, stdout, stderr io.Writer) 
 }
 
 func policyReload(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("policy reload", stderr)
-	client := adminFlags(fs)
-	if err := parse(fs, args, 0); err != nil {
-		return err
-	}
-	c, err := client()
+	c, err := connect("policy reload", args, stderr)
 	if err != nil {
 		return err
 	}

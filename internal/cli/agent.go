@@ -171,12 +171,7 @@ func dash(s string) string {
 }
 
 func agentList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("agent list", stderr)
-	client := adminFlags(fs)
-	if err := parse(fs, args, 0); err != nil {
-		return err
-	}
-	c, err := client()
+	c, err := connect("agent list", args, stderr)
 	if err != nil {
 		return err
 	}
@@ -307,12 +302,7 @@ func taskEnd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 }
 
 func keysRotate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("keys rotate", stderr)
-	client := adminFlags(fs)
-	if err := parse(fs, args, 0); err != nil {
-		return err
-	}
-	c, err := client()
+	c, err := connect("keys rotate", args, stderr)
 	if err != nil {
 		return err
 	}
@@ -327,12 +317,7 @@ func keysRotate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 }
 
 func keysList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("keys list", stderr)
-	client := adminFlags(fs)
-	if err := parse(fs, args, 0); err != nil {
-		return err
-	}
-	c, err := client()
+	c, err := connect("keys list", args, stderr)
 	if err != nil {
 		return err
 	}
