@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -20,24 +19,13 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/policy"
 	"github.com/chaperone-dev/chaperone/internal/registry"
 	"github.com/chaperone-dev/chaperone/internal/store/sqlite"
+	"github.com/chaperone-dev/chaperone/internal/store/sqlite/sqlitetest"
 	"github.com/chaperone-dev/chaperone/internal/upstream"
 )
 
 const adminToken = "chpadm_0123456789abcdefghijklmnopqrstuvwxyz"
 
 var errBoom = errors.New("boom")
-
-// sqlitePins adapts the SQLite store to registry.PinStore, as the daemon does.
-type sqlitePins struct{ db *sqlite.DB }
-
-func (p sqlitePins) Pin(ctx context.Context, tool string) (registry.Pin, bool, error) {
-	sp, ok, err := p.db.Pin(ctx, tool)
-	return registry.Pin(sp), ok, err
-}
-
-func (p sqlitePins) SetPin(ctx context.Context, rp registry.Pin) error {
-	return p.db.SetPin(ctx, sqlite.Pin(rp))
-}
 
 // fakePins is a PinStore made of functions, for failures on demand.
 type fakePins struct {
@@ -83,21 +71,9 @@ type server struct {
 // newServer starts the API; pins, if not nil, replaces the SQLite pin store.
 func newServer(tb testing.TB, pins registry.PinStore) *server {
 	tb.Helper()
-	db, err := sqlite.Open(tb.Context(), filepath.Join(tb.TempDir(), "db"))
-	if err != nil {
-		tb.Fatalf("sqlite.Open: %v", err)
-	}
-	log, err := audit.NewLog(tb.Context(), db, audit.LogOptions{})
-	if err != nil {
-		db.Close()
-		tb.Fatalf("audit.NewLog: %v", err)
-	}
-	tb.Cleanup(func() {
-		log.Close(context.Background())
-		db.Close()
-	})
+	db, log := sqlitetest.Open(tb)
 	if pins == nil {
-		pins = sqlitePins{db}
+		pins = db
 	}
 	s := &server{db: db}
 	s.reg = registry.New(decls, registry.Options{QuarantineFirstUse: true, Pins: pins, Audit: log})

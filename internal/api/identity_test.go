@@ -14,7 +14,6 @@ import (
 	"encoding/pem"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -26,7 +25,7 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/api"
 	"github.com/chaperone-dev/chaperone/internal/audit"
 	"github.com/chaperone-dev/chaperone/internal/identity"
-	"github.com/chaperone-dev/chaperone/internal/store/sqlite"
+	"github.com/chaperone-dev/chaperone/internal/store/sqlite/sqlitetest"
 )
 
 // switchAudit is the real audit log, with failures on demand.
@@ -59,20 +58,9 @@ var declared = identity.Registration{
 
 func newIDServer(tb testing.TB) *idServer {
 	tb.Helper()
-	db, err := sqlite.Open(tb.Context(), filepath.Join(tb.TempDir(), "db"))
-	if err != nil {
-		tb.Fatalf("sqlite.Open: %v", err)
-	}
-	log, err := audit.NewLog(tb.Context(), db, audit.LogOptions{})
-	if err != nil {
-		db.Close()
-		tb.Fatalf("audit.NewLog: %v", err)
-	}
-	tb.Cleanup(func() {
-		log.Close(context.Background())
-		db.Close()
-	})
+	db, log := sqlitetest.Open(tb)
 	s := &idServer{audit: &switchAudit{log: log}}
+	var err error
 	s.agents, err = identity.NewDirectory(tb.Context(), identity.DirectoryOptions{Store: db, Audit: s.audit, Static: []identity.Registration{declared}})
 	if err != nil {
 		tb.Fatalf("NewDirectory: %v", err)

@@ -119,7 +119,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (d *Daemon, err 
 	}
 	d.reg = registry.New(decls, registry.Options{
 		QuarantineFirstUse: cfg.Registry.FirstUse == "quarantine",
-		Pins:               pinStore{d.store},
+		Pins:               d.store,
 		Audit:              d.audit,
 		Logger:             d.log.With("component", "registry"),
 	})
@@ -527,18 +527,6 @@ func (s upstreamSet) Call(ctx context.Context, up, tool string, args json.RawMes
 		return nil, fmt.Errorf("unknown upstream %q: %w", up, upstream.ErrUnavailable)
 	}
 	return c.Call(ctx, tool, args)
-}
-
-// pinStore adapts the SQLite store to the registry's PinStore.
-type pinStore struct{ db *sqlite.DB }
-
-func (p pinStore) Pin(ctx context.Context, tool string) (registry.Pin, bool, error) {
-	sp, ok, err := p.db.Pin(ctx, tool)
-	return registry.Pin(sp), ok, err
-}
-
-func (p pinStore) SetPin(ctx context.Context, rp registry.Pin) error {
-	return p.db.SetPin(ctx, sqlite.Pin(rp))
 }
 
 func truncate(s string, n int) string {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
-	"path/filepath"
 	"regexp"
 	"runtime"
 	"strings"
@@ -18,6 +17,7 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/audit"
 	"github.com/chaperone-dev/chaperone/internal/identity"
 	"github.com/chaperone-dev/chaperone/internal/store/sqlite"
+	"github.com/chaperone-dev/chaperone/internal/store/sqlite/sqlitetest"
 )
 
 var t0 = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
@@ -58,19 +58,7 @@ type env struct {
 
 func newEnv(tb testing.TB) *env {
 	tb.Helper()
-	db, err := sqlite.Open(tb.Context(), filepath.Join(tb.TempDir(), "chaperone.db"))
-	if err != nil {
-		tb.Fatalf("sqlite.Open: %v", err)
-	}
-	log, err := audit.NewLog(tb.Context(), db, audit.LogOptions{})
-	if err != nil {
-		db.Close()
-		tb.Fatalf("audit.NewLog: %v", err)
-	}
-	tb.Cleanup(func() {
-		log.Close(context.Background())
-		db.Close()
-	})
+	db, log := sqlitetest.Open(tb)
 	return &env{db: db, audit: &failingAudit{log: log}, clock: newClock(t0)}
 }
 

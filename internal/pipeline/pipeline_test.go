@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +19,7 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/policy"
 	"github.com/chaperone-dev/chaperone/internal/registry"
 	"github.com/chaperone-dev/chaperone/internal/store/sqlite"
+	"github.com/chaperone-dev/chaperone/internal/store/sqlite/sqlitetest"
 	"github.com/chaperone-dev/chaperone/internal/upstream"
 )
 
@@ -30,34 +30,8 @@ var errBoom = errors.New("boom")
 // openStore opens a SQLite store in a temporary directory and the audit log over it.
 func openStore(tb testing.TB) (*sqlite.DB, *audit.Log) {
 	tb.Helper()
-	db, err := sqlite.Open(tb.Context(), filepath.Join(tb.TempDir(), "db"))
-	if err != nil {
-		tb.Fatalf("sqlite.Open: %v", err)
-	}
-	l, err := audit.NewLog(tb.Context(), db, audit.LogOptions{})
-	if err != nil {
-		db.Close()
-		tb.Fatalf("audit.NewLog: %v", err)
-	}
-	tb.Cleanup(func() {
-		if err := l.Close(context.Background()); err != nil {
-			tb.Errorf("audit Log.Close: %v", err)
-		}
-		db.Close()
-	})
+	db, l := sqlitetest.Open(tb)
 	return db, l
-}
-
-// sqlitePins adapts the SQLite store to registry.PinStore, as the daemon does.
-type sqlitePins struct{ db *sqlite.DB }
-
-func (p sqlitePins) Pin(ctx context.Context, tool string) (registry.Pin, bool, error) {
-	sp, ok, err := p.db.Pin(ctx, tool)
-	return registry.Pin(sp), ok, err
-}
-
-func (p sqlitePins) SetPin(ctx context.Context, rp registry.Pin) error {
-	return p.db.SetPin(ctx, sqlite.Pin(rp))
 }
 
 // newRegistry builds a real registry over its own SQLite store and syncs each upstream's live
@@ -65,7 +39,7 @@ func (p sqlitePins) SetPin(ctx context.Context, rp registry.Pin) error {
 func newRegistry(tb testing.TB, decls []registry.Declaration, live map[string][]upstream.Tool) *registry.Registry {
 	tb.Helper()
 	db, log := openStore(tb)
-	r := registry.New(decls, registry.Options{Pins: sqlitePins{db}, Audit: log})
+	r := registry.New(decls, registry.Options{Pins: db, Audit: log})
 	for up, tools := range live {
 		if err := r.Sync(tb.Context(), up, tools); err != nil {
 			tb.Fatalf("Sync(%q): %v", up, err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/audit"
 	"github.com/chaperone-dev/chaperone/internal/registry"
 	"github.com/chaperone-dev/chaperone/internal/store/sqlite"
+	"github.com/chaperone-dev/chaperone/internal/store/sqlite/sqlitetest"
 	"github.com/chaperone-dev/chaperone/internal/upstream"
 )
 
@@ -32,21 +32,7 @@ type env struct {
 
 func newEnv(tb testing.TB) *env {
 	tb.Helper()
-	db, err := sqlite.Open(tb.Context(), filepath.Join(tb.TempDir(), "db"))
-	if err != nil {
-		tb.Fatalf("sqlite.Open: %v", err)
-	}
-	l, err := audit.NewLog(tb.Context(), db, audit.LogOptions{})
-	if err != nil {
-		db.Close()
-		tb.Fatalf("audit.NewLog: %v", err)
-	}
-	tb.Cleanup(func() {
-		if err := l.Close(context.Background()); err != nil {
-			tb.Errorf("audit Log.Close: %v", err)
-		}
-		db.Close()
-	})
+	db, l := sqlitetest.Open(tb)
 	return &env{db: db, log: l}
 }
 
@@ -72,19 +58,7 @@ func (e *env) pin(tb testing.TB, tool string) (sqlite.Pin, bool) {
 
 // opts returns registry options over the real store and log.
 func (e *env) opts() registry.Options {
-	return registry.Options{Pins: sqlitePins{e.db}, Audit: e.log, Now: func() time.Time { return t0 }}
-}
-
-// sqlitePins adapts the SQLite store to registry.PinStore, as the daemon does.
-type sqlitePins struct{ db *sqlite.DB }
-
-func (p sqlitePins) Pin(ctx context.Context, tool string) (registry.Pin, bool, error) {
-	sp, ok, err := p.db.Pin(ctx, tool)
-	return registry.Pin(sp), ok, err
-}
-
-func (p sqlitePins) SetPin(ctx context.Context, rp registry.Pin) error {
-	return p.db.SetPin(ctx, sqlite.Pin(rp))
+	return registry.Options{Pins: e.db, Audit: e.log, Now: func() time.Time { return t0 }}
 }
 
 // fakePins is a PinStore made of functions, for failures on demand.
@@ -511,7 +485,7 @@ func TestSyncPinStoreFailureFailsClosed(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t)
-			real := sqlitePins{e.db}
+			real := e.db
 			failing := true
 			pins := fakePins{
 				pin: func(ctx context.Context, tool string) (registry.Pin, bool, error) {
@@ -565,7 +539,7 @@ func TestSyncPinStoreFailureOnApprove(t *testing.T) {
 	opts := e.opts()
 	opts.QuarantineFirstUse = true
 	opts.Pins = fakePins{
-		pin:    sqlitePins{e.db}.Pin,
+		pin:    e.db.Pin,
 		setPin: func(context.Context, registry.Pin) error { return errBoom },
 	}
 	r := registry.New([]registry.Declaration{readFile}, opts)
@@ -686,9 +660,9 @@ func TestSyncDriftRecordedAfterPinReadFailure(t *testing.T) {
 			if failRead {
 				return registry.Pin{}, false, errBoom
 			}
-			return sqlitePins{e.db}.Pin(ctx, tool)
+			return e.db.Pin(ctx, tool)
 		},
-		setPin: sqlitePins{e.db}.SetPin,
+		setPin: e.db.SetPin,
 	}
 	r := registry.New([]registry.Declaration{readFile}, opts)
 	v1, v2 := liveRead("Read a file.", schemaV1), liveRead("Read a file.", schemaV2)

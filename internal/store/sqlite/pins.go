@@ -4,18 +4,15 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/chaperone-dev/chaperone/internal/registry"
 )
 
-// Pin is a tool definition as approved: the registry's trust-on-first-approval
-// record for one exposed tool name.
-type Pin struct {
-	Tool       string    // the exposed tool name
-	Upstream   string    // the upstream serving it
-	Hash       string    // hash of Definition, as the registry computes it
-	Definition []byte    // the definition's canonical JSON
-	ApprovedBy string    // who approved it
-	ApprovedAt time.Time // when; stored in UTC
-}
+// Pin is a tool definition as approved: the registry's trust-on-first-approval record for
+// one exposed tool name. The store implements [registry.PinStore] directly.
+type Pin = registry.Pin
+
+var _ registry.PinStore = (*DB)(nil)
 
 // Pin returns the pin for tool, and false if there is none.
 func (db *DB) Pin(ctx context.Context, tool string) (Pin, bool, error) {
