@@ -266,6 +266,8 @@ Try it:
   chaperone audit verify --data-dir %s
 
 Any MCP client works: point it at the endpoint with the header "Authorization: Bearer <token>".
+The demo agent's token is a static one from the configuration; agents you register get
+short-lived task tokens instead (chaperone agent register --help, and docs/identity.md).
 Press Ctrl-C to stop.
 `, d.MCPURL(), daemon.DemoAgent, token, d.AdminURL(), cfg.Admin.TokenFile, cfg.DataDir,
 		d.MCPURL(), token, cfg.DataDir, cfg.DataDir)
