@@ -7,6 +7,7 @@
 //	GET  /v1/tools                   the registry: every declared tool and its state
 //	POST /v1/tools/{name}/approve    pin the definition the upstream offers now  {"by": "alice"}
 //	POST /v1/policy/reload           recompile the policy files; the old policy stays on error
+//	GET  /v1/policy/shadow           per shadow rule: calls it would have decided and changed
 //	GET  /v1/agents                  every agent (no secrets; a key fingerprint at most)
 //	POST /v1/agents                  register an agent; a generated secret is shown only here
 //	GET  /v1/agents/{id}             one agent
@@ -35,6 +36,7 @@ import (
 	"strings"
 
 	"github.com/chaperone-dev/chaperone/internal/identity"
+	"github.com/chaperone-dev/chaperone/internal/pipeline"
 	"github.com/chaperone-dev/chaperone/internal/policy"
 	"github.com/chaperone-dev/chaperone/internal/registry"
 )
@@ -72,7 +74,9 @@ type Options struct {
 	Reload   func(ctx context.Context) (string, error)
 	Policy   func() *policy.Policy
 	Status   func() Status
-	Logger   *slog.Logger
+	// Shadow reports the shadow rules' counts; nil answers 501.
+	Shadow func() (string, []pipeline.ShadowCount)
+	Logger *slog.Logger
 	// Agents is the agent directory; nil answers 501 on /v1/agents.
 	Agents *identity.Directory
 	// Tasks are the tasks tokens are bound to; nil answers 501 on /v1/tasks.
@@ -94,6 +98,7 @@ func New(opts Options) http.Handler {
 	mux.HandleFunc("GET /v1/tools", a.tools)
 	mux.HandleFunc("POST /v1/tools/{name}/approve", a.approve)
 	mux.HandleFunc("POST /v1/policy/reload", a.reload)
+	mux.HandleFunc("GET /v1/policy/shadow", a.shadow)
 	a.identityRoutes(mux)
 	return a.auth(mux)
 }
@@ -158,6 +163,21 @@ func (a *server) approve(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeJSON(w, http.StatusOK, toolView(t))
 	}
+}
+
+// ShadowReport is what the shadow rules of the policy in force would have done.
+type ShadowReport struct {
+	PolicyVersion string                 `json:"policy_version"`
+	Rules         []pipeline.ShadowCount `json:"rules"`
+}
+
+func (a *server) shadow(w http.ResponseWriter, r *http.Request) {
+	if a.opts.Shadow == nil {
+		a.fail(w, r, http.StatusNotImplemented, "shadow statistics are not available on this gateway", nil)
+		return
+	}
+	v, rules := a.opts.Shadow()
+	writeJSON(w, http.StatusOK, ShadowReport{PolicyVersion: v, Rules: rules})
 }
 
 func (a *server) reload(w http.ResponseWriter, r *http.Request) {

@@ -75,7 +75,7 @@
 //     kind, request_id, session_id, agent, user, tool, upstream, args_hash,
 //     args_summary, decision, reason, message, rules, policy_version,
 //     latency_us, result_bytes, result_error, detail, task, chain, token_id,
-//     prev_hash, hash;
+//     shadow_decision, shadow_rules, prev_hash, hash;
 //   - seq, time, kind, prev_hash and hash always present; every other key
 //     omitted when its value is "", 0, false or an empty list;
 //   - time in RFC 3339 in UTC with "Z", with at most 6 fractional digits and

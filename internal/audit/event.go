@@ -64,8 +64,13 @@ type Event struct {
 	Task          string    `json:"task,omitempty"`           // the task the credential is bound to
 	Chain         []string  `json:"chain,omitempty"`          // delegation chain: the agents from the first to Agent
 	TokenID       string    `json:"token_id,omitempty"`       // the access token's jti
-	PrevHash      string    `json:"prev_hash"`                // Hash of event Seq-1; "" for Seq 1
-	Hash          string    `json:"hash"`                     // "sha256:<hex>" of the canonical form; see ComputeHash
+	// ShadowDecision is what the policy would have decided with its shadow rules enforced
+	// (allow, deny, approve), and ShadowRules the rules behind it; empty when no shadow rule
+	// names the tool. Never what was enforced: that is Decision.
+	ShadowDecision string   `json:"shadow_decision,omitempty"`
+	ShadowRules    []string `json:"shadow_rules,omitempty"`
+	PrevHash       string   `json:"prev_hash"` // Hash of event Seq-1; "" for Seq 1
+	Hash           string   `json:"hash"`      // "sha256:<hex>" of the canonical form; see ComputeHash
 }
 
 // hashPrefix starts every hash in the log.
@@ -157,11 +162,11 @@ func normalize(e Event) Event {
 	for _, s := range []*string{
 		&e.Kind, &e.RequestID, &e.SessionID, &e.Agent, &e.User, &e.Tool, &e.Upstream,
 		&e.ArgsHash, &e.ArgsSummary, &e.Decision, &e.Reason, &e.Message, &e.PolicyVersion, &e.Detail,
-		&e.Task, &e.TokenID,
+		&e.Task, &e.TokenID, &e.ShadowDecision,
 	} {
 		*s = strings.ToValidUTF8(*s, "\uFFFD")
 	}
-	for _, list := range []*[]string{&e.Rules, &e.Chain} {
+	for _, list := range []*[]string{&e.Rules, &e.Chain, &e.ShadowRules} {
 		if *list != nil {
 			*list = slices.Clone(*list)
 			for i, r := range *list {

@@ -52,6 +52,9 @@ func Format(w io.Writer, e Event) {
 	field("reason", e.Reason)
 	field("rules", strings.Join(e.Rules, ","))
 	field("policy", e.PolicyVersion)
+	if e.ShadowDecision != "" {
+		field("shadow", e.ShadowDecision+"("+strings.Join(e.ShadowRules, ",")+")")
+	}
 	if e.LatencyMicros != 0 {
 		field("latency", (time.Duration(e.LatencyMicros) * time.Microsecond).String())
 	}

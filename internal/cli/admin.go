@@ -160,6 +160,28 @@ func policyReload(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	return nil
 }
 
+func policyShadow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	c, err := connect("policy shadow", args, stderr)
+	if err != nil {
+		return err
+	}
+	var rep api.ShadowReport
+	if err := c.do(ctx, http.MethodGet, "/v1/policy/shadow", nil, &rep); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "policy %s\n", rep.PolicyVersion)
+	if len(rep.Rules) == 0 {
+		fmt.Fprintln(stdout, "no rules in shadow mode")
+		return nil
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "SHADOW RULE\tAPPLIED\tWOULD HAVE CHANGED")
+	for _, r := range rep.Rules {
+		fmt.Fprintf(tw, "%s\t%d\t%d\n", r.Rule, r.Applied, r.Changed)
+	}
+	return tw.Flush()
+}
+
 // reorder moves flags before positional arguments, so `approve NAME --by x` works with the
 // standard flag package, which stops at the first non-flag. A flag takes the next argument
 // as its value unless it is written -f=v or is a boolean flag of fs; everything after "--"

@@ -204,6 +204,9 @@ type Policy struct {
 	// Paths are policy files or directories (every *.yaml and *.yml in them, sorted).
 	// Relative paths are relative to the configuration file.
 	Paths []string `yaml:"paths"`
+	// WatchInterval is how often the files are checked for changes, which are then
+	// reloaded like on SIGHUP. Default "2s"; "0s" disables watching.
+	WatchInterval Duration `yaml:"watch_interval"`
 }
 
 // Log configures the daemon's log on standard error.
@@ -383,6 +386,9 @@ func (c *Config) ApplyDefaults() {
 	}
 	for i := range c.Identity.OIDC {
 		def(&c.Identity.OIDC[i].GroupsClaim, "groups")
+	}
+	if c.Policy.WatchInterval == 0 {
+		c.Policy.WatchInterval = Duration(2 * time.Second)
 	}
 	def(&c.Log.Level, "info")
 	def(&c.Log.Format, "text")
@@ -595,6 +601,9 @@ func (c *Config) Validate() error {
 		if p.Audience == "" {
 			bad(f+".audience", "must be set: tokens minted for another service must not be accepted")
 		}
+	}
+	if c.Policy.WatchInterval < 0 {
+		bad("policy.watch_interval", "must not be negative, got %s", c.Policy.WatchInterval.D())
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
 		bad("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)

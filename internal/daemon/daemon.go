@@ -62,14 +62,18 @@ type Daemon struct {
 	tools  map[string]policy.ToolInfo
 
 	reloadMu sync.Mutex // serialises policy reloads
+	// rejected is the version of the last policy that failed to compile, so a watched file
+	// left broken is reported once, not at every check. Guarded by reloadMu.
+	rejected string
 
-	agents  *identity.Directory
-	tasks   *identity.Tasks
-	keys    atomic.Pointer[identity.KeySet]
-	keysMu  sync.Mutex // serialises key rotation
-	issuer  *identity.Issuer
-	oauth   *oauth.Server
-	budgets *contain.Budgets
+	agents   *identity.Directory
+	tasks    *identity.Tasks
+	keys     atomic.Pointer[identity.KeySet]
+	keysMu   sync.Mutex // serialises key rotation
+	issuer   *identity.Issuer
+	oauth    *oauth.Server
+	budgets  *contain.Budgets
+	pipeline *pipeline.Pipeline
 
 	mcpLn, adminLn net.Listener
 	adminToken     string
@@ -181,13 +185,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (d *Daemon, err 
 	if err := d.buildIdentity(ctx); err != nil {
 		return nil, err
 	}
-	pl := pipeline.New(pipeline.Options{
+	d.pipeline = pipeline.New(pipeline.Options{
 		Tools: d.reg, Policy: d.policy.Load, Upstreams: upstreamSet(d.ups), Audit: d.audit, Budgets: d.budgets,
 		Logger: d.log.With("component", "pipeline"),
 	})
 	d.gw = gateway.New(gateway.Options{
 		Auth:  &identity.Authenticator{Static: static, Tokens: d.issuer, Agents: d.agents, Tasks: d.tasks},
-		Calls: pl, Catalog: d.reg, Policy: d.policy.Load, Audit: d.audit,
+		Calls: d.pipeline, Catalog: d.reg, Policy: d.policy.Load, Audit: d.audit,
 		Logger: d.log.With("component", "gateway"), MaxBody: cfg.Server.MaxBodyBytes,
 		MaxSessions: cfg.Server.MaxSessions, SessionIdle: cfg.Server.SessionIdle.D(),
 		Name: "chaperone", Version: Version, ResourceMetadata: d.oauth.ResourceMetadataURL(),
@@ -247,6 +251,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		defer wg.Done()
 		d.gw.Run(ctx)
 	}()
+	if iv := d.cfg.Policy.WatchInterval.D(); iv > 0 && d.opts.PolicySources == nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.watchPolicy(ctx, iv)
+		}()
+	}
 
 	mux := http.NewServeMux()
 	mux.Handle(d.cfg.Server.Path, d.gw)
@@ -259,7 +270,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		servers = append(servers, d.httpServer(api.New(api.Options{
 			Token: d.adminToken, Registry: d.reg, Reload: d.ReloadPolicy, Policy: d.policy.Load,
 			Status: d.status, Logger: d.log.With("component", "api"),
-			Agents: d.agents, Tasks: d.tasks, RotateKeys: d.RotateKeys, Keys: d.keyInfo,
+			Agents: d.agents, Tasks: d.tasks, RotateKeys: d.RotateKeys, Keys: d.keyInfo, Shadow: d.pipeline.ShadowStats,
 		})))
 		lns = append(lns, d.adminLn)
 	}
@@ -395,13 +406,17 @@ func (d *Daemon) loadPolicy(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("load policy: %w", err)
 		}
 	}
+	v := policy.VersionOf(srcs)
+	if old := d.policy.Load(); old != nil && old.Version() == v {
+		return v, nil // unchanged: nothing to compile
+	}
 	p, err := policy.Compile(srcs, d.tools)
 	if err != nil {
-		d.auditPolicy(ctx, audit.KindPolicyRejected, "", err)
+		if v != d.rejected {
+			d.auditPolicy(ctx, audit.KindPolicyRejected, v, err)
+			d.rejected = v
+		}
 		return "", fmt.Errorf("load policy: %w", err)
-	}
-	if old := d.policy.Load(); old != nil && old.Version() == p.Version() {
-		return p.Version(), nil
 	}
 	d.auditPolicy(ctx, audit.KindPolicyLoaded, p.Version(), nil)
 	d.policy.Store(p)
@@ -416,6 +431,23 @@ func (d *Daemon) auditPolicy(ctx context.Context, kind, version string, err erro
 	}
 	if aerr := d.audit.Append(ctx, e); aerr != nil {
 		d.log.ErrorContext(ctx, "audit append failed", "kind", kind, "err", aerr)
+	}
+}
+
+// watchPolicy reloads the policy whenever its files change, until ctx is done. Unchanged
+// files cost a read and a hash; a change is compiled and swapped in like a SIGHUP reload.
+func (d *Daemon) watchPolicy(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if _, err := d.ReloadPolicy(ctx); err != nil && ctx.Err() == nil {
+			d.log.WarnContext(ctx, "policy reload rejected; the old policy stays", "err", err)
+		}
 	}
 }
 

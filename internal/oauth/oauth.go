@@ -273,11 +273,12 @@ func (s *Server) issue(r *http.Request, ev *audit.Event) (map[string]any, error)
 	}
 	now := s.o.Now()
 	var claims identity.Claims
+	var reserve func() error
 	switch {
 	case req.grant == GrantClientCredentials:
 		claims, err = s.direct(r.Context(), req, "", nil, now)
 	case req.subjectTy == TokenTypeAccessToken:
-		claims, err = s.delegate(req, now)
+		claims, reserve, err = s.delegate(req, now)
 	default:
 		claims, err = s.onBehalf(r.Context(), req, now)
 	}
@@ -287,6 +288,11 @@ func (s *Server) issue(r *http.Request, ev *audit.Event) (map[string]any, error)
 	tok, err := s.o.Issuer.Mint(claims)
 	if err != nil {
 		return nil, fmt.Errorf("mint: %w", err)
+	}
+	if reserve != nil {
+		if err := reserve(); err != nil {
+			return nil, err
+		}
 	}
 	minted, err := s.o.Issuer.Verify(tok)
 	if err != nil {
@@ -350,7 +356,8 @@ func (s *Server) authenticateClient(r *http.Request) (*identity.Agent, error) {
 		}
 		id = agentID
 	}
-	if secret != "" && !s.o.Agents.VerifySecret(id, secret) {
+	// A secret method checks the secret whatever it is — an empty one included.
+	if (basic || postSecret != "") && !s.o.Agents.VerifySecret(id, secret) {
 		return nil, bad("wrong secret, unknown agent or agent not active")
 	}
 	a, ok := s.o.Agents.Agent(id)
@@ -389,7 +396,8 @@ func (s *Server) parse(r *http.Request, agent *identity.Agent) (*request, error)
 	}
 	if v := r.PostFormValue("expires_in"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || n <= 0 || time.Duration(n)*time.Second > s.o.MaxTTL {
+		// Compare in seconds: n * time.Second overflows for large n.
+		if err != nil || n <= 0 || n > int64(s.o.MaxTTL/time.Second) {
 			return nil, fail(http.StatusBadRequest, "invalid_request", fmt.Sprintf("expires_in must be between 1 and %d seconds.", int64(s.o.MaxTTL.Seconds())), "expires_in "+v)
 		}
 		req.ttl = time.Duration(n) * time.Second
@@ -441,7 +449,11 @@ func (s *Server) grantTools(agent *identity.Agent, requested []string) ([]string
 // direct builds the claims of a token for the agent itself or, with user set, on behalf of
 // that user.
 func (s *Server) direct(ctx context.Context, req *request, user string, groups []string, now time.Time) (identity.Claims, error) {
-	tools, err := s.grantTools(req.agent, req.scope)
+	requested := req.scope
+	if t, ok := s.o.Tasks.Get(req.task); ok && len(requested) == 0 && t.Agent == req.agent.ID {
+		requested = t.Tools // another token for an open task: by default, the task's tools
+	}
+	tools, err := s.grantTools(req.agent, requested)
 	if err != nil {
 		return identity.Claims{}, err
 	}
@@ -512,21 +524,21 @@ func (s *Server) onBehalf(ctx context.Context, req *request, now time.Time) (ide
 
 // delegate derives a narrower token for the authenticating sub-agent from a token of this
 // gateway.
-func (s *Server) delegate(req *request, now time.Time) (identity.Claims, error) {
+func (s *Server) delegate(req *request, now time.Time) (identity.Claims, func() error, error) {
 	parent, err := s.o.Issuer.Verify(req.subject)
 	if err != nil {
-		return identity.Claims{}, fail(http.StatusBadRequest, "invalid_grant", "The subject token is not a valid token of this gateway.", "parent token: "+err.Error())
+		return identity.Claims{}, nil, fail(http.StatusBadRequest, "invalid_grant", "The subject token is not a valid token of this gateway.", "parent token: "+err.Error())
 	}
 	for _, id := range parent.Chain {
 		if a, ok := s.o.Agents.Agent(id); !ok || a.Status != identity.StatusActive {
-			return identity.Claims{}, fail(http.StatusBadRequest, "invalid_grant", "The subject token's agents are not all active.", "parent chain agent "+id+" not active")
+			return identity.Claims{}, nil, fail(http.StatusBadRequest, "invalid_grant", "The subject token's agents are not all active.", "parent chain agent "+id+" not active")
 		}
 	}
 	if !s.o.Tasks.Active(parent.Task) {
-		return identity.Claims{}, fail(http.StatusBadRequest, "invalid_grant", "The subject token's task has ended.", "parent task "+parent.Task+" not active")
+		return identity.Claims{}, nil, fail(http.StatusBadRequest, "invalid_grant", "The subject token's task has ended.", "parent task "+parent.Task+" not active")
 	}
 	if req.task != "" && req.task != parent.Task {
-		return identity.Claims{}, fail(http.StatusBadRequest, "invalid_scope", "A delegated token stays in its parent's task.", "delegation to another task")
+		return identity.Claims{}, nil, fail(http.StatusBadRequest, "invalid_scope", "A delegated token stays in its parent's task.", "delegation to another task")
 	}
 	remaining := s.o.Budgets.Remaining(parent.ID, parent.MaxCalls)
 	child, err := identity.Delegate(parent, remaining, identity.DelegationRequest{
@@ -535,20 +547,35 @@ func (s *Server) delegate(req *request, now time.Time) (identity.Claims, error) 
 	if err != nil {
 		var we *identity.WideningError
 		if errors.As(err, &we) {
-			return identity.Claims{}, fail(http.StatusBadRequest, "invalid_scope", "A delegated token can only narrow its parent: "+we.What+".", "delegation widening: "+err.Error())
+			return identity.Claims{}, nil, fail(http.StatusBadRequest, "invalid_scope", "A delegated token can only narrow its parent: "+we.What+".", "delegation widening: "+err.Error())
 		}
-		return identity.Claims{}, fail(http.StatusBadRequest, "invalid_request", "The delegation could not be made.", "delegation: "+err.Error())
+		// Anything else is about the parent itself (say, expired within the leeway).
+		return identity.Claims{}, nil, fail(http.StatusBadRequest, "invalid_grant", "The subject token cannot be delegated.", "delegation: "+err.Error())
 	}
-	// The child's calls come out of the parent's budget: reserve them now.
-	if parent.MaxCalls > 0 && !s.o.Budgets.Use(parent.ID, child.MaxCalls, parent.MaxCalls, parent.Expiry) {
-		return identity.Claims{}, fail(http.StatusBadRequest, "invalid_scope", "The parent token has not enough calls left.", "delegation widening: max_calls over parent's remainder")
-	}
-	for i, t := range child.Tools {
-		if !s.o.Visible(req.agent.ID, t) {
-			return identity.Claims{}, fail(http.StatusBadRequest, "invalid_scope", fmt.Sprintf("Tool %q may not be granted to this agent.", child.Tools[i]), "delegation: policy hides "+t+" from "+req.agent.ID)
+	// Tools policy hides from the sub-agent: refused when asked for by name, left out of a
+	// default grant (as for a direct token).
+	tools := child.Tools[:0:0]
+	for _, t := range child.Tools {
+		switch {
+		case s.o.Visible(req.agent.ID, t):
+			tools = append(tools, t)
+		case len(req.scope) > 0:
+			return identity.Claims{}, nil, fail(http.StatusBadRequest, "invalid_scope", fmt.Sprintf("Tool %q may not be granted to this agent.", t), "delegation: policy hides "+t+" from "+req.agent.ID)
 		}
 	}
-	return child, nil
+	if len(tools) == 0 {
+		return identity.Claims{}, nil, fail(http.StatusBadRequest, "invalid_scope", "No tool of the parent may be granted to this agent.", "delegation: empty grant after policy")
+	}
+	child.Tools = tools
+	// The child's calls come out of the parent's budget. They are reserved only once
+	// the child token exists, so a refused delegation costs the parent nothing.
+	reserve := func() error {
+		if parent.MaxCalls > 0 && !s.o.Budgets.Use(parent.ID, child.MaxCalls, parent.MaxCalls, parent.Expiry) {
+			return fail(http.StatusBadRequest, "invalid_scope", "The parent token has not enough calls left.", "delegation widening: max_calls over parent's remainder")
+		}
+		return nil
+	}
+	return child, reserve, nil
 }
 
 // unverifiedIssuer reads the iss claim of a JWT without verifying it, to choose the

@@ -112,7 +112,8 @@ type Options struct {
 
 // Pipeline decides and executes calls. It is safe for concurrent use.
 type Pipeline struct {
-	opts Options
+	opts   Options
+	shadow shadowStats
 }
 
 // New returns a pipeline.
@@ -197,6 +198,10 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		p.opts.Logger.ErrorContext(ctx, "policy evaluation failed", "request_id", c.RequestID, "err", err)
 		return p.refuse(ctx, &ev, d, CodePolicyError, "The policy could not be evaluated, so the call is refused.")
 	}
+	if d.Shadow != nil {
+		ev.ShadowDecision, ev.ShadowRules = string(d.Shadow.Effect), d.Shadow.Rules
+		p.shadow.record(pol, d)
+	}
 	switch d.Effect {
 	case policy.Allow:
 	case policy.Approve:
@@ -225,7 +230,7 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 	out := audit.Event{
 		Time: p.opts.Now(), Kind: audit.KindCallOutcome, RequestID: c.RequestID, SessionID: c.SessionID,
 		Agent: ev.Agent, User: ev.User, Task: ev.Task, Chain: ev.Chain, TokenID: ev.TokenID,
-		Tool: c.Tool, Upstream: t.Upstream, ArgsHash: ev.ArgsHash,
+		Tool: c.Tool, Upstream: t.Upstream, ArgsHash: ev.ArgsHash, ShadowDecision: ev.ShadowDecision, ShadowRules: ev.ShadowRules,
 		Decision: string(d.Effect), Rules: d.Rules, PolicyVersion: d.Version, LatencyMicros: latency.Microseconds(),
 	}
 	var refusal *Refusal

@@ -96,17 +96,29 @@ func Compile(sources []Source, tools map[string]ToolInfo) (*Policy, error) {
 	for _, name := range names {
 		p.tools[name] = &toolRules{class: tools[name].Class, last: -1}
 	}
+	// Shadow rules index into a second set that also holds every enforcing rule, for the
+	// tools they name: the would-be decision if they were enforced.
+	for i, r := range rules {
+		if !r.shadow {
+			continue
+		}
+		p.shadowIDs = append(p.shadowIDs, r.id)
+		for _, name := range toolSets[i] {
+			if p.shadow == nil {
+				p.shadow = make(map[string]*toolRules)
+			}
+			if p.shadow[name] == nil {
+				p.shadow[name] = &toolRules{class: tools[name].Class, last: -1}
+			}
+		}
+	}
 	for i, r := range rules {
 		for _, name := range toolSets[i] {
-			tr := p.tools[name]
-			if tr.last == i {
-				continue
+			if !r.shadow {
+				p.tools[name].add(r, i)
 			}
-			tr.last = i
-			if r.effect == Deny {
-				tr.deny = append(tr.deny, r)
-			} else {
-				tr.rest = append(tr.rest, r)
+			if st := p.shadow[name]; st != nil {
+				st.add(r, i)
 			}
 		}
 	}
@@ -161,6 +173,16 @@ func (c *compiler) rule(s *ruleSpec) (*rule, []string) {
 			c.errorf(s, s.idLine, "duplicate id (first defined at %s:%d)", first.file, first.idLine)
 		} else {
 			c.ids[s.id] = s
+		}
+	}
+
+	if s.hasMode {
+		switch s.mode {
+		case "enforce":
+		case "shadow":
+			r.shadow = true
+		default:
+			c.errorf(s, s.modeLine, "unknown mode %q: want enforce or shadow", s.mode)
 		}
 	}
 

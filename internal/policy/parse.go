@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -73,6 +74,11 @@ type ruleSpec struct {
 	effect     string
 	effectLine int
 	hasEffect  bool
+
+	// mode is "enforce" or "shadow": the rule's own, or its file's.
+	mode     string
+	modeLine int
+	hasMode  bool
 }
 
 // listSpec is one of match.agents, match.tools or match.classes.
@@ -93,6 +99,9 @@ type parser struct {
 	errs  []error
 	rules []ruleSpec
 }
+
+// modes are the values of a rule's or a file's mode.
+var modes = []string{"enforce", "shadow"}
 
 // errorf records a problem outside any rule.
 func (p *parser) errorf(line int, format string, args ...any) {
@@ -170,6 +179,8 @@ func (p *parser) file1(doc *yaml.Node) {
 		return
 	}
 	seen := map[string]bool{}
+	var fileMode string
+	var fileModeLine int
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], root.Content[i+1]
 		key, ok := p.key(k, seen)
@@ -179,8 +190,20 @@ func (p *parser) file1(doc *yaml.Node) {
 		switch key {
 		case "rules":
 			p.ruleList(v)
+		case "mode":
+			// A whole file in shadow mode: every rule without a mode of its own is shadow.
+			if v.Kind != yaml.ScalarNode || !slices.Contains(modes, v.Value) {
+				p.errorf(v.Line, "mode: want enforce or shadow")
+				continue
+			}
+			fileMode, fileModeLine = v.Value, v.Line
 		default:
 			p.errorf(k.Line, "unknown key %q", key)
+		}
+	}
+	for i := range p.rules {
+		if r := &p.rules[i]; !r.hasMode && fileMode != "" {
+			r.mode, r.modeLine, r.hasMode = fileMode, fileModeLine, true
 		}
 	}
 }
@@ -273,6 +296,10 @@ func (p *parser) rule(index int, n *yaml.Node) {
 		case "effect":
 			if s, ok := p.scalar(&r, v, key); ok {
 				r.effect, r.effectLine, r.hasEffect = s, v.Line, true
+			}
+		case "mode":
+			if s, ok := p.scalar(&r, v, key); ok {
+				r.mode, r.modeLine, r.hasMode = s, v.Line, true
 			}
 		default:
 			p.ruleErrorf(&r, k.Line, "unknown key %q", key)

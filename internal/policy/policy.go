@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"cel.dev/cel-go/cel"
@@ -131,6 +132,19 @@ type Decision struct {
 	// evaluated, or facts that contradict the compiled policy. It may quote argument
 	// values: record it in the audit log, do not show it to the agent.
 	Err error
+	// Shadow is the decision the policy would have made with its shadow rules enforced;
+	// nil when no shadow rule names the tool. It never changes Effect.
+	Shadow *ShadowDecision
+}
+
+// ShadowDecision is the would-be decision of a policy with its shadow rules enforced.
+type ShadowDecision struct {
+	Effect Effect
+	// Rules produced Effect, in bundle order (enforcing and shadow rules alike).
+	Rules  []string
+	Reason string
+	// Changed reports whether the would-be effect differs from the enforcing one.
+	Changed bool
 }
 
 // Reasons that are not about a single rule.
@@ -150,15 +164,25 @@ var ErrNoPolicy = errors.New("policy: no policy")
 type Policy struct {
 	version string
 	rules   []*rule
-	// tools indexes rules by exposed tool name. Every tool given to Compile has an entry,
-	// even one no rule names.
+	// tools indexes the enforcing rules by exposed tool name. Every tool given to Compile
+	// has an entry, even one no rule names.
 	tools map[string]*toolRules
+	// shadow indexes, for the tools some shadow rule names, every rule — enforcing and
+	// shadow — so that Evaluate can tell what the decision would be; nil if none.
+	shadow map[string]*toolRules
+	// shadowIDs are the ids of the shadow rules, in bundle order.
+	shadowIDs []string
 }
+
+// ShadowRules returns the ids of the rules in shadow mode, in bundle order.
+func (p *Policy) ShadowRules() []string { return slices.Clone(p.shadowIDs) }
 
 // rule is one compiled rule.
 type rule struct {
 	id     string
 	effect Effect
+	// shadow rules are evaluated for the would-be decision only.
+	shadow bool
 	agents agentSet
 	// prg is the compiled condition; nil if the rule has none.
 	prg cel.Program
@@ -177,6 +201,19 @@ type toolRules struct {
 	// last is the index of the last rule appended, so a rule that names a tool twice
 	// (say "a" and "a*") is indexed once.
 	last int
+}
+
+// add indexes rule r, the i-th of the bundle, once.
+func (tr *toolRules) add(r *rule, i int) {
+	if tr.last == i {
+		return
+	}
+	tr.last = i
+	if r.effect == Deny {
+		tr.deny = append(tr.deny, r)
+	} else {
+		tr.rest = append(tr.rest, r)
+	}
 }
 
 // agentSet is a rule's match.agents.
@@ -234,6 +271,10 @@ func (p *Policy) Rules() int { return len(p.rules) }
 // version hashes the sources in order, each as its name, a NUL byte, the length of its
 // data as a big-endian uint64, and the data. Names cannot contain NUL (Compile checks), so
 // different inputs cannot produce the same byte stream.
+// VersionOf returns the version a policy compiled from sources would have, without
+// compiling them: a cheap way to tell whether files changed.
+func VersionOf(sources []Source) string { return version(sources) }
+
 func version(sources []Source) string {
 	h := sha256.New()
 	var n [8]byte
@@ -278,16 +319,26 @@ func (p *Policy) Evaluate(f *Facts) (Decision, error) {
 	}
 
 	act := (*activation)(f)
+	d := p.decide(tr, f, act)
+	if st := p.shadow[f.Tool.Name]; st != nil {
+		w := p.decide(st, f, act)
+		d.Shadow = &ShadowDecision{Effect: w.Effect, Rules: w.Rules, Reason: w.Reason, Changed: w.Effect != d.Effect}
+	}
+	return d, nil
+}
+
+// decide evaluates one index of rules for the call.
+func (p *Policy) decide(tr *toolRules, f *Facts, act *activation) Decision {
 	for _, r := range tr.deny {
 		if !r.agents.contains(f.Agent.ID) {
 			continue
 		}
 		ok, err := r.applies(act)
 		if err != nil {
-			return p.conditionFailed(r, err), nil
+			return p.conditionFailed(r, err)
 		}
 		if ok {
-			return Decision{Effect: Deny, Rules: []string{r.id}, Reason: r.reason, Version: p.version}, nil
+			return Decision{Effect: Deny, Rules: []string{r.id}, Reason: r.reason, Version: p.version}
 		}
 	}
 
@@ -301,7 +352,7 @@ func (p *Policy) Evaluate(f *Facts) (Decision, error) {
 		}
 		ok, err := r.applies(act)
 		if err != nil {
-			return p.conditionFailed(r, err), nil
+			return p.conditionFailed(r, err)
 		}
 		if ok {
 			applied = append(applied, r)
@@ -309,7 +360,7 @@ func (p *Policy) Evaluate(f *Facts) (Decision, error) {
 		}
 	}
 	if len(applied) == 0 {
-		return Decision{Effect: Deny, Reason: reasonDefaultDeny, Version: p.version}, nil
+		return Decision{Effect: Deny, Reason: reasonDefaultDeny, Version: p.version}
 	}
 	want := Allow
 	if approve {
@@ -332,7 +383,7 @@ func (p *Policy) Evaluate(f *Facts) (Decision, error) {
 		}
 		ids = append(ids, r.id)
 	}
-	return Decision{Effect: want, Rules: ids, Reason: reason, Version: p.version}, nil
+	return Decision{Effect: want, Rules: ids, Reason: reason, Version: p.version}
 }
 
 func (p *Policy) conditionFailed(r *rule, err error) Decision {
