@@ -24,6 +24,7 @@ const (
 	KindToolApproved   = "tool.approved"   // an operator approved a (changed) tool definition
 	KindPolicyLoaded   = "policy.loaded"   // a policy version took effect
 	KindPolicyRejected = "policy.rejected" // a policy version failed to load; the old one stays
+	KindConfigReloaded = "config.reloaded" // the configuration's tool registry and policy paths were reloaded
 
 	KindAgentRegistered   = "agent.registered"       // an operator registered an agent
 	KindAgentSuspended    = "agent.suspended"        // an operator suspended an agent

@@ -38,6 +38,9 @@ type Options struct {
 	FirstUse string
 	// Configure, if set, may change the configuration before it is validated.
 	Configure func(*config.Config)
+	// ConfigFile writes the configuration to a file the gateway runs from, so that reloads
+	// re-read it (see [Gateway.RewriteConfig]).
+	ConfigFile bool
 }
 
 // Gateway is a running gateway.
@@ -51,6 +54,8 @@ type Gateway struct {
 	Agents     map[string]Agent
 	// Demo is the demo upstream's state when a builtin demo upstream is configured.
 	Demo *demo.State
+	// ConfigPath is the file the gateway runs from, with Options.ConfigFile.
+	ConfigPath string
 
 	stop func()
 }
@@ -90,8 +95,14 @@ func Start(t testing.TB, o Options) *Gateway {
 		t.Fatalf("test config: %v", err)
 	}
 	g.Config = cfg
+	opts := daemon.Options{DemoState: &g.Demo}
+	if o.ConfigFile {
+		g.ConfigPath = filepath.Join(dir, "chaperone.yaml")
+		g.RewriteConfig(t, nil)
+		opts.ConfigPath = g.ConfigPath
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	d, err := daemon.New(ctx, cfg, daemon.Options{DemoState: &g.Demo})
+	d, err := daemon.New(ctx, cfg, opts)
 	if err != nil {
 		cancel()
 		t.Fatalf("daemon.New: %v", err)
@@ -123,6 +134,25 @@ func Start(t testing.TB, o Options) *Gateway {
 		return true
 	})
 	return g
+}
+
+// RewriteConfig writes the gateway's configuration file anew, changed by mutate (if not
+// nil); the gateway picks it up at its next reload.
+func (g *Gateway) RewriteConfig(t testing.TB, mutate func(*config.Config)) {
+	t.Helper()
+	cp := *g.Config
+	cp.Tools = append([]config.Tool(nil), g.Config.Tools...)
+	cp.Upstreams = append([]config.Upstream(nil), g.Config.Upstreams...)
+	if mutate != nil {
+		mutate(&cp)
+	}
+	b, err := cp.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(g.ConfigPath, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // Stop shuts the gateway down and waits for it, so its store can be inspected offline.

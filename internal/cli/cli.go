@@ -204,6 +204,8 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		cfg, token, opts.PolicySources = d.Config, d.Token, d.Policy
 	} else if cfg, err = config.Load(*cfgPath); err != nil {
 		return err
+	} else {
+		opts.ConfigPath = *cfgPath
 	}
 	opts.Logger = newLogger(cfg.Log, stderr)
 	slog.SetDefault(opts.Logger)

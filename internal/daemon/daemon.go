@@ -6,15 +6,19 @@ package daemon
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -46,6 +50,9 @@ type Options struct {
 	PolicySources []policy.Source
 	// DemoState receives the demo upstream's state when a builtin demo upstream is configured.
 	DemoState **demo.State
+	// ConfigPath is the configuration file cfg was loaded from; when set, reloads re-read it
+	// for changes to the tool registry and the policy paths.
+	ConfigPath string
 }
 
 // Daemon is a built gateway, ready to Run.
@@ -59,12 +66,15 @@ type Daemon struct {
 	gw     *gateway.Gateway
 	ups    map[string]*upstream.Client
 	policy atomic.Pointer[policy.Policy]
-	tools  map[string]policy.ToolInfo
+	// decl is what a reload may change: the declared tools and the policy paths.
+	decl atomic.Pointer[declared]
 
 	reloadMu sync.Mutex // serialises policy reloads
-	// rejected is the version of the last policy that failed to compile, so a watched file
-	// left broken is reported once, not at every check. Guarded by reloadMu.
+	// rejected names the last policy or configuration that failed to load, so a watched
+	// file left broken is reported once, not at every check. Guarded by reloadMu.
 	rejected string
+	// configSum is the SHA-256 of the configuration file in force. Guarded by reloadMu.
+	configSum [32]byte
 
 	agents   *identity.Directory
 	tasks    *identity.Tasks
@@ -103,25 +113,22 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (d *Daemon, err 
 		return nil, fmt.Errorf("open audit log: %w", err)
 	}
 
-	names, err := config.ExposedNames(cfg.Tools)
+	decl, err := declare(cfg)
 	if err != nil {
 		return nil, err
 	}
-	envOf := map[string]string{}
-	for _, u := range cfg.Upstreams {
-		envOf[u.Name] = u.Environment
+	d.decl.Store(decl)
+	if opts.ConfigPath != "" {
+		b, err := os.ReadFile(opts.ConfigPath)
+		if err != nil {
+			return nil, fmt.Errorf("read config: %w", err)
+		}
+		d.configSum = sha256.Sum256(b)
 	}
-	decls := make([]registry.Declaration, len(cfg.Tools))
-	d.tools = map[string]policy.ToolInfo{}
-	for i, t := range cfg.Tools {
-		decls[i] = registry.Declaration{Name: names[i], Upstream: t.Upstream, UpstreamName: t.Name, Class: t.Class,
-			Environment: envOf[t.Upstream], Pin: t.Pin, Overlay: t.Arguments}
-		d.tools[names[i]] = policy.ToolInfo{Class: t.Class}
-	}
-	if _, err := d.loadPolicy(ctx); err != nil {
+	if _, err := d.loadPolicy(ctx, decl); err != nil {
 		return nil, err
 	}
-	d.reg = registry.New(decls, registry.Options{
+	d.reg = registry.New(decl.decls, registry.Options{
 		QuarantineFirstUse: cfg.Registry.FirstUse == "quarantine",
 		Pins:               d.store,
 		Audit:              d.audit,
@@ -251,7 +258,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		defer wg.Done()
 		d.gw.Run(ctx)
 	}()
-	if iv := d.cfg.Policy.WatchInterval.D(); iv > 0 && d.opts.PolicySources == nil {
+	if iv := d.cfg.Policy.WatchInterval.D(); iv > 0 && (d.opts.PolicySources == nil || d.opts.ConfigPath != "") {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -390,38 +397,151 @@ func (d *Daemon) SyncUpstream(ctx context.Context, name string) error {
 	return d.reg.Sync(ctx, name, tools)
 }
 
-// ReloadPolicy recompiles the policy files. On any error the policy in force stays.
+// ReloadPolicy reloads like SIGHUP: the configuration file's tool registry and policy
+// paths, if the gateway runs from one and it changed, then the policy files. Everything is
+// validated completely before anything is swapped in; on any error what is in force stays.
 func (d *Daemon) ReloadPolicy(ctx context.Context) (string, error) {
-	return d.loadPolicy(ctx)
-}
-
-func (d *Daemon) loadPolicy(ctx context.Context) (string, error) {
 	d.reloadMu.Lock()
 	defer d.reloadMu.Unlock()
+	if d.opts.ConfigPath != "" {
+		if err := d.reloadConfig(ctx); err != nil {
+			return "", err
+		}
+	}
+	return d.loadPolicy(ctx, d.decl.Load())
+}
+
+// declared is the part of the configuration a reload may change.
+type declared struct {
+	decls       []registry.Declaration
+	tools       map[string]policy.ToolInfo
+	policyPaths []string
+}
+
+// declare derives the registry's declarations and the policy's tool set from cfg.
+func declare(cfg *config.Config) (*declared, error) {
+	names, err := config.ExposedNames(cfg.Tools)
+	if err != nil {
+		return nil, err
+	}
+	envOf := map[string]string{}
+	for _, u := range cfg.Upstreams {
+		envOf[u.Name] = u.Environment
+	}
+	d := &declared{decls: make([]registry.Declaration, len(cfg.Tools)), tools: map[string]policy.ToolInfo{}, policyPaths: cfg.Policy.Paths}
+	for i, t := range cfg.Tools {
+		d.decls[i] = registry.Declaration{Name: names[i], Upstream: t.Upstream, UpstreamName: t.Name, Class: t.Class,
+			Environment: envOf[t.Upstream], Pin: t.Pin, Overlay: t.Arguments}
+		d.tools[names[i]] = policy.ToolInfo{Class: t.Class}
+	}
+	return d, nil
+}
+
+// reloadConfig re-reads the configuration file and, if it changed, swaps in its tool
+// registry and policy — both compiled first — and asks every upstream for its tools again.
+// Upstreams and every other section take effect at restart: a change to the upstreams is
+// refused, others are logged. d.reloadMu must be held.
+func (d *Daemon) reloadConfig(ctx context.Context) error {
+	path := d.opts.ConfigPath
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return d.rejectOnce(ctx, "config read "+err.Error(), fmt.Errorf("reload config: %w", err))
+	}
+	sum := sha256.Sum256(raw)
+	if sum == d.configSum {
+		return nil
+	}
+	key := "config " + hex.EncodeToString(sum[:])
+	cfg, err := config.Load(path)
+	if err != nil {
+		return d.rejectOnce(ctx, key, fmt.Errorf("reload config: %w", err))
+	}
+	if !sameUpstreams(cfg.Upstreams, d.cfg.Upstreams) {
+		return d.rejectOnce(ctx, key, errors.New("reload config: upstreams changed: restart the gateway to apply that"))
+	}
+	decl, err := declare(cfg)
+	if err != nil {
+		return d.rejectOnce(ctx, key, fmt.Errorf("reload config: %w", err))
+	}
+	srcs, err := ReadPolicySources(decl.policyPaths)
+	if err != nil {
+		return d.rejectOnce(ctx, key, fmt.Errorf("reload config: policy: %w", err))
+	}
+	p, err := policy.Compile(srcs, decl.tools)
+	if err != nil {
+		return d.rejectOnce(ctx, key, fmt.Errorf("reload config: policy: %w", err))
+	}
+	if err := d.reg.Redeclare(ctx, decl.decls); err != nil {
+		d.log.WarnContext(ctx, "registry reload: some tools are quarantined", "err", err)
+	}
+	d.decl.Store(decl)
+	d.swapPolicy(ctx, p)
+	d.configSum = sum
+	e := &audit.Event{Time: time.Now(), Kind: audit.KindConfigReloaded, PolicyVersion: p.Version(),
+		Detail: fmt.Sprintf("%d tools declared; upstreams and other sections apply at restart", len(decl.decls))}
+	if err := d.audit.Append(ctx, e); err != nil {
+		d.log.ErrorContext(ctx, "audit append failed", "kind", e.Kind, "err", err)
+	}
+	d.log.InfoContext(ctx, "configuration reloaded", "tools", len(decl.decls), "policy", p.Version())
+	for _, ch := range d.syncCh {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+	return nil
+}
+
+// sameUpstreams reports whether two configurations' upstreams are the same (absent and
+// empty lists and maps being the same).
+func sameUpstreams(a, b []config.Upstream) bool {
+	return slices.EqualFunc(a, b, func(x, y config.Upstream) bool {
+		return x.Name == y.Name && x.Command == y.Command && slices.Equal(x.Args, y.Args) && maps.Equal(x.Env, y.Env) &&
+			x.Dir == y.Dir && x.URL == y.URL && maps.Equal(x.Headers, y.Headers) && x.Builtin == y.Builtin &&
+			x.Environment == y.Environment && x.CallTimeout == y.CallTimeout
+	})
+}
+
+// rejectOnce records a failed reload in the audit log the first time it is seen (key names
+// the failure) and returns err. d.reloadMu must be held.
+func (d *Daemon) rejectOnce(ctx context.Context, key string, err error) error {
+	if key != d.rejected {
+		d.auditPolicy(ctx, audit.KindPolicyRejected, "", err)
+		d.rejected = key
+	}
+	return err
+}
+
+// loadPolicy compiles the policy files for the declared tools and swaps the policy in if
+// its version changed. d.reloadMu must be held, or the daemon not yet running.
+func (d *Daemon) loadPolicy(ctx context.Context, decl *declared) (string, error) {
 	srcs := d.opts.PolicySources
 	if srcs == nil {
 		var err error
-		if srcs, err = ReadPolicySources(d.cfg.Policy.Paths); err != nil {
-			d.auditPolicy(ctx, audit.KindPolicyRejected, "", err)
-			return "", fmt.Errorf("load policy: %w", err)
+		if srcs, err = ReadPolicySources(decl.policyPaths); err != nil {
+			return "", d.rejectOnce(ctx, "policy read "+err.Error(), fmt.Errorf("load policy: %w", err))
 		}
 	}
 	v := policy.VersionOf(srcs)
 	if old := d.policy.Load(); old != nil && old.Version() == v {
 		return v, nil // unchanged: nothing to compile
 	}
-	p, err := policy.Compile(srcs, d.tools)
+	p, err := policy.Compile(srcs, decl.tools)
 	if err != nil {
-		if v != d.rejected {
-			d.auditPolicy(ctx, audit.KindPolicyRejected, v, err)
-			d.rejected = v
-		}
-		return "", fmt.Errorf("load policy: %w", err)
+		return "", d.rejectOnce(ctx, "policy "+v, fmt.Errorf("load policy: %w", err))
+	}
+	d.swapPolicy(ctx, p)
+	return p.Version(), nil
+}
+
+// swapPolicy puts p in force and records it.
+func (d *Daemon) swapPolicy(ctx context.Context, p *policy.Policy) {
+	if old := d.policy.Load(); old != nil && old.Version() == p.Version() {
+		return
 	}
 	d.auditPolicy(ctx, audit.KindPolicyLoaded, p.Version(), nil)
 	d.policy.Store(p)
 	d.log.InfoContext(ctx, "policy loaded", "version", p.Version(), "rules", p.Rules())
-	return p.Version(), nil
 }
 
 func (d *Daemon) auditPolicy(ctx context.Context, kind, version string, err error) {
@@ -434,8 +554,9 @@ func (d *Daemon) auditPolicy(ctx context.Context, kind, version string, err erro
 	}
 }
 
-// watchPolicy reloads the policy whenever its files change, until ctx is done. Unchanged
-// files cost a read and a hash; a change is compiled and swapped in like a SIGHUP reload.
+// watchPolicy reloads the configuration's tools and the policy whenever their files change,
+// until ctx is done. Unchanged files cost a read and a hash; a change is compiled and
+// swapped in like a SIGHUP reload.
 func (d *Daemon) watchPolicy(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()

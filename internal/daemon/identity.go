@@ -61,8 +61,9 @@ func (d *Daemon) buildIdentity(ctx context.Context) error {
 
 // toolNames lists the declared tools' exposed names, sorted.
 func (d *Daemon) toolNames() []string {
-	names := make([]string, 0, len(d.tools))
-	for n := range d.tools {
+	tools := d.decl.Load().tools
+	names := make([]string, 0, len(tools))
+	for n := range tools {
 		names = append(names, n)
 	}
 	slices.Sort(names)

@@ -3,6 +3,8 @@ package daemon_test
 import (
 	"context"
 	"os"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -135,5 +137,70 @@ func TestPolicyWatch(t *testing.T) {
 	}
 	if rejected != 1 {
 		t.Errorf("%d policy.rejected events for one broken edit, want 1", rejected)
+	}
+}
+
+// TestConfigReload: the tool registry reloads from the configuration file with the policy,
+// both validated before either is swapped in; upstream changes wait for a restart.
+func TestConfigReload(t *testing.T) {
+	g := chaperonetest.Start(t, chaperonetest.Options{
+		Upstreams:  []config.Upstream{{Name: "demo", Builtin: "demo"}},
+		Tools:      []config.Tool{{Upstream: "demo", Name: "read_inbox", Class: "read"}},
+		Policy:     "rules:\n  - id: reads\n    match: {classes: [read]}\n    effect: allow\n",
+		ConfigFile: true,
+		Configure:  func(c *config.Config) { c.Policy.WatchInterval = config.Duration(time.Hour) },
+	})
+	cs := g.Connect(t, g.Agents["test-agent"].Token, "")
+	ctx := context.Background()
+
+	// Declare a new tool and allow it, in one reload: the policy naming it compiles only
+	// against the new registry.
+	g.RewriteConfig(t, func(c *config.Config) {
+		c.Tools = append(c.Tools, config.Tool{Upstream: "demo", Name: "create_ticket", Class: "write"})
+	})
+	if err := os.WriteFile(g.PolicyFile, []byte("rules:\n  - id: reads\n    match: {classes: [read]}\n    effect: allow\n  - id: tickets\n    match: {tools: [create_ticket]}\n    effect: allow\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Daemon.ReloadPolicy(ctx); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	chaperonetest.WaitFor(t, 10*time.Second, "create_ticket listed", func() bool {
+		return slices.Contains(toolNames(t, cs), "create_ticket")
+	})
+	if got := refusal(t, call(t, cs, "create_ticket", map[string]any{"title": "t", "body": "b"})); got != "" {
+		t.Errorf("newly declared tool refused: %s", got)
+	}
+
+	// A class change takes effect at once for a tool that stays.
+	g.RewriteConfig(t, func(c *config.Config) {
+		c.Tools = []config.Tool{{Upstream: "demo", Name: "read_inbox", Class: "write"}, {Upstream: "demo", Name: "create_ticket", Class: "write"}}
+	})
+	if _, err := g.Daemon.ReloadPolicy(ctx); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	if got := refusal(t, call(t, cs, "read_inbox", map[string]any{})); got != "denied_by_policy" {
+		t.Errorf("read_inbox reclassified as write: refusal %q, want denied_by_policy", got)
+	}
+
+	// Upstreams need a restart: refused, and what is in force stays.
+	before := g.Daemon.Policy().Version()
+	g.RewriteConfig(t, func(c *config.Config) {
+		c.Upstreams = append(c.Upstreams, config.Upstream{Name: "more", URL: "http://127.0.0.1:1/mcp", CallTimeout: config.Duration(time.Second), Environment: "dev"})
+	})
+	if _, err := g.Daemon.ReloadPolicy(ctx); err == nil || !strings.Contains(err.Error(), "upstreams changed") {
+		t.Errorf("reload with a new upstream = %v, want a refusal naming upstreams", err)
+	}
+	if g.Daemon.Policy().Version() != before {
+		t.Errorf("policy changed by a refused reload")
+	}
+	// A configuration that does not validate is refused too.
+	if err := os.WriteFile(g.ConfigPath, []byte("server:\n  listen: nope\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Daemon.ReloadPolicy(ctx); err == nil || !strings.Contains(err.Error(), "server.listen") {
+		t.Errorf("reload of an invalid config = %v, want the validation error", err)
+	}
+	if got := refusal(t, call(t, cs, "create_ticket", map[string]any{"title": "t", "body": "b"})); got != "" {
+		t.Errorf("after refused reloads the registry changed: %s", got)
 	}
 }

@@ -289,6 +289,34 @@ func (r *Registry) pin(ctx context.Context, d Declaration, hash string, def []by
 	return nil
 }
 
+// Redeclare replaces the declared tools, as a configuration reload does. A tool that stays
+// (same exposed name, upstream and upstream name) keeps the definition its upstream last
+// offered and is reconciled at once under its new declaration (class, overlay, pin); a new
+// tool is pending until its upstream's next sync, which the caller triggers; a tool no
+// longer declared is gone. Errors are reported like [Registry.Sync]'s.
+func (r *Registry) Redeclare(ctx context.Context, decls []Declaration) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	cur := *r.snap.Load()
+	next := make(map[string]*Tool, len(decls))
+	var errs []error
+	for _, d := range decls {
+		prev, ok := cur[d.Name]
+		if !ok || prev.live == nil || prev.Upstream != d.Upstream || prev.UpstreamName != d.UpstreamName {
+			next[d.Name] = &Tool{Declaration: d, Status: StatusPending, Reason: "it was just declared and its upstream has not been asked yet"}
+			continue
+		}
+		t, err := r.reconcile(ctx, d, prev, prev.live)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("tool %q: %w", d.Name, err))
+		}
+		next[d.Name] = t
+	}
+	r.decls = slices.Clone(decls)
+	r.snap.Store(&next)
+	return errors.Join(errs...)
+}
+
 // Approve pins the definition the upstream offers now for the tool and makes it callable.
 // by names the operator, for the audit log.
 func (r *Registry) Approve(ctx context.Context, name, by string) (*Tool, error) {
