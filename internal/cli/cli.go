@@ -52,6 +52,7 @@ Usage:
                                               end a task: every token bound to it stops working
   chaperone keys list                         show the token signing keys
   chaperone keys rotate                       start signing tokens with a new key
+  chaperone replay --config F --trace T.jsonl  re-run recorded sessions through the pipeline (--diff DIR)
   chaperone audit verify [--data-dir DIR]     check the audit log's hash chain, offline
   chaperone audit tail [-n N] [--data-dir DIR] show the latest audit events
   chaperone version
@@ -113,6 +114,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			"verify": func(a []string) error { return auditVerify(ctx, a, stdout, stderr) },
 			"tail":   func(a []string) error { return auditTail(ctx, a, stdout, stderr) },
 		})
+	case "replay":
+		err = replayCmd(ctx, rest, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "chaperone %s\n", daemon.Version)
 	case "help", "-h", "--help":

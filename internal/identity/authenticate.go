@@ -2,6 +2,7 @@ package identity
 
 import (
 	"errors"
+	"slices"
 	"strings"
 )
 
@@ -88,5 +89,14 @@ func (a *Authenticator) static(header string) (*Principal, Failure, error) {
 	if !ok || ag.Status != StatusActive {
 		return nil, FailureAgentInactive, ErrUnauthenticated
 	}
-	return &Principal{Agent: ag}, "", nil
+	p := &Principal{Agent: ag}
+	// A static token is limited only by the agent's capabilities (tokens it is issued are
+	// limited to their task's tools, always within them).
+	if !slices.Contains(ag.Capabilities, "*") {
+		p.Tools = slices.Clone(ag.Capabilities)
+		if p.Tools == nil {
+			p.Tools = []string{}
+		}
+	}
+	return p, "", nil
 }

@@ -103,7 +103,16 @@ func TestAuthenticator(t *testing.T) {
 		t.Errorf("delegated principal = %+v", p)
 	}
 	if p, _, _ := a.Authenticate("Bearer " + staticTok); p.Tools != nil || p.Task != "" {
-		t.Errorf("static principal has token limits: %+v", p)
+		t.Errorf("static principal of an agent with every capability is limited: %+v", p)
+	}
+	// A static agent with declared capabilities is limited to them.
+	limitedTok, limitedSHA := identity.NewToken()
+	reg := identity.Registration{Agent: identity.Agent{ID: "cfg-limited", Owner: "o", Environment: "dev", Capabilities: []string{"read_file"}, Status: identity.StatusActive}, TokenSHA256: limitedSHA}
+	dir2 := e.directory(t, reg)
+	static2, _ := identity.NewRegistry([]identity.Registration{reg})
+	a2 := &identity.Authenticator{Static: static2, Agents: dir2, Tasks: tasks}
+	if p, _, err := a2.Authenticate("Bearer " + limitedTok); err != nil || len(p.Tools) != 1 || p.Tools[0] != "read_file" {
+		t.Errorf("static agent with capabilities [read_file]: principal %+v, %v", p, err)
 	}
 	if err := dir.SetStatus(t.Context(), "planner", identity.StatusSuspended, "investigating", "test"); err != nil {
 		t.Fatal(err)
