@@ -39,6 +39,7 @@ Usage:
   chaperone policy reload                     recompile the policy files in a running gateway
   chaperone policy shadow                     what the rules in shadow mode would have changed
   chaperone policy lint [--config F] [PATH]   rules that never match, shadowed rules, unknown tools and arguments
+  chaperone policy test [DIR] [--junit F]     run the policy test suites (*_test.yaml) next to the policies
   chaperone agent register --id ID --owner EMAIL --env dev|test|prod --capabilities a,b
       [--purpose TEXT] [--autonomy 0-3] [--label k=v ...] (--public-key FILE | --secret)
                                               register an agent (a secret is shown only once)
@@ -89,6 +90,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			"reload": func(a []string) error { return policyReload(ctx, a, stdout, stderr) },
 			"shadow": func(a []string) error { return policyShadow(ctx, a, stdout, stderr) },
 			"lint":   func(a []string) error { return policyLint(ctx, a, stdout, stderr) },
+			"test":   func(a []string) error { return policyTest(ctx, a, stdout, stderr) },
 		})
 	case "agent":
 		err = sub(rest, map[string]func([]string) error{

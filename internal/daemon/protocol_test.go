@@ -12,6 +12,7 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/config"
 	"github.com/chaperone-dev/chaperone/internal/daemon"
 	"github.com/chaperone-dev/chaperone/internal/policy"
+	"github.com/chaperone-dev/chaperone/internal/policy/suite"
 )
 
 func startDemo(t *testing.T, configure func(*config.Config)) *chaperonetest.Gateway {
@@ -245,5 +246,26 @@ func TestExamplePolicyCompiles(t *testing.T) {
 	}
 	if _, err := policy.Compile(srcs, tools); err != nil {
 		t.Errorf("example policy: %v", err)
+	}
+}
+
+// TestDemoPolicySuite runs the demo policy's own test suite, as `chaperone policy test`
+// would.
+func TestDemoPolicySuite(t *testing.T) {
+	s, err := suite.Load("demo-policy_test.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := s.Run()
+	if res.Err != nil || !res.OK() {
+		for _, c := range res.Cases {
+			if !c.Pass {
+				t.Errorf("%s:%d %s: %s", res.Path, c.Line, c.Name, c.Message())
+			}
+		}
+		t.Fatalf("demo policy suite: %v, %d failed", res.Err, res.Failed())
+	}
+	if res.Passed() != 7 {
+		t.Errorf("demo policy suite ran %d cases, want 7", res.Passed())
 	}
 }
