@@ -49,7 +49,11 @@
 //   - Callers set Time, Kind, and RequestID on call intents and outcomes;
 //     events without them are refused ([ErrInvalidEvent]). Callers keep
 //     secrets and argument values out of events: arguments are recorded as
-//     [HashArgs] and [SummarizeArgs].
+//     [HashArgs] and [SummarizeArgs]. The one exception is content capture,
+//     which an operator turns on (audit.capture): then call events carry the
+//     arguments and results as they were, unredacted (see [Event].Captured).
+//     Captured content is covered by the chain like everything else, so it
+//     cannot be removed later without breaking the chain from that event on.
 //
 // # What it does not do
 //
@@ -75,9 +79,12 @@
 //     kind, request_id, session_id, agent, user, tool, upstream, args_hash,
 //     args_summary, decision, reason, message, rules, policy_version,
 //     latency_us, result_bytes, result_error, detail, task, chain, token_id,
-//     shadow_decision, shadow_rules, prev_hash, hash;
+//     shadow_decision, shadow_rules, arguments, result, captured, prev_hash,
+//     hash;
 //   - seq, time, kind, prev_hash and hash always present; every other key
-//     omitted when its value is "", 0, false or an empty list;
+//     omitted when its value is "", 0, false or an empty list (so records
+//     without captured content are exactly as they were before capture
+//     existed);
 //   - time in RFC 3339 in UTC with "Z", with at most 6 fractional digits and
 //     trailing zeros (and a bare ".") dropped: "2026-03-01T09:00:07.1234Z";
 //   - numbers as decimal integers; rules as a JSON array of strings;
@@ -85,7 +92,13 @@
 //     \t, other bytes below 0x20 as \u00XX with lower-case hex, and U+2028 and
 //     U+2029 as \u2028 and \u2029. Everything else, including <, > and & and
 //     all other non-ASCII characters, is written as it is. The log replaces
-//     invalid UTF-8 with U+FFFD before hashing.
+//     invalid UTF-8 with U+FFFD before hashing;
+//   - arguments and result, when present, are JSON values embedded as they
+//     are, compacted: whitespace outside strings removed (Go's json.Compact),
+//     and nothing else changed — not the key order, not the escapes inside
+//     strings (a `\u003c` stays six characters), not the spelling of numbers.
+//     The log compacts them, and replaces invalid UTF-8 with U+FFFD, before
+//     hashing, and refuses an event whose content is not valid JSON.
 //
 // So the canonical bytes always end in `"hash":""}`, and a stored record
 // (the canonical form with the hash filled in, which the SQLite store keeps

@@ -70,9 +70,32 @@ type Event struct {
 	// names the tool. Never what was enforced: that is Decision.
 	ShadowDecision string   `json:"shadow_decision,omitempty"`
 	ShadowRules    []string `json:"shadow_rules,omitempty"`
-	PrevHash       string   `json:"prev_hash"` // Hash of event Seq-1; "" for Seq 1
-	Hash           string   `json:"hash"`      // "sha256:<hex>" of the canonical form; see ComputeHash
+	// Arguments (call.intent, call.refused) and Result (call.outcome) are call content,
+	// recorded only when the operator enabled capture (audit.capture): the JSON the agent
+	// sent and the CallToolResult the upstream returned, compacted, otherwise as they were.
+	// Captured says what became of the capture; see the Captured constants. All three are
+	// empty when capture is off.
+	Arguments json.RawMessage `json:"arguments,omitempty"`
+	Result    json.RawMessage `json:"result,omitempty"`
+	Captured  string          `json:"captured,omitempty"`
+	PrevHash  string          `json:"prev_hash"` // Hash of event Seq-1; "" for Seq 1
+	Hash      string          `json:"hash"`      // "sha256:<hex>" of the canonical form; see ComputeHash
 }
+
+// Values of [Event].Captured: what became of a call's content when capture is on. The
+// content is the arguments on call.intent and call.refused, the result on call.outcome.
+const (
+	// CapturedArguments: Arguments holds the call's arguments. It is absent when the agent
+	// sent none (ArgsSummary is "(none)").
+	CapturedArguments = "arguments"
+	// CapturedResult: Result holds the upstream's result.
+	CapturedResult = "result"
+	// CapturedTooLarge: the content was larger than the capture bound and is not recorded;
+	// ArgsSummary or ResultBytes still describe it.
+	CapturedTooLarge = "too_large"
+	// CapturedInvalid: the content was not valid JSON in UTF-8 and is not recorded.
+	CapturedInvalid = "invalid_json"
+)
 
 // hashPrefix starts every hash in the log.
 const hashPrefix = "sha256:"
@@ -163,7 +186,7 @@ func normalize(e Event) Event {
 	for _, s := range []*string{
 		&e.Kind, &e.RequestID, &e.SessionID, &e.Agent, &e.User, &e.Tool, &e.Upstream,
 		&e.ArgsHash, &e.ArgsSummary, &e.Decision, &e.Reason, &e.Message, &e.PolicyVersion, &e.Detail,
-		&e.Task, &e.TokenID, &e.ShadowDecision,
+		&e.Task, &e.TokenID, &e.ShadowDecision, &e.Captured,
 	} {
 		*s = strings.ToValidUTF8(*s, "\uFFFD")
 	}
@@ -175,8 +198,27 @@ func normalize(e Event) Event {
 			}
 		}
 	}
+	for _, raw := range []*json.RawMessage{&e.Arguments, &e.Result} {
+		if len(*raw) > 0 {
+			*raw = compactJSON(*raw)
+		}
+	}
 	e.Seq, e.PrevHash, e.Hash = 0, "", ""
 	return e
+}
+
+// compactJSON returns a copy of raw in the form the canonical encoding gives it: invalid
+// UTF-8 replaced with U+FFFD (in valid JSON such bytes can only be inside strings, so the
+// JSON stays valid) and insignificant whitespace removed. Anything else — escapes, key
+// order, the spelling of numbers — stays as it was. JSON that does not compact is returned
+// as it is, for validate to refuse.
+func compactJSON(raw json.RawMessage) json.RawMessage {
+	b := []byte(strings.ToValidUTF8(string(raw), "\uFFFD"))
+	var buf bytes.Buffer
+	if err := json.Compact(&buf, b); err != nil {
+		return b
+	}
+	return buf.Bytes()
 }
 
 // validate reports why a normalized event cannot be recorded.
@@ -190,6 +232,10 @@ func validate(e *Event) error {
 		return fmt.Errorf("audit: append %s: time %s out of range: %w", e.Kind, e.Time, ErrInvalidEvent)
 	case (e.Kind == KindCallIntent || e.Kind == KindCallOutcome) && e.RequestID == "":
 		return fmt.Errorf("audit: append %s: event has no request_id: %w", e.Kind, ErrInvalidEvent)
+	case len(e.Arguments) > 0 && !json.Valid(e.Arguments):
+		return fmt.Errorf("audit: append %s: arguments are not valid JSON: %w", e.Kind, ErrInvalidEvent)
+	case len(e.Result) > 0 && !json.Valid(e.Result):
+		return fmt.Errorf("audit: append %s: result is not valid JSON: %w", e.Kind, ErrInvalidEvent)
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 //
 // Columns are the time (UTC, milliseconds), the seq, the kind, then the
 // fields that are set, as key=value in a fixed order, then the message.
+// Captured call content is shown as its kind and size only, never its value.
 // Values that are not plain printable text are quoted, so that nothing an
 // agent or upstream chose can forge a line or drive the terminal. Write errors
 // are w's to report (a bufio.Writer keeps the first one).
@@ -64,6 +65,7 @@ func Format(w io.Writer, e Event) {
 	if e.ResultError {
 		field("result_error", "true")
 	}
+	field("captured", capturedSummary(e))
 	field("request", e.RequestID)
 	field("session", e.SessionID)
 	field("detail", e.Detail)
@@ -73,6 +75,18 @@ func Format(w io.Writer, e Event) {
 	}
 	b.WriteByte('\n')
 	_, _ = io.WriteString(w, b.String()) // see the doc comment
+}
+
+// capturedSummary describes e's captured content by kind and size, never by value:
+// "arguments(57B)", "result(1204B)", "too_large".
+func capturedSummary(e Event) string {
+	switch {
+	case e.Captured == "":
+		return ""
+	case len(e.Arguments) > 0 || len(e.Result) > 0:
+		return e.Captured + "(" + strconv.Itoa(len(e.Arguments)+len(e.Result)) + "B)"
+	}
+	return e.Captured
 }
 
 // quoteIfNeeded returns s as it is if it is printable text without spaces or

@@ -56,6 +56,8 @@ Usage:
   chaperone replay --config F --trace T.jsonl  re-run recorded sessions through the pipeline (--diff DIR)
   chaperone audit verify [--data-dir DIR]     check the audit log's hash chain, offline
   chaperone audit tail [-n N] [--data-dir DIR] show the latest audit events
+  chaperone audit export --format trace [--since SEQ] [--out F] [--data-dir DIR]
+                                              write the captured calls as a trace for replay
   chaperone version
 
 Run 'chaperone COMMAND -h' for a command's flags.
@@ -115,6 +117,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = sub(rest, map[string]func([]string) error{
 			"verify": func(a []string) error { return auditVerify(ctx, a, stdout, stderr) },
 			"tail":   func(a []string) error { return auditTail(ctx, a, stdout, stderr) },
+			"export": func(a []string) error { return auditExport(ctx, a, stdout, stderr) },
 		})
 	case "replay":
 		err = replayCmd(ctx, rest, stdout, stderr)

@@ -51,6 +51,8 @@ type Config struct {
 	Identity Identity `yaml:"identity"`
 	// Policy says where the policy files are.
 	Policy Policy `yaml:"policy"`
+	// Audit sets what the audit log records beyond its fixed fields.
+	Audit Audit `yaml:"audit"`
 	// Log configures the daemon's own log.
 	Log Log `yaml:"log"`
 }
@@ -208,6 +210,36 @@ type Policy struct {
 	// reloaded like on SIGHUP. Default "2s"; "0s" disables watching.
 	WatchInterval Duration `yaml:"watch_interval"`
 }
+
+// The values of [Audit].Capture.
+const (
+	CaptureNone                = "none"
+	CaptureArguments           = "arguments"
+	CaptureArgumentsAndResults = "arguments_and_results"
+)
+
+// Audit configures content capture in the audit log. Capture stores call content as it is,
+// unredacted, inside the hash chain: it cannot be removed later without breaking the chain.
+// It is read at start; a reload does not change it.
+type Audit struct {
+	// Capture says which call content the audit log records: "none" (a hash and a
+	// summary of names and types only), "arguments" (also the arguments, on call.intent and
+	// call.refused) or "arguments_and_results" (also the upstream's result, on
+	// call.outcome). Default "none".
+	Capture string `yaml:"capture"`
+	// CaptureMaxBytes bounds one captured value (arguments or result, as received):
+	// larger ones are not recorded, and their event says captured "too_large".
+	// Default 65536; 1 KiB to 16 MiB.
+	CaptureMaxBytes int64 `yaml:"capture_max_bytes"`
+}
+
+// CapturesArguments reports whether call arguments are captured.
+func (a Audit) CapturesArguments() bool {
+	return a.Capture == CaptureArguments || a.Capture == CaptureArgumentsAndResults
+}
+
+// CapturesResults reports whether call results are captured.
+func (a Audit) CapturesResults() bool { return a.Capture == CaptureArgumentsAndResults }
 
 // Log configures the daemon's log on standard error.
 type Log struct {
@@ -389,6 +421,10 @@ func (c *Config) ApplyDefaults() {
 	}
 	if c.Policy.WatchInterval == 0 {
 		c.Policy.WatchInterval = Duration(2 * time.Second)
+	}
+	def(&c.Audit.Capture, CaptureNone)
+	if c.Audit.CaptureMaxBytes == 0 {
+		c.Audit.CaptureMaxBytes = 64 << 10
 	}
 	def(&c.Log.Level, "info")
 	def(&c.Log.Format, "text")
@@ -604,6 +640,12 @@ func (c *Config) Validate() error {
 	}
 	if c.Policy.WatchInterval < 0 {
 		bad("policy.watch_interval", "must not be negative, got %s", c.Policy.WatchInterval.D())
+	}
+	if !slices.Contains([]string{CaptureNone, CaptureArguments, CaptureArgumentsAndResults}, c.Audit.Capture) {
+		bad("audit.capture", "must be none, arguments or arguments_and_results, got %q", c.Audit.Capture)
+	}
+	if c.Audit.CaptureMaxBytes < 1<<10 || c.Audit.CaptureMaxBytes > 16<<20 {
+		bad("audit.capture_max_bytes", "must be between 1024 and %d, got %d", 16<<20, c.Audit.CaptureMaxBytes)
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
 		bad("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)

@@ -82,6 +82,9 @@ func TestValidate(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("Validate(valid) = %v", err)
 	}
+	if c.Audit.Capture != CaptureNone || c.Audit.CaptureMaxBytes != 65536 || c.Audit.CapturesArguments() {
+		t.Errorf("audit defaults = %+v, want capture none, capture_max_bytes 65536", c.Audit)
+	}
 	names, err := ExposedNames(c.Tools)
 	if err != nil || names[0] != "demo__read_file" || names[1] != "other__read_file" {
 		t.Errorf("ExposedNames = %v, %v; want namespaced names on collision", names, err)
@@ -103,6 +106,9 @@ func TestValidate(t *testing.T) {
 		{"agent owner", func(c *Config) { c.Agents[0].Owner = "" }, []string{"agents[0].owner: is required"}},
 		{"agent token", func(c *Config) { c.Agents[0].TokenSHA256 = "plaintext-token" }, []string{"agents[0].token_sha256"}},
 		{"agent env", func(c *Config) { c.Agents[0].Environment = "staging" }, []string{`agents[0].environment: must be dev, test or prod, got "staging"`}},
+		{"audit capture", func(c *Config) { c.Audit.Capture = "everything" }, []string{`audit.capture: must be none, arguments or arguments_and_results, got "everything"`}},
+		{"audit capture bound", func(c *Config) { c.Audit.CaptureMaxBytes = 100 }, []string{"audit.capture_max_bytes: must be between 1024 and 16777216, got 100"}},
+		{"audit capture too big", func(c *Config) { c.Audit.CaptureMaxBytes = 32 << 20 }, []string{"audit.capture_max_bytes: must be between 1024 and 16777216, got 33554432"}},
 		{"all at once", func(c *Config) {
 			c.Server.Listen = "bad"
 			c.Agents[0].Owner = ""
@@ -150,4 +156,33 @@ func FuzzParse(f *testing.F) {
 		_ = c.Validate()
 		_, _ = c.Redacted().Marshal()
 	})
+}
+
+func TestAuditCapture(t *testing.T) {
+	for _, tc := range []struct {
+		yaml          string
+		args, results bool
+		maxBytes      int64
+	}{
+		{"", false, false, 65536},
+		{"audit: {capture: none}\n", false, false, 65536},
+		{"audit: {capture: arguments, capture_max_bytes: 1024}\n", true, false, 1024},
+		{"audit: {capture: arguments_and_results, capture_max_bytes: 16777216}\n", true, true, 16 << 20},
+	} {
+		c, err := Parse([]byte(validBase + tc.yaml))
+		if err != nil {
+			t.Fatalf("Parse(%q): %v", tc.yaml, err)
+		}
+		c.ApplyDefaults()
+		if err := c.Validate(); err != nil {
+			t.Fatalf("Validate(%q): %v", tc.yaml, err)
+		}
+		if c.Audit.CapturesArguments() != tc.args || c.Audit.CapturesResults() != tc.results || c.Audit.CaptureMaxBytes != tc.maxBytes {
+			t.Errorf("%q: audit = %+v (arguments %v, results %v), want arguments %v, results %v, max %d",
+				tc.yaml, c.Audit, c.Audit.CapturesArguments(), c.Audit.CapturesResults(), tc.args, tc.results, tc.maxBytes)
+		}
+	}
+	if _, err := Parse([]byte("audit: {capture: all, redact: true}\n")); err == nil || !strings.Contains(err.Error(), "redact") {
+		t.Errorf("Parse(unknown audit key) = %v, want an error naming it", err)
+	}
 }

@@ -10,6 +10,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"log/slog"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"github.com/chaperone-dev/chaperone/internal/argcheck"
 	"github.com/chaperone-dev/chaperone/internal/audit"
@@ -108,6 +110,21 @@ type Options struct {
 	// AuditTimeout bounds one audit write; it runs detached from the caller's cancellation so
 	// that evidence is not lost when an agent hangs up. Default 10s.
 	AuditTimeout time.Duration
+	// Capture says which call content the audit events carry; the zero value, none.
+	Capture Capture
+}
+
+// Capture selects the call content recorded in audit events, as it is, unredacted
+// (audit.capture in the configuration). Content larger than MaxBytes, or not valid JSON in
+// UTF-8, is not recorded; the event's Captured says so ([audit.CapturedTooLarge],
+// [audit.CapturedInvalid]).
+type Capture struct {
+	// Arguments puts the call's arguments on its call.intent or call.refused event.
+	Arguments bool
+	// Results puts the upstream's result on the call.outcome event.
+	Results bool
+	// MaxBytes bounds one captured value, measured as received. Default 65536.
+	MaxBytes int64
 }
 
 // Pipeline decides and executes calls. It is safe for concurrent use.
@@ -126,6 +143,9 @@ func New(opts Options) *Pipeline {
 	}
 	if opts.AuditTimeout == 0 {
 		opts.AuditTimeout = 10 * time.Second
+	}
+	if opts.Capture.MaxBytes <= 0 {
+		opts.Capture.MaxBytes = 64 << 10
 	}
 	return &Pipeline{opts: opts}
 }
@@ -147,6 +167,9 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		ArgsHash:  audit.HashArgs(c.Arguments),
 	}
 	ev.ArgsSummary = audit.SummarizeArgs(c.Arguments)
+	if p.opts.Capture.Arguments {
+		ev.Arguments, ev.Captured = p.capture(c.Arguments, audit.CapturedArguments)
+	}
 
 	t, ok := p.opts.Tools.Lookup(c.Tool)
 	if !ok {
@@ -244,6 +267,9 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 	} else {
 		out.ResultBytes = int64(len(res))
 		out.ResultError = isToolError(res)
+		if p.opts.Capture.Results {
+			out.Result, out.Captured = p.capture(res, audit.CapturedResult)
+		}
 	}
 	if err := p.record(ctx, &out); err != nil {
 		// The call ran, but its outcome is not on record: withhold the result (fail closed).
@@ -275,6 +301,27 @@ func (p *Pipeline) record(ctx context.Context, ev *audit.Event) error {
 		return err
 	}
 	return nil
+}
+
+// capture returns raw compacted, for an audit event, and the event's Captured value: what
+// (arguments or a result), or why it is not recorded. Empty input and JSON null (a call
+// without arguments) record nothing and still say what.
+func (p *Pipeline) capture(raw json.RawMessage, what string) (json.RawMessage, string) {
+	if int64(len(raw)) > p.opts.Capture.MaxBytes {
+		return nil, audit.CapturedTooLarge
+	}
+	trimmed := bytes.TrimSpace(raw)
+	if len(trimmed) == 0 || string(trimmed) == "null" {
+		return nil, what
+	}
+	if !utf8.Valid(raw) {
+		return nil, audit.CapturedInvalid
+	}
+	var b bytes.Buffer
+	if err := json.Compact(&b, raw); err != nil {
+		return nil, audit.CapturedInvalid
+	}
+	return b.Bytes(), what
 }
 
 // MaxArgumentBytes bounds a call's arguments before they are decoded.

@@ -1,5 +1,7 @@
 // Package replay runs recorded agent sessions through the gateway's pipeline again, offline,
-// to see what a configuration and a policy decide for them: `chaperone replay`.
+// to see what a configuration and a policy decide for them: `chaperone replay`. [Export]
+// writes such a trace from the audit log (`chaperone audit export --format trace`) for the
+// calls whose arguments the gateway captured (audit.capture).
 //
 // # Traces
 //
