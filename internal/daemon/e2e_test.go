@@ -103,48 +103,12 @@ func startE2E(t *testing.T) (*chaperonetest.Gateway, *mcp.Server) {
 	return g, notes
 }
 
-// refusal returns the reason code of a refused call, or "" if the call ran.
-func refusal(t *testing.T, res *mcp.CallToolResult) string {
-	t.Helper()
-	if !res.IsError {
-		return ""
-	}
-	m, _ := res.Meta["dev.chaperone/refusal"].(map[string]any)
-	code, _ := m["reason"].(string)
-	if code == "" {
-		t.Fatalf("isError result without a Chaperone refusal: %+v", res)
-	}
-	text := res.Content[0].(*mcp.TextContent).Text
-	if !strings.Contains(text, code) {
-		t.Errorf("refusal text %q does not name its code %q", text, code)
-	}
-	return code
-}
-
-func call(t *testing.T, cs *mcp.ClientSession, tool string, args any) *mcp.CallToolResult {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: args})
-	if err != nil {
-		t.Fatalf("CallTool(%s): %v", tool, err)
-	}
-	return res
-}
-
-func toolNames(t *testing.T, cs *mcp.ClientSession) []string {
-	t.Helper()
-	res, err := cs.ListTools(context.Background(), nil)
-	if err != nil {
-		t.Fatalf("ListTools: %v", err)
-	}
-	var names []string
-	for _, tl := range res.Tools {
-		names = append(names, tl.Name)
-	}
-	slices.Sort(names)
-	return names
-}
+// The client helpers every test here uses.
+var (
+	call      = chaperonetest.Call
+	refusal   = chaperonetest.Refusal
+	toolNames = chaperonetest.ToolNames
+)
 
 func TestEndToEnd(t *testing.T) {
 	g, notes := startE2E(t)

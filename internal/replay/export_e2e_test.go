@@ -2,13 +2,11 @@ package replay_test
 
 import (
 	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -68,16 +66,7 @@ func startExportGateway(t *testing.T, capture string) *chaperonetest.Gateway {
 	})
 }
 
-func callTool(t *testing.T, cs *mcp.ClientSession, tool string, args any) *mcp.CallToolResult {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: tool, Arguments: args})
-	if err != nil {
-		t.Fatalf("CallTool(%s): %v", tool, err)
-	}
-	return res
-}
+var callTool = chaperonetest.Call
 
 // refusalCode is the Chaperone reason code of a refused call, "" for a call that ran.
 func refusalCode(res *mcp.CallToolResult) string {
