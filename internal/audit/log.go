@@ -69,6 +69,8 @@ type Log struct {
 type pending struct {
 	event Event      // owned by the writer until done is sent on
 	done  chan error // buffered: the writer never waits for a caller that gave up
+	// then, if set, is called by the writer with the commit's result ([Log.AppendAsync]).
+	then func(error)
 }
 
 // NewLog reads the head of the chain from store and starts the Log's writer.
@@ -146,6 +148,23 @@ func (l *Log) Append(ctx context.Context, e *Event) error {
 	}
 }
 
+// AppendAsync queues e like [Log.Append] but returns once it is queued, without waiting
+// for the commit; then, if not nil, is called from the writer with the commit's result and
+// must not block. It is for events whose caller no longer acts on the result — the outcome
+// of a call already answered: the event still commits in order, in the next batch, but a
+// crash before that loses it (`audit verify` then reports an intent without outcome). The
+// error is that of validating or queueing e.
+func (l *Log) AppendAsync(ctx context.Context, e *Event, then func(error)) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("audit: append %s: %w", e.Kind, err)
+	}
+	p := &pending{event: normalize(*e), done: make(chan error, 1), then: then}
+	if err := validate(&p.event); err != nil {
+		return err
+	}
+	return l.enqueue(ctx, p)
+}
+
 // enqueue hands p to the writer, waiting for queue space until ctx is done or
 // the log closes.
 func (l *Log) enqueue(ctx context.Context, p *pending) error {
@@ -198,6 +217,9 @@ func (l *Log) run(ctx context.Context, w *writer) {
 		err := w.commit(ctx, batch)
 		for _, p := range batch {
 			p.done <- err
+			if p.then != nil {
+				p.then(err)
+			}
 		}
 		clear(batch)
 	}

@@ -231,6 +231,13 @@ type Audit struct {
 	// larger ones are not recorded, and their event says captured "too_large".
 	// Default 65536; 1 KiB to 16 MiB.
 	CaptureMaxBytes int64 `yaml:"capture_max_bytes"`
+	// After says how the events written once a call is settled — its outcome, or its
+	// refusal — are recorded: "durable" (committed before the agent gets the answer; if
+	// that fails, a result is withheld) or "async" (committed with the next batch, after the
+	// answer: a crash can lose them, and `audit verify` then reports intents without
+	// outcomes). The intent of an allowed call is durable before the upstream is called
+	// either way. Default "durable".
+	After string `yaml:"after"`
 }
 
 // CapturesArguments reports whether call arguments are captured.
@@ -423,6 +430,7 @@ func (c *Config) ApplyDefaults() {
 		c.Policy.WatchInterval = Duration(2 * time.Second)
 	}
 	def(&c.Audit.Capture, CaptureNone)
+	def(&c.Audit.After, "durable")
 	if c.Audit.CaptureMaxBytes == 0 {
 		c.Audit.CaptureMaxBytes = 64 << 10
 	}
@@ -640,6 +648,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Policy.WatchInterval < 0 {
 		bad("policy.watch_interval", "must not be negative, got %s", c.Policy.WatchInterval.D())
+	}
+	if c.Audit.After != "durable" && c.Audit.After != "async" {
+		bad("audit.after", "must be durable or async, got %q", c.Audit.After)
 	}
 	if !slices.Contains([]string{CaptureNone, CaptureArguments, CaptureArgumentsAndResults}, c.Audit.Capture) {
 		bad("audit.capture", "must be none, arguments or arguments_and_results, got %q", c.Audit.Capture)

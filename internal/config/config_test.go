@@ -109,6 +109,7 @@ func TestValidate(t *testing.T) {
 		{"audit capture", func(c *Config) { c.Audit.Capture = "everything" }, []string{`audit.capture: must be none, arguments or arguments_and_results, got "everything"`}},
 		{"audit capture bound", func(c *Config) { c.Audit.CaptureMaxBytes = 100 }, []string{"audit.capture_max_bytes: must be between 1024 and 16777216, got 100"}},
 		{"audit capture too big", func(c *Config) { c.Audit.CaptureMaxBytes = 32 << 20 }, []string{"audit.capture_max_bytes: must be between 1024 and 16777216, got 33554432"}},
+		{"audit after", func(c *Config) { c.Audit.After = "eventually" }, []string{`audit.after: must be durable or async, got "eventually"`}},
 		{"all at once", func(c *Config) {
 			c.Server.Listen = "bad"
 			c.Agents[0].Owner = ""

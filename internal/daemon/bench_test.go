@@ -22,7 +22,8 @@ import (
 //
 //	go test -run='^$' -bench=Relay -benchtime=3s -count=3 ./internal/daemon
 //
-// and see BENCHMARKS.md.
+// and see BENCHMARKS.md. "gateway-async" runs with audit.after: async (the outcome is
+// committed with the next batch instead of before the answer).
 func BenchmarkRelay(b *testing.B) {
 	up := mcp.NewServer(&mcp.Implementation{Name: "echo", Version: "1"}, nil)
 	up.AddTool(echoTool("Echo the text back."), func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
@@ -37,6 +38,13 @@ func BenchmarkRelay(b *testing.B) {
 		Policy:    "rules:\n  - id: echo\n    match: {tools: [echo]}\n    effect: allow\n",
 	})
 	tok := g.Agents["test-agent"].Token
+	ga := chaperonetest.Start(b, chaperonetest.Options{
+		Upstreams: []config.Upstream{{Name: "echo", URL: hs.URL}},
+		Tools:     []config.Tool{{Upstream: "echo", Name: "echo", Class: "read"}},
+		Policy:    "rules:\n  - id: echo\n    match: {tools: [echo]}\n    effect: allow\n",
+		Configure: func(c *config.Config) { c.Audit.After = "async" },
+	})
+	atok := ga.Agents["test-agent"].Token
 
 	for _, bc := range []struct {
 		name, url, token string
@@ -44,8 +52,10 @@ func BenchmarkRelay(b *testing.B) {
 	}{
 		{"direct/p=1", hs.URL, "", 1},
 		{"gateway/p=1", g.URL, tok, 1},
+		{"gateway-async/p=1", ga.URL, atok, 1},
 		{"direct/p=16", hs.URL, "", 16},
 		{"gateway/p=16", g.URL, tok, 16},
+		{"gateway-async/p=16", ga.URL, atok, 16},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			b.SetParallelism(bc.par)

@@ -194,8 +194,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (d *Daemon, err 
 	}
 	d.pipeline = pipeline.New(pipeline.Options{
 		Tools: d.reg, Policy: d.policy.Load, Upstreams: upstreamSet(d.ups), Audit: d.audit, Budgets: d.budgets,
-		Logger:  d.log.With("component", "pipeline"),
-		Capture: pipeline.Capture{Arguments: cfg.Audit.CapturesArguments(), Results: cfg.Audit.CapturesResults(), MaxBytes: cfg.Audit.CaptureMaxBytes},
+		Logger:     d.log.With("component", "pipeline"),
+		Capture:    pipeline.Capture{Arguments: cfg.Audit.CapturesArguments(), Results: cfg.Audit.CapturesResults(), MaxBytes: cfg.Audit.CaptureMaxBytes},
+		AsyncAfter: cfg.Audit.After == "async",
 	})
 	d.gw = gateway.New(gateway.Options{
 		Auth:  &identity.Authenticator{Static: static, Tokens: d.issuer, Agents: d.agents, Tasks: d.tasks},

@@ -105,8 +105,12 @@ type Options struct {
 	Audit     Auditor
 	// Budgets enforces credentials' max_calls; required when tokens carry one.
 	Budgets Budgets
-	Logger  *slog.Logger
-	Now     func() time.Time
+	// AsyncAfter queues the events written after the decision is settled — outcomes and
+	// refusals — instead of waiting for their commit (audit.after: async). The intent of an
+	// allowed call is always durable before the upstream is called.
+	AsyncAfter bool
+	Logger     *slog.Logger
+	Now        func() time.Time
 	// AuditTimeout bounds one audit write; it runs detached from the caller's cancellation so
 	// that evidence is not lost when an agent hangs up. Default 10s.
 	AuditTimeout time.Duration
@@ -271,7 +275,7 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 			out.Result, out.Captured = p.capture(res, audit.CapturedResult)
 		}
 	}
-	if err := p.record(ctx, &out); err != nil {
+	if err := p.recordAfter(ctx, &out); err != nil {
 		// The call ran, but its outcome is not on record: withhold the result (fail closed).
 		// The intent without outcome is what `chaperone audit verify` reports.
 		return Outcome{Decision: d, Refusal: &Refusal{Code: CodeAuditUnavailable, Message: "The call ran, but the audit log cannot record its outcome, so the result is withheld."}}
@@ -286,10 +290,36 @@ func (p *Pipeline) refuse(ctx context.Context, ev *audit.Event, d policy.Decisio
 	}
 	ev.Rules, ev.PolicyVersion = d.Rules, d.Version
 	ev.Detail = decisionDetail(d)
-	if err := p.record(ctx, ev); err != nil {
+	if err := p.recordAfter(ctx, ev); err != nil {
 		p.opts.Logger.ErrorContext(ctx, "refused call not recorded", "request_id", ev.RequestID, "err", err)
 	}
 	return Outcome{Decision: d, Refusal: &Refusal{Code: code, Message: msg, Rules: d.Rules}}
+}
+
+// asyncAuditor is an Auditor that can also queue an event without waiting for its commit.
+type asyncAuditor interface {
+	AppendAsync(ctx context.Context, e *audit.Event, then func(error)) error
+}
+
+// recordAfter records an event about something already settled — a call's outcome, or a
+// refusal. With AsyncAfter it is queued and committed with the next batch (its commit
+// error is logged); otherwise it is durable before the agent hears of it. An event that
+// cannot even be queued is an error either way.
+func (p *Pipeline) recordAfter(ctx context.Context, ev *audit.Event) error {
+	aa, ok := p.opts.Audit.(asyncAuditor)
+	if !p.opts.AsyncAfter || !ok {
+		return p.record(ctx, ev)
+	}
+	rid, kind := ev.RequestID, ev.Kind
+	err := aa.AppendAsync(context.WithoutCancel(ctx), ev, func(err error) {
+		if err != nil {
+			p.opts.Logger.Error("audit append failed after the call was answered", "request_id", rid, "kind", kind, "err", err)
+		}
+	})
+	if err != nil {
+		p.opts.Logger.ErrorContext(ctx, "audit append failed", "request_id", rid, "kind", kind, "err", err)
+	}
+	return err
 }
 
 // record appends durably, detached from the caller's cancellation but bounded in time.
