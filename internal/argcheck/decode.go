@@ -5,10 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"unicode/utf8"
 )
 
 // MaxArgumentBytes bounds a call's raw arguments before they are decoded.
 const MaxArgumentBytes = 1 << 20
+
+// ErrInvalidUTF8 is returned by [DecodeArguments] for arguments that are not valid UTF-8.
+var ErrInvalidUTF8 = errors.New("arguments must be valid UTF-8")
 
 // ErrDuplicateKey is returned by [DecodeArguments] for JSON with an object key given twice.
 var ErrDuplicateKey = errors.New("an object has the same key twice")
@@ -25,6 +29,11 @@ func DecodeArguments(raw []byte) (map[string]any, error) {
 	raw = bytes.TrimSpace(raw)
 	if len(raw) == 0 || string(raw) == "null" {
 		return map[string]any{}, nil
+	}
+	// JSON is UTF-8. Go's decoder would replace invalid bytes, so two different keys could
+	// decode to one, and an upstream that keeps the bytes would see what was never checked.
+	if !utf8.Valid(raw) {
+		return nil, ErrInvalidUTF8
 	}
 	var m map[string]any
 	if err := json.Unmarshal(raw, &m); err != nil || m == nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestDecodeArguments(t *testing.T) {
@@ -27,6 +28,7 @@ func TestDecodeArguments(t *testing.T) {
 		{"array", `[1,2]`, "must be a JSON object", 0},
 		{"string", `"x"`, "must be a JSON object", 0},
 		{"malformed", `{"a":`, "must be a JSON object", 0},
+		{"invalid UTF-8 keys that decode alike", "{\"\xf4\":0,\"\xce\":0}", "valid UTF-8", 0},
 		{"oversized", `{"a":"` + strings.Repeat("x", MaxArgumentBytes) + `"}`, "larger than", 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -106,6 +108,10 @@ func FuzzDecodeArguments(f *testing.F) {
 		trimmed := bytes.TrimSpace(data)
 		empty := len(trimmed) == 0 || string(trimmed) == "null"
 		switch {
+		case !empty && !utf8.Valid(trimmed):
+			if !errors.Is(err, ErrInvalidUTF8) {
+				t.Fatalf("DecodeArguments(%q) = %v, want ErrInvalidUTF8", data, err)
+			}
 		case empty:
 			if err != nil {
 				t.Fatalf("empty input refused: %v", err)
