@@ -62,8 +62,10 @@ func TestCapture(t *testing.T) {
 			want: []captured{{Kind: audit.KindCallIntent, Captured: "arguments"}, {Kind: audit.KindCallOutcome}}},
 		{name: "invalid JSON", capture: args, tool: "echo", args: `{"msg":`,
 			want: []captured{{Kind: audit.KindCallRefused, Captured: "invalid_json"}}},
+		// Arguments that are not UTF-8 are refused (argcheck.ErrInvalidUTF8), and not
+		// captured: the log holds valid JSON only.
 		{name: "not UTF-8", capture: args, tool: "echo", args: "{\"msg\":\"\xff\"}",
-			want: []captured{{Kind: audit.KindCallIntent, Captured: "invalid_json"}, {Kind: audit.KindCallOutcome}}},
+			want: []captured{{Kind: audit.KindCallRefused, Captured: "invalid_json"}}},
 		{name: "arguments too large", capture: pipeline.Capture{Arguments: true, Results: true, MaxBytes: 16}, tool: "echo", args: `{"msg":"0123456789"}`,
 			want: []captured{
 				{Kind: audit.KindCallIntent, Captured: "too_large"},
