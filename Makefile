@@ -2,7 +2,9 @@
 GO ?= go
 FUZZTIME ?= 10s
 
-.PHONY: test ci vet fmt-check fuzz bench demo build
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
+.PHONY: test ci vet lint fmt-check fuzz bench demo build
 
 build:
 	$(GO) build -o bin/chaperone ./cmd/chaperone
@@ -15,6 +17,10 @@ test:
 
 vet:
 	$(GO) vet ./...
+
+# staticcheck, pinned, fetched through the module proxy on first use.
+lint:
+	$(GO) run $(STATICCHECK) ./...
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
@@ -30,4 +36,4 @@ fuzz:
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./...
 
-ci: vet fmt-check test fuzz
+ci: vet lint fmt-check test fuzz
