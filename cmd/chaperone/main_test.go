@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -17,6 +18,7 @@ import (
 	"github.com/rogpeppe/go-internal/testscript"
 
 	"github.com/chaperone-dev/chaperone/internal/chaperonetest"
+	"github.com/chaperone-dev/chaperone/internal/identity"
 	"github.com/chaperone-dev/chaperone/internal/store/sqlite"
 )
 
@@ -156,5 +158,83 @@ func TestServeDemo(t *testing.T) {
 	db.Close()
 	if got := run(1, "audit", "verify"); !strings.Contains(got, "BROKEN at event 5") {
 		t.Errorf("audit verify after tampering: %s", got)
+	}
+}
+
+// TestServeConfig runs `chaperone serve --config FILE` as a process with a real
+// configuration, and reloads it with SIGHUP: a new tool and the rule allowing it arrive
+// together.
+func TestServeConfig(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	tok, sha := identity.NewToken()
+	writeFile := func(name, content string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	config := func(tools string) string {
+		return `data_dir: data
+server: {listen: "127.0.0.1:0"}
+admin: {listen: "off"}
+upstreams:
+  - {name: demo, builtin: demo}
+tools:
+` + tools + `agents:
+  - {id: ops-bot, owner: ops@example.com, token_sha256: ` + sha + `}
+policy: {paths: [policy.yaml], watch_interval: 0s}
+`
+	}
+	writeFile("chaperone.yaml", config("  - {upstream: demo, name: read_inbox, class: read}\n"))
+	writeFile("policy.yaml", "rules:\n  - id: reads\n    match: {classes: [read]}\n    effect: allow\n")
+
+	srv := chaperone(ctx, dir, "serve", "--config", "chaperone.yaml")
+	out, err := srv.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Stderr = io.Discard
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Process.Kill()
+	sc := bufio.NewScanner(out)
+	var url string
+	for sc.Scan() {
+		if u, ok := strings.CutPrefix(sc.Text(), "chaperone "); ok {
+			if i := strings.Index(u, "serving MCP at "); i >= 0 {
+				url = strings.TrimSpace(u[i+len("serving MCP at "):])
+				break
+			}
+		}
+	}
+	go io.Copy(io.Discard, out)
+	if url == "" {
+		t.Fatal("no 'serving MCP at' line")
+	}
+	cs := chaperonetest.ConnectURL(t, url, tok, "")
+	if got := chaperonetest.ToolNames(t, cs); !slices.Equal(got, []string{"read_inbox"}) {
+		t.Fatalf("tools = %v, want [read_inbox]", got)
+	}
+
+	writeFile("chaperone.yaml", config("  - {upstream: demo, name: read_inbox, class: read}\n  - {upstream: demo, name: create_ticket, class: write}\n"))
+	writeFile("policy.yaml", "rules:\n  - id: reads\n    match: {classes: [read]}\n    effect: allow\n  - id: tickets\n    match: {tools: [create_ticket]}\n    effect: allow\n")
+	if err := srv.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	chaperonetest.WaitFor(t, 20*time.Second, "create_ticket after SIGHUP", func() bool {
+		return slices.Contains(chaperonetest.ToolNames(t, cs), "create_ticket")
+	})
+	if got := chaperonetest.Refusal(t, chaperonetest.Call(t, cs, "create_ticket", map[string]any{"title": "t", "body": "b"})); got != "" {
+		t.Errorf("create_ticket after reload refused: %s", got)
+	}
+	cs.Close()
+	if err := srv.Process.Signal(syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Wait(); err != nil {
+		t.Errorf("serve after SIGINT: %v", err)
 	}
 }
