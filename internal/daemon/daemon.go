@@ -13,11 +13,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -494,14 +494,30 @@ func (d *Daemon) reloadConfig(ctx context.Context) error {
 	return nil
 }
 
-// sameUpstreams reports whether two configurations' upstreams are the same (absent and
-// empty lists and maps being the same).
+// sameUpstreams reports whether two configurations' upstreams are the same, absent and
+// empty lists and maps being the same. It compares whole values, so a field added to
+// config.Upstream later is compared too: an unnoticed upstream change must not slip
+// through a reload.
 func sameUpstreams(a, b []config.Upstream) bool {
-	return slices.EqualFunc(a, b, func(x, y config.Upstream) bool {
-		return x.Name == y.Name && x.Command == y.Command && slices.Equal(x.Args, y.Args) && maps.Equal(x.Env, y.Env) &&
-			x.Dir == y.Dir && x.URL == y.URL && maps.Equal(x.Headers, y.Headers) && x.Builtin == y.Builtin &&
-			x.Environment == y.Environment && x.CallTimeout == y.CallTimeout
-	})
+	norm := func(us []config.Upstream) []config.Upstream {
+		out := slices.Clone(us)
+		for i := range out {
+			if len(out[i].Args) == 0 {
+				out[i].Args = nil
+			}
+			if len(out[i].Env) == 0 {
+				out[i].Env = nil
+			}
+			if len(out[i].Headers) == 0 {
+				out[i].Headers = nil
+			}
+		}
+		if len(out) == 0 {
+			return nil
+		}
+		return out
+	}
+	return reflect.DeepEqual(norm(a), norm(b))
 }
 
 // rejectOnce records a failed reload in the audit log the first time it is seen (key names
