@@ -2,7 +2,6 @@ package identity
 
 import (
 	"errors"
-	"slices"
 	"strings"
 )
 
@@ -89,14 +88,7 @@ func (a *Authenticator) static(header string) (*Principal, Failure, error) {
 	if !ok || ag.Status != StatusActive {
 		return nil, FailureAgentInactive, ErrUnauthenticated
 	}
-	p := &Principal{Agent: ag}
 	// A static token is limited only by the agent's capabilities (tokens it is issued are
 	// limited to their task's tools, always within them).
-	if !slices.Contains(ag.Capabilities, "*") {
-		p.Tools = slices.Clone(ag.Capabilities)
-		if p.Tools == nil {
-			p.Tools = []string{}
-		}
-	}
-	return p, "", nil
+	return &Principal{Agent: ag, Tools: ag.ToolLimit()}, "", nil
 }

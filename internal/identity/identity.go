@@ -50,6 +50,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -72,6 +73,20 @@ type Agent struct {
 	// Autonomy is 0 to 3: how much the agent may do without a person (used by approvals).
 	Autonomy int
 	Status   Status
+}
+
+// MayHave reports whether tool is among the agent's capabilities ("*" means any).
+func (a *Agent) MayHave(tool string) bool {
+	return slices.Contains(a.Capabilities, "*") || slices.Contains(a.Capabilities, tool)
+}
+
+// ToolLimit is the limit the agent's capabilities put on a credential: nil for "*" (no
+// limit), else a copy of them — never nil, so an agent with no capabilities can call nothing.
+func (a *Agent) ToolLimit() []string {
+	if slices.Contains(a.Capabilities, "*") {
+		return nil
+	}
+	return append([]string{}, a.Capabilities...)
 }
 
 // Status is an agent's standing. Only active agents can do anything.

@@ -202,3 +202,24 @@ func BenchmarkAuthenticate(b *testing.B) {
 		}
 	}
 }
+
+func TestCapabilities(t *testing.T) {
+	anyTool := &Agent{Capabilities: []string{"*"}}
+	some := &Agent{Capabilities: []string{"read_file"}}
+	none := &Agent{}
+	if !anyTool.MayHave("x") || !some.MayHave("read_file") || some.MayHave("x") || none.MayHave("x") {
+		t.Errorf("MayHave: any %v, some(read_file) %v, some(x) %v, none(x) %v",
+			anyTool.MayHave("x"), some.MayHave("read_file"), some.MayHave("x"), none.MayHave("x"))
+	}
+	if anyTool.ToolLimit() != nil {
+		t.Errorf("ToolLimit of \"*\" = %v, want nil (no limit)", anyTool.ToolLimit())
+	}
+	if l := none.ToolLimit(); l == nil || len(l) != 0 {
+		t.Errorf("ToolLimit with no capabilities = %#v, want an empty, non-nil limit", l)
+	}
+	l := some.ToolLimit()
+	l[0] = "changed"
+	if some.Capabilities[0] != "read_file" {
+		t.Errorf("ToolLimit shares the agent's slice")
+	}
+}

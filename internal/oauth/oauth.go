@@ -417,12 +417,9 @@ func (s *Server) parse(r *http.Request, agent *identity.Agent) (*request, error)
 // those policy could ever allow it.
 func (s *Server) grantTools(agent *identity.Agent, requested []string) ([]string, error) {
 	declared := s.o.Tools()
-	capable := func(t string) bool {
-		return slices.Contains(agent.Capabilities, "*") || slices.Contains(agent.Capabilities, t)
-	}
 	if len(requested) == 0 {
 		for _, t := range declared {
-			if capable(t) {
+			if agent.MayHave(t) {
 				requested = append(requested, t)
 			}
 		}
@@ -432,7 +429,7 @@ func (s *Server) grantTools(agent *identity.Agent, requested []string) ([]string
 		if !slices.Contains(declared, t) {
 			return nil, fail(http.StatusBadRequest, "invalid_scope", fmt.Sprintf("There is no tool %q.", truncate(t, 64)), "unknown tool "+truncate(t, 64))
 		}
-		if !capable(t) {
+		if !agent.MayHave(t) {
 			return nil, fail(http.StatusBadRequest, "invalid_scope", fmt.Sprintf("Tool %q is not among the agent's capabilities.", t), "tool outside capabilities: "+t)
 		}
 		if s.o.Visible(agent.ID, t) && !slices.Contains(out, t) {

@@ -151,10 +151,7 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 		}
 		var pr *identity.Principal
 		if a := agents[agentID]; a != nil {
-			pr = &identity.Principal{Agent: a, User: s.User, Task: s.Task}
-			if !slices.Contains(a.Capabilities, "*") {
-				pr.Tools = a.Capabilities
-			}
+			pr = &identity.Principal{Agent: a, User: s.User, Task: s.Task, Tools: a.ToolLimit()}
 		}
 		var st sessionState
 		for _, c := range s.Calls {
