@@ -34,6 +34,10 @@ type celEnv struct {
 type compiledCond struct {
 	prg cel.Program
 	err error
+	// flow says the condition reads flow facts; tools are the tools its history
+	// functions name.
+	flow  bool
+	tools []string
 }
 
 // Fields of the map variables. The CEL types declare them as maps, so the checker cannot
@@ -41,11 +45,11 @@ type compiledCond struct {
 var (
 	agentFields   = []string{"id", "owner", "purpose", "environment", "labels", "autonomy"}
 	toolFields    = []string{"name", "upstream", "class"}
-	sessionFields = []string{"id", "calls"}
+	sessionFields = []string{"id", "calls", "untrusted", "private"}
 )
 
 func newEnv() (*celEnv, error) {
-	env, err := cel.NewEnv(
+	env, err := cel.NewEnv(append(flowOptions(),
 		cel.Variable("agent", cel.MapType(cel.StringType, cel.DynType)),
 		cel.Variable("user", cel.StringType),
 		cel.Variable("groups", cel.ListType(cel.StringType)),
@@ -58,7 +62,7 @@ func newEnv() (*celEnv, error) {
 		ext.Strings(ext.StringsVersion(stringsVersion)),
 		cel.CrossTypeNumericComparisons(true),
 		cel.ParserExpressionSizeLimit(maxCondition),
-	)
+	)...)
 	if err != nil {
 		return nil, err
 	}
@@ -67,6 +71,9 @@ func newEnv() (*celEnv, error) {
 
 // compile parses and type-checks one condition and plans its program.
 func (e *celEnv) compile(src string) compiledCond {
+	if strings.Contains(src, flowVar) {
+		return compiledCond{err: fmt.Errorf("%s is reserved", flowVar)}
+	}
 	checked, iss := e.env.Compile(src)
 	if iss != nil && iss.Err() != nil {
 		return compiledCond{err: iss.Err()}
@@ -77,6 +84,10 @@ func (e *celEnv) compile(src string) compiledCond {
 	if err := lintFields(checked.NativeRep()); err != nil {
 		return compiledCond{err: err}
 	}
+	uses, tools, err := flowUse(checked.NativeRep())
+	if err != nil {
+		return compiledCond{err: err}
+	}
 	prg, err := e.env.Program(checked,
 		cel.EvalOptions(cel.OptOptimize),
 		cel.CostLimit(costLimit),
@@ -84,7 +95,7 @@ func (e *celEnv) compile(src string) compiledCond {
 	if err != nil {
 		return compiledCond{err: err}
 	}
-	return compiledCond{prg: prg}
+	return compiledCond{prg: prg, flow: uses, tools: tools}
 }
 
 // lintFields rejects selecting a field that agent, tool or session do not have, such as
@@ -162,6 +173,8 @@ func (a *activation) ResolveName(name string) (any, bool) {
 		return (*record[sessionSchema])(f), true
 	case "now":
 		return types.Timestamp{Time: f.Now}, true
+	case flowVar:
+		return (*flowRef)(f), true
 	}
 	return nil, false
 }
@@ -239,15 +252,29 @@ func (sessionSchema) find(f *Facts, field string) (any, bool) {
 		return types.String(f.Session.ID), true
 	case "calls":
 		return types.Int(f.Session.Calls), true
+	case "untrusted":
+		if f.Flow == nil {
+			return errNoFlow, true
+		}
+		return types.Bool(f.Flow.Untrusted()), true
+	case "private":
+		if f.Flow == nil {
+			return errNoFlow, true
+		}
+		return types.Bool(f.Flow.Private()), true
 	}
 	return nil, false
 }
 
 func (sessionSchema) fields(f *Facts) map[string]any {
-	return map[string]any{
+	m := map[string]any{
 		"id":    f.Session.ID,
 		"calls": f.Session.Calls,
 	}
+	if f.Flow != nil {
+		m["untrusted"], m["private"] = f.Flow.Untrusted(), f.Flow.Private()
+	}
+	return m
 }
 
 // record is a CEL map over part of the Facts, described by S. Selecting a field

@@ -190,7 +190,7 @@ func (c *compiler) rule(s *ruleSpec) (*rule, []string) {
 	case !s.hasEffect:
 		c.errorf(s, s.line, "missing effect")
 	case !r.effect.valid():
-		c.errorf(s, s.effectLine, "unknown effect %q: want allow, deny or approve", s.effect)
+		c.errorf(s, s.effectLine, "unknown effect %q: want allow, deny, approve or hold", s.effect)
 	}
 
 	var agents []string
@@ -210,14 +210,14 @@ func (c *compiler) rule(s *ruleSpec) (*rule, []string) {
 
 	if s.hasWhen {
 		if cond, ok := c.condition(s); ok {
-			r.prg = cond.prg
+			r.prg, r.flow = cond.prg, cond.flow
 		}
 	}
 
 	switch r.effect {
 	case Deny:
 		r.reason = fmt.Sprintf("denied by rule %q", r.id)
-	case Approve:
+	case Approve, Hold:
 		r.reason = fmt.Sprintf("approval required by rule %q", r.id)
 	default:
 		r.reason = fmt.Sprintf("allowed by rule %q", r.id)
@@ -303,5 +303,12 @@ func (c *compiler) condition(s *ruleSpec) (compiledCond, bool) {
 		c.errorf(s, s.whenLine, "condition: %v", cond.err)
 		return compiledCond{}, false
 	}
-	return cond, true
+	bad := false
+	for _, t := range cond.tools {
+		if _, ok := c.tools[t]; !ok && t != anyTool {
+			c.errorf(s, s.whenLine, "condition: unknown tool %q in a history function", t)
+			bad = true
+		}
+	}
+	return cond, !bad
 }

@@ -152,8 +152,8 @@ func TestCompileErrors(t *testing.T) {
 `)}},
 			want: []string{
 				`p.yaml:2: rule "a": missing effect`,
-				`p.yaml:4: rule "b": unknown effect "Allow": want allow, deny or approve`,
-				`p.yaml:6: rule "c": unknown effect "shadow": want allow, deny or approve`,
+				`p.yaml:4: rule "b": unknown effect "Allow": want allow, deny, approve or hold`,
+				`p.yaml:6: rule "c": unknown effect "shadow": want allow, deny, approve or hold`,
 			},
 		},
 		{
@@ -315,7 +315,7 @@ func TestCompileErrors(t *testing.T) {
     when: 'agent.idd == "x" || tool["nmae"] == "y" || has(session.call)'
     effect: allow
 `)}},
-			want: []string{`p.yaml:3: rule "a": condition: agent has no field "idd" (it has id, owner, purpose, environment, labels, autonomy); tool has no field "nmae" (it has name, upstream, class); session has no field "call" (it has id, calls)`},
+			want: []string{`p.yaml:3: rule "a": condition: agent has no field "idd" (it has id, owner, purpose, environment, labels, autonomy); tool has no field "nmae" (it has name, upstream, class); session has no field "call" (it has id, calls, untrusted, private)`},
 		},
 		{
 			name: "empty condition",
@@ -374,7 +374,7 @@ func TestCompileErrors(t *testing.T) {
 			},
 			want: []string{
 				`a.yaml:3: rule "one": match.tools: unknown tool "nope"`,
-				`a.yaml:6: rule "two": unknown effect "maybe": want allow, deny or approve`,
+				`a.yaml:6: rule "two": unknown effect "maybe": want allow, deny, approve or hold`,
 				`b.yaml:2: rule "one": duplicate id (first defined at a.yaml:2)`,
 				`b.yaml:3: rule "one": condition: ERROR: <input>:1:1: undeclared reference to 'x'`,
 			},
@@ -408,7 +408,7 @@ func TestCompileErrorFields(t *testing.T) {
 	if !errors.As(err, &ce) {
 		t.Fatalf("Compile() error = %v, want a *CompileError", err)
 	}
-	want := &CompileError{File: "p.yaml", Line: 3, Rule: "a", Index: 1, Msg: `unknown effect "nope": want allow, deny or approve`}
+	want := &CompileError{File: "p.yaml", Line: 3, Rule: "a", Index: 1, Msg: `unknown effect "nope": want allow, deny, approve or hold`}
 	if diff := cmp.Diff(want, ce); diff != "" {
 		t.Errorf("Compile() error mismatch (-want +got):\n%s", diff)
 	}

@@ -28,7 +28,9 @@
 //     least one.
 //   - match.classes lists tool risk classes: read, write, external, destructive.
 //   - when is a CEL condition (see Conditions) that must type-check to bool.
-//   - effect is allow, deny or approve ("approve" means the call needs a person).
+//   - effect is allow, deny, approve or hold ("approve" means the call needs a person;
+//     "hold" adds a person's approval to a call other rules allow, and allows nothing by
+//     itself).
 //
 // Decoding is strict: an unknown key, a duplicate key, a value of the wrong shape, and an
 // empty or null match, match list or when are errors (omit the key to match any call or
@@ -55,9 +57,10 @@
 // Deny overrides approve, and approve overrides allow:
 //
 //  1. If any applying rule denies, the call is denied.
-//  2. Otherwise, if any applying rule says approve, the call needs approval.
-//  3. Otherwise, if any applying rule allows, the call is allowed.
-//  4. Otherwise the call is denied by default ("no rule allows this call").
+//  2. Otherwise, if no applying rule allows or says approve, the call is denied by
+//     default ("no rule allows this call"): hold rules alone allow nothing.
+//  3. Otherwise, if any applying rule says approve or hold, the call needs approval.
+//  4. Otherwise the call is allowed.
 //
 // Evaluation fails closed. If a condition cannot be evaluated (a missing map key, a
 // failed conversion, the cost limit exceeded), the call is denied, the decision names

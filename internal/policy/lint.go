@@ -558,7 +558,7 @@ func rank(e Effect) int {
 	switch e {
 	case Deny:
 		return 3
-	case Approve:
+	case Approve, Hold:
 		return 2
 	case Allow:
 		return 1
@@ -584,6 +584,8 @@ func (l *linter) shadowed(r *lintRule, dups map[string]*lintRule) (Finding, bool
 			continue
 		}
 		switch {
+		case s.effect == Hold && r.effect == Allow:
+			// A hold needs the allow rule: it gates the calls the allow rule grants.
 		case rank(s.effect) > rank(r.effect):
 			return l.finding(r, r.spec.line, KindShadowed, "never decides: rule %q (%s:%d) %s every call this rule can match, without a condition, and %s overrides %s",
 				s.spec.id, s.spec.file, s.spec.line, verb(s.effect), s.effect, r.effect), true

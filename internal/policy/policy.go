@@ -24,11 +24,15 @@ const (
 	Deny Effect = "deny"
 	// Approve holds the call until a person approves it.
 	Approve Effect = "approve"
+	// Hold is a rule effect, never a decision's: it adds a person's approval to a call that
+	// other rules allow or send for approval, and allows nothing by itself. A call it holds
+	// is decided [Approve]. Layered rules (presets) use it so that they can only narrow.
+	Hold Effect = "hold"
 )
 
-// valid reports whether e is one of the three effects.
+// valid reports whether e is an effect a rule can have.
 func (e Effect) valid() bool {
-	return e == Allow || e == Deny || e == Approve
+	return e == Allow || e == Deny || e == Approve || e == Hold
 }
 
 // Tool risk classes. Rules name them in match.classes and [ToolInfo.Class] must be one of them.
@@ -83,8 +87,44 @@ type Facts struct {
 	// bool, nil, []any and map[string]any values.
 	Args    map[string]any
 	Session Session
+	// Flow answers questions about the session's information flow and history; nil when
+	// there is none, and then a condition that asks fails (the call is denied).
+	Flow Flow
 	// Now is the time of the call.
 	Now time.Time
+}
+
+// Flow is what a condition may ask about a call's session beyond its count of calls:
+// what the session has seen, where the call's argument values came from, and what the
+// session has done (see the flow package, which implements it).
+type Flow interface {
+	// Untrusted reports whether the session has seen untrusted content.
+	Untrusted() bool
+	// Private reports whether the session has seen private data.
+	Private() bool
+	// ArgFromUntrusted reports whether argument name holds a value that came only from
+	// untrusted content.
+	ArgFromUntrusted(name string) bool
+	// ArgFromTrusted reports whether every traceable value of argument name came from the
+	// user's prompt or a trusted tool.
+	ArgFromTrusted(name string) bool
+	// ArgFromUser reports whether every traceable value of argument name came from the
+	// user's prompt.
+	ArgFromUser(name string) bool
+	// SinksFromUntrusted reports whether a sink argument of the call holds a value that
+	// came only from untrusted content.
+	SinksFromUntrusted() bool
+	// SinksFromTrusted reports whether the call has sink arguments and all are from
+	// trusted sources.
+	SinksFromTrusted() bool
+	// Calls counts the earlier calls of tool in the session ("*": any tool).
+	Calls(tool string) int64
+	// CallsWithin counts them within d before the call.
+	CallsWithin(tool string, d time.Duration) int64
+	// Total sums numeric argument arg over the earlier calls of tool in the session.
+	Total(tool, arg string) float64
+	// TotalWithin sums it over the calls within d before the call.
+	TotalWithin(tool, arg string, d time.Duration) float64
 }
 
 // Agent is the agent making a call.
@@ -135,6 +175,9 @@ type Decision struct {
 	// Shadow is the decision the policy would have made with its shadow rules enforced;
 	// nil when no shadow rule names the tool. It never changes Effect.
 	Shadow *ShadowDecision
+	// Flow reports that a rule in Rules reads flow facts (session.untrusted,
+	// session.private or a flow function), so the flow state can explain the decision.
+	Flow bool
 }
 
 // ShadowDecision is the would-be decision of a policy with its shadow rules enforced.
@@ -186,6 +229,8 @@ type rule struct {
 	agents agentSet
 	// prg is the compiled condition; nil if the rule has none.
 	prg cel.Program
+	// flow says the condition reads flow facts.
+	flow bool
 	// reason and errReason are the Decision.Reason texts, precomputed so that Evaluate
 	// does not format strings.
 	reason    string
@@ -338,14 +383,14 @@ func (p *Policy) decide(tr *toolRules, f *Facts, act *activation) Decision {
 			return p.conditionFailed(r, err)
 		}
 		if ok {
-			return Decision{Effect: Deny, Rules: []string{r.id}, Reason: r.reason, Version: p.version}
+			return Decision{Effect: Deny, Rules: []string{r.id}, Reason: r.reason, Version: p.version, Flow: r.flow}
 		}
 	}
 
 	// Most calls match a handful of rules; the array keeps them off the heap.
 	var buf [16]*rule
 	applied := buf[:0]
-	approve := false
+	approve, grant := false, false
 	for _, r := range tr.rest {
 		if !r.agents.contains(f.Agent.ID) {
 			continue
@@ -356,39 +401,47 @@ func (p *Policy) decide(tr *toolRules, f *Facts, act *activation) Decision {
 		}
 		if ok {
 			applied = append(applied, r)
-			approve = approve || r.effect == Approve
+			approve = approve || r.effect != Allow
+			grant = grant || r.effect != Hold
 		}
 	}
-	if len(applied) == 0 {
+	if !grant {
+		// Hold rules alone allow nothing.
 		return Decision{Effect: Deny, Reason: reasonDefaultDeny, Version: p.version}
 	}
 	want := Allow
 	if approve {
 		want = Approve
 	}
+	decides := func(r *rule) bool {
+		return r.effect == want || (want == Approve && r.effect == Hold)
+	}
 	n := 0
 	for _, r := range applied {
-		if r.effect == want {
+		if decides(r) {
 			n++
 		}
 	}
 	ids := make([]string, 0, n)
 	var reason string
+	flow := false
 	for _, r := range applied {
-		if r.effect != want {
+		if !decides(r) {
 			continue
 		}
 		if len(ids) == 0 {
 			reason = r.reason
 		}
 		ids = append(ids, r.id)
+		flow = flow || r.flow
 	}
-	return Decision{Effect: want, Rules: ids, Reason: reason, Version: p.version}
+	return Decision{Effect: want, Rules: ids, Reason: reason, Version: p.version, Flow: flow}
 }
 
 func (p *Policy) conditionFailed(r *rule, err error) Decision {
 	return Decision{
 		Effect:  Deny,
+		Flow:    r.flow,
 		Rules:   []string{r.id},
 		Reason:  r.errReason,
 		Version: p.version,
@@ -431,7 +484,7 @@ func (p *Policy) Visible(agentID, tool string) bool {
 		}
 	}
 	for _, r := range tr.rest {
-		if r.agents.contains(agentID) {
+		if r.effect != Hold && r.agents.contains(agentID) {
 			return true
 		}
 	}

@@ -19,7 +19,9 @@
 //	                chain: [], autonomy: 2, environment: prod, labels: {team: ap}}
 //	    tool: transfer_money
 //	    args: {recipient_iban: DE02120300000000202051, amount: 84.2, currency: EUR}
-//	    session: {calls: 3}              # optional: id and calls
+//	    session: {calls: 3}              # optional: id, calls, untrusted, private
+//	    flow: {untrusted: [recipient], trusted: [], user: [], sinks: [recipient],
+//	           calls: {read_file: 1}, totals: {transfer_money.amount: 120}}   # optional
 //	    now: 2026-03-02T09:00:00Z        # optional; default [DefaultNow]
 //	    expect: allow                    # allow, deny or approve
 //	    rules: [payments-known-recipients]   # optional: the exact Decision.Rules
@@ -39,7 +41,12 @@
 //     agent's facts) and user, groups, chain and task. args are the call's arguments and
 //     are seen by conditions as the gateway would decode them from JSON: every number is a
 //     double. rules, if given, must equal [policy.Decision.Rules] exactly, in bundle order;
-//     rules: [] expects none (a default deny).
+//     rules: [] expects none (a default deny). session.untrusted and session.private and
+//     flow give the information-flow facts (see docs/flow.md): flow.untrusted, trusted and
+//     user name the arguments from untrusted content, from trusted sources and from the
+//     user's prompt, flow.sinks the call's sink arguments, flow.calls and flow.totals the
+//     session's history by tool and by "tool.argument" (windowed questions get the same
+//     answers). A case without them is a clean session.
 //
 // Decoding is strict: an unknown or duplicate key, a value of the wrong type (quote a
 // string that YAML would read as a number), an empty value, a YAML alias, more than one

@@ -345,6 +345,8 @@ func (d *decoder) caseSpec(n *yaml.Node, def *yaml.Node) (Case, bool) {
 			}
 		case "session":
 			d.session(&c, v)
+		case "flow":
+			d.flow(&c, v)
 		case "now":
 			if v.Kind != yaml.ScalarNode || (v.ShortTag() != "!!str" && v.ShortTag() != "!!timestamp") {
 				d.errorf(v.Line, "now: want an RFC 3339 time, got %s", kindName(v))
@@ -394,6 +396,8 @@ func (d *decoder) caseSpec(n *yaml.Node, def *yaml.Node) (Case, bool) {
 	if c.Facts.Args == nil {
 		c.Facts.Args = map[string]any{}
 	}
+	// Flow functions see a clean session unless the case says otherwise.
+	c.flow()
 	return c, len(d.errs) == before
 }
 
@@ -444,10 +448,73 @@ func (d *decoder) session(c *Case, n *yaml.Node) {
 			c.Facts.Session.ID, _ = d.str(v, "session.id")
 		case "calls":
 			c.Facts.Session.Calls, _ = d.integer(v, "session.calls", 0, math.MaxInt64)
+		case "untrusted":
+			c.flow().SessionUntrusted, _ = d.boolean(v, "session.untrusted")
+		case "private":
+			c.flow().SessionPrivate, _ = d.boolean(v, "session.private")
 		default:
 			d.errorf(k.Line, "session: unknown key %q", key)
 		}
 	})
+}
+
+// flow decodes a case's flow facts: where argument values came from and the session's
+// history.
+func (d *decoder) flow(c *Case, n *yaml.Node) {
+	if !d.mapping(n, "flow") {
+		return
+	}
+	f := c.flow()
+	d.fields(n, func(key string, k, v *yaml.Node) {
+		field := "flow." + key
+		switch key {
+		case "untrusted":
+			f.UntrustedArgs, _ = d.strings(v, field)
+		case "trusted":
+			f.TrustedArgs, _ = d.strings(v, field)
+		case "user":
+			f.UserArgs, _ = d.strings(v, field)
+		case "sinks":
+			f.Sinks, _ = d.strings(v, field)
+		case "calls":
+			if !d.mapping(v, field) {
+				return
+			}
+			f.CallCounts = map[string]int64{}
+			d.fields(v, func(tool string, _, v *yaml.Node) {
+				f.CallCounts[tool], _ = d.integer(v, field+"."+tool, 0, math.MaxInt64)
+			})
+		case "totals":
+			if !d.mapping(v, field) {
+				return
+			}
+			f.Totals = map[string]float64{}
+			d.fields(v, func(name string, _, v *yaml.Node) {
+				if x, ok := d.value(v, field+"."+name, 0); ok {
+					if t, isNum := x.(float64); isNum {
+						f.Totals[name] = t
+					} else {
+						d.errorf(v.Line, "%s.%s: want a number, got %s", field, name, kindName(v))
+					}
+				}
+			})
+		default:
+			d.errorf(k.Line, "flow: unknown key %q", key)
+		}
+	})
+}
+
+func (d *decoder) boolean(n *yaml.Node, field string) (bool, bool) {
+	if n.Kind != yaml.ScalarNode || n.ShortTag() != "!!bool" {
+		d.errorf(n.Line, "%s: want true or false, got %s", field, kindName(n))
+		return false, false
+	}
+	var b bool
+	if err := n.Decode(&b); err != nil {
+		d.errorf(n.Line, "%s: want true or false, got %s", field, n.Value)
+		return false, false
+	}
+	return b, true
 }
 
 // value decodes an argument value as encoding/json would decode the same value written

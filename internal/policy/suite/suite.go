@@ -70,6 +70,16 @@ type Case struct {
 	Want Expectation
 }
 
+// flow returns the case's flow facts, creating them clean.
+func (c *Case) flow() *policy.StaticFlow {
+	if f, ok := c.Facts.Flow.(*policy.StaticFlow); ok {
+		return f
+	}
+	f := &policy.StaticFlow{}
+	c.Facts.Flow = f
+	return f
+}
+
 // Expectation is what a case expects of the decision.
 type Expectation struct {
 	// Effect is the expected effect.

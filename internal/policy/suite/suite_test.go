@@ -354,6 +354,10 @@ func TestLoadFacts(t *testing.T) {
     match: {tools: [fetch_url]}
     when: tool.upstream == "web" && agent.labels.team == "ap" && session.id == "s1" && now.getHours() == 9 && args.n == 3 && args.list[1].deep == null
     effect: allow
+  - id: flow
+    match: {tools: [fetch_url]}
+    when: session.untrusted && !session.private && args_from_untrusted("s") && sinks_from_untrusted() && !sinks_from_trusted() && args_from_user("n") && calls("fetch_url") == 2 && total("fetch_url", "n") == 6.0
+    effect: allow
 `,
 		"x_test.yaml": `tools:
   fetch_url: {class: external, upstream: web}
@@ -363,10 +367,11 @@ cases:
     principal: {agent: finance-bot, owner: o@example.com, purpose: pay, user: dana@example.com, task: t-1, groups: [finance], chain: [], autonomy: 2, environment: prod, labels: {team: ap}}
     tool: fetch_url
     args: {n: 3, f: 0.5, s: "3", b: true, date: 2026-01-01, list: [1, {deep: null}]}
-    session: {id: s1, calls: 3}
+    session: {id: s1, calls: 3, untrusted: true}
+    flow: {untrusted: [s], user: [n], sinks: [s, n], calls: {fetch_url: 2}, totals: {fetch_url.n: 6}}
     now: 2026-03-02T09:00:00Z
     expect: allow
-    rules: [all]
+    rules: [all, flow]
   - name: defaults
     tool: fetch_url
     expect: deny
@@ -389,16 +394,19 @@ cases:
 				Tool:       policy.Tool{Name: "fetch_url"},
 				Args:       map[string]any{"n": 3.0, "f": 0.5, "s": "3", "b": true, "date": "2026-01-01", "list": []any{1.0, map[string]any{"deep": nil}}},
 				Session:    policy.Session{ID: "s1", Calls: 3},
-				Now:        time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC),
+				Flow: &policy.StaticFlow{SessionUntrusted: true, UntrustedArgs: []string{"s"}, UserArgs: []string{"n"}, Sinks: []string{"s", "n"},
+					CallCounts: map[string]int64{"fetch_url": 2}, Totals: map[string]float64{"fetch_url.n": 6}},
+				Now: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC),
 			},
-			Want: suite.Expectation{Effect: policy.Allow, Rules: []string{"all"}, CheckRules: true},
+			Want: suite.Expectation{Effect: policy.Allow, Rules: []string{"all", "flow"}, CheckRules: true},
 		},
 		{
-			Name: "defaults", Line: 13,
+			Name: "defaults", Line: 14,
 			Facts: policy.Facts{
 				Agent: policy.Agent{ID: "default-bot"},
 				Tool:  policy.Tool{Name: "fetch_url"},
 				Args:  map[string]any{},
+				Flow:  &policy.StaticFlow{},
 				Now:   suite.DefaultNow,
 			},
 			Want: suite.Expectation{Effect: policy.Deny},
@@ -409,6 +417,10 @@ cases:
 	}
 	if diff := cmp.Diff([]string{filepath.Join(dir, "mail.yaml")}, s.Policies); diff != "" {
 		t.Errorf("Load(%q) default policies (-want +got):\n%s", path, diff)
+	}
+	// The flow facts reach the flow functions: rule "flow" applies only with all of them.
+	if r := s.Run(); r.Err != nil || !r.OK() {
+		t.Errorf("Run(%q): err %v, %d failed: %+v", path, r.Err, r.Failed(), r.Cases)
 	}
 	r := s.Run()
 	if !r.OK() {
