@@ -84,10 +84,13 @@ func TestServeDemo(t *testing.T) {
 		args    map[string]any
 		refused bool
 	}{
+		// Before the session has read untrusted, private content, internal mail goes out.
+		{"send_email", map[string]any{"to": "colleague@example.com", "subject": "hi", "body": "lunch?"}, false},
 		{"read_inbox", map[string]any{}, false},
 		{"read_file", map[string]any{"path": "/srv/demo/bills/march.txt"}, false},
 		{"read_file", map[string]any{"path": "/srv/demo/../../etc/passwd"}, true},
-		{"send_email", map[string]any{"to": "colleague@example.com", "subject": "hi", "body": "lunch?"}, false},
+		// After it, mail to an address nobody trusted named needs a person (the Rule of Two).
+		{"send_email", map[string]any{"to": "colleague@example.com", "subject": "hi", "body": "lunch?"}, true},
 		{"send_email", map[string]any{"to": "someone@elsewhere.net", "subject": "hi", "body": "x"}, true},
 		{"transfer_money", map[string]any{"recipient_iban": "DE02120300000000202051", "amount": 84.2, "currency": "EUR"}, true},
 		{"delete_record", map[string]any{"table": "customers", "id": "1"}, true},

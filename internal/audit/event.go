@@ -78,8 +78,14 @@ type Event struct {
 	Arguments json.RawMessage `json:"arguments,omitempty"`
 	Result    json.RawMessage `json:"result,omitempty"`
 	Captured  string          `json:"captured,omitempty"`
-	PrevHash  string          `json:"prev_hash"` // Hash of event Seq-1; "" for Seq 1
-	Hash      string          `json:"hash"`      // "sha256:<hex>" of the canonical form; see ComputeHash
+	// Prompt (call.intent, call.refused) is the user's request the agent's host reported
+	// with the call, recorded, like Arguments, only when the operator enabled capture.
+	Prompt string `json:"prompt,omitempty"`
+	// Explanation says, when information flow made a rule fire, which value of the call
+	// came from where, in one sentence.
+	Explanation string `json:"explanation,omitempty"`
+	PrevHash    string `json:"prev_hash"` // Hash of event Seq-1; "" for Seq 1
+	Hash        string `json:"hash"`      // "sha256:<hex>" of the canonical form; see ComputeHash
 }
 
 // Values of [Event].Captured: what became of a call's content when capture is on. The
@@ -186,7 +192,7 @@ func normalize(e Event) Event {
 	for _, s := range []*string{
 		&e.Kind, &e.RequestID, &e.SessionID, &e.Agent, &e.User, &e.Tool, &e.Upstream,
 		&e.ArgsHash, &e.ArgsSummary, &e.Decision, &e.Reason, &e.Message, &e.PolicyVersion, &e.Detail,
-		&e.Task, &e.TokenID, &e.ShadowDecision, &e.Captured,
+		&e.Task, &e.TokenID, &e.ShadowDecision, &e.Captured, &e.Prompt, &e.Explanation,
 	} {
 		*s = strings.ToValidUTF8(*s, "\uFFFD")
 	}

@@ -24,6 +24,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/chaperone-dev/chaperone/internal/argcheck"
+	"github.com/chaperone-dev/chaperone/internal/flow"
 )
 
 // MaxFileBytes bounds the size of a configuration file.
@@ -146,6 +147,25 @@ type Tool struct {
 	Pin string `yaml:"pin"`
 	// Arguments is a stricter overlay on the tool's JSON Schema, by top-level argument.
 	Arguments argcheck.Overlay `yaml:"arguments"`
+	// Flow labels the tool's results and names its sinks, for information-flow control.
+	Flow ToolFlow `yaml:"flow"`
+}
+
+// ToolFlow is what a tool's results are and which arguments choose where its effect lands.
+type ToolFlow struct {
+	// Trust is trusted or untrusted (content an outsider can influence). Default untrusted.
+	Trust string `yaml:"trust"`
+	// Data is private or public (data that must not leave). Default private.
+	Data string `yaml:"data"`
+	// Sinks are the arguments that choose where the call's effect lands: a recipient, an
+	// account, a URL, a path. Default: every argument for write, external and destructive
+	// tools, none for read tools; [] for none.
+	Sinks []string `yaml:"sinks"`
+}
+
+// Labels returns the tool's flow labels.
+func (t *Tool) Labels() (flow.Labels, error) {
+	return flow.ParseLabels(t.Class, t.Flow.Trust, t.Flow.Data, t.Flow.Sinks)
 }
 
 // Agent is a registered agent. Its bearer token is stored only as a SHA-256 hash.
@@ -577,6 +597,9 @@ func (c *Config) Validate() error {
 		}
 		if t.Pin != "" && !pinHash.MatchString(t.Pin) {
 			bad(f+".pin", "must be sha256:<64 hex digits>, got %q", t.Pin)
+		}
+		if _, err := t.Labels(); err != nil {
+			bad(f+".flow", "%v", err)
 		}
 	}
 	if len(errs) == 0 {

@@ -260,6 +260,20 @@ func (d *Daemon) Run(ctx context.Context) error {
 		defer wg.Done()
 		d.gw.Run(ctx)
 	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(time.Minute)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case now := <-t.C:
+				d.pipeline.ExpireFlow(now)
+			}
+		}
+	}()
 	if iv := d.cfg.Policy.WatchInterval.D(); iv > 0 && (d.opts.PolicySources == nil || d.opts.ConfigPath != "") {
 		wg.Add(1)
 		go func() {
@@ -434,6 +448,8 @@ func declare(cfg *config.Config) (*declared, error) {
 	for i, t := range cfg.Tools {
 		d.decls[i] = registry.Declaration{Name: names[i], Upstream: t.Upstream, UpstreamName: t.Name, Class: t.Class,
 			Environment: envOf[t.Upstream], Pin: t.Pin, Overlay: t.Arguments}
+		// Validate checked the labels.
+		d.decls[i].Flow, _ = t.Labels()
 		d.tools[names[i]] = policy.ToolInfo{Class: t.Class}
 	}
 	return d, nil

@@ -30,27 +30,33 @@ type Demo struct {
 func DemoConfig(dataDir, listen, adminListen string) (*Demo, error) {
 	token, sha := identity.NewToken()
 	maxLen := func(n int) *int { return &n }
+	// Mail and files hold private content anyone can write to; the tools that act return
+	// only a status.
+	untrustedPrivate := config.ToolFlow{Trust: "untrusted", Data: "private"}
+	trustedPublic := func(sinks ...string) config.ToolFlow {
+		return config.ToolFlow{Trust: "trusted", Data: "public", Sinks: sinks}
+	}
 	c := &config.Config{
 		DataDir:   dataDir,
 		Server:    config.Server{Listen: listen},
 		Admin:     config.Admin{Listen: adminListen},
 		Upstreams: []config.Upstream{{Name: "demo", Builtin: "demo"}},
 		Tools: []config.Tool{
-			{Upstream: "demo", Name: "read_inbox", Class: "read"},
-			{Upstream: "demo", Name: "read_file", Class: "read", Arguments: argcheck.Overlay{
+			{Upstream: "demo", Name: "read_inbox", Class: "read", Flow: untrustedPrivate},
+			{Upstream: "demo", Name: "read_file", Class: "read", Flow: untrustedPrivate, Arguments: argcheck.Overlay{
 				"path": {PathPrefixes: []string{"/srv/demo"}, MaxLength: maxLen(512)},
 			}},
-			{Upstream: "demo", Name: "fetch_url", Class: "external", Arguments: argcheck.Overlay{
+			{Upstream: "demo", Name: "fetch_url", Class: "external", Flow: config.ToolFlow{Trust: "untrusted", Data: "public", Sinks: []string{"url"}}, Arguments: argcheck.Overlay{
 				"url": {URLHosts: []string{"docs.example.com"}},
 			}},
-			{Upstream: "demo", Name: "create_ticket", Class: "write"},
-			{Upstream: "demo", Name: "send_email", Class: "external", Arguments: argcheck.Overlay{
+			{Upstream: "demo", Name: "create_ticket", Class: "write", Flow: config.ToolFlow{Trust: "trusted", Data: "public", Sinks: []string{}}},
+			{Upstream: "demo", Name: "send_email", Class: "external", Flow: trustedPublic("to"), Arguments: argcheck.Overlay{
 				"subject": {MaxLength: maxLen(200)},
 			}},
-			{Upstream: "demo", Name: "transfer_money", Class: "destructive", Arguments: argcheck.Overlay{
+			{Upstream: "demo", Name: "transfer_money", Class: "destructive", Flow: trustedPublic("recipient_iban"), Arguments: argcheck.Overlay{
 				"recipient_iban": {Pattern: `[A-Z]{2}[0-9]{2}[A-Z0-9]{11,30}`},
 			}},
-			{Upstream: "demo", Name: "delete_record", Class: "destructive"},
+			{Upstream: "demo", Name: "delete_record", Class: "destructive", Flow: trustedPublic("table", "id")},
 		},
 		Agents: []config.Agent{{
 			ID: DemoAgent, Owner: "demo@example.com", Purpose: "reads mail and files, opens tickets, pays bills",

@@ -265,7 +265,7 @@ func TestDemoPolicySuite(t *testing.T) {
 		}
 		t.Fatalf("demo policy suite: %v, %d failed", res.Err, res.Failed())
 	}
-	if res.Passed() != 7 {
-		t.Errorf("demo policy suite ran %d cases, want 7", res.Passed())
+	if res.Passed() != 10 {
+		t.Errorf("demo policy suite ran %d cases, want 10", res.Passed())
 	}
 }

@@ -40,6 +40,14 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/registry"
 )
 
+// MetaPrompt is the _meta key of a tools/call through which an agent's host reports the
+// user's request, so that values the user gave count as trusted (see the flow package).
+// The host, not the model, sets _meta: a model cannot claim text came from the user.
+const MetaPrompt = "dev.chaperone/prompt"
+
+// MaxPromptBytes bounds a reported prompt.
+const MaxPromptBytes = 64 << 10
+
 // Protocol versions, newest first.
 const (
 	Version20260728 = "2026-07-28"
@@ -168,16 +176,31 @@ func (g *Gateway) Run(ctx context.Context) error {
 
 func (g *Gateway) expire() int {
 	cutoff := g.opts.Now().Add(-g.opts.SessionIdle).UnixNano()
+	var ended []string
 	g.mu.Lock()
-	defer g.mu.Unlock()
-	n := 0
 	for id, s := range g.sessions {
 		if s.lastSeen.Load() < cutoff {
 			delete(g.sessions, id)
-			n++
+			ended = append(ended, id)
 		}
 	}
-	return n
+	g.mu.Unlock()
+	for _, id := range ended {
+		g.ended(id)
+	}
+	return len(ended)
+}
+
+// ended tells the pipeline a session is over, so that its flow state goes with it.
+func (g *Gateway) ended(id string) {
+	if se, ok := g.opts.Calls.(SessionEnder); ok {
+		se.EndSession(id)
+	}
+}
+
+// SessionEnder is implemented by a [Calls] that keeps state per session.
+type SessionEnder interface {
+	EndSession(id string)
 }
 
 // message is one JSON-RPC message from a client.
@@ -359,6 +382,7 @@ func (g *Gateway) deleteSession(w http.ResponseWriter, r *http.Request, agent *i
 	g.mu.Lock()
 	delete(g.sessions, id)
 	g.mu.Unlock()
+	g.ended(id)
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -462,12 +486,22 @@ func (g *Gateway) callTool(ctx context.Context, w http.ResponseWriter, rid strin
 	var p struct {
 		Name      string          `json:"name"`
 		Arguments json.RawMessage `json:"arguments"`
+		Meta      struct {
+			Prompt *string `json:"dev.chaperone/prompt"`
+		} `json:"_meta"`
 	}
 	if err := json.Unmarshal(m.Params, &p); err != nil || p.Name == "" {
 		writeError(w, http.StatusOK, m.ID, codeInvalidParams, `invalid params: tools/call needs "name" and optional "arguments"`)
 		return
 	}
 	c := &pipeline.Call{RequestID: rid, Principal: pr, Tool: p.Name, Arguments: p.Arguments}
+	if p.Meta.Prompt != nil {
+		if len(*p.Meta.Prompt) > MaxPromptBytes {
+			writeError(w, http.StatusOK, m.ID, codeInvalidParams, fmt.Sprintf("invalid params: _meta %q is longer than %d bytes", MetaPrompt, MaxPromptBytes))
+			return
+		}
+		c.Prompt = *p.Meta.Prompt
+	}
 	if sess != nil {
 		c.SessionID = sess.id
 		c.SessionCalls = sess.calls.Add(1)
@@ -504,14 +538,15 @@ func markComplete(res json.RawMessage) json.RawMessage {
 // and one sentence for the model, and the same in _meta for programs.
 func refusalResult(rid string, r *pipeline.Refusal, proto string) []byte {
 	type refusal struct {
-		Reason    string   `json:"reason"`
-		Rules     []string `json:"rules,omitempty"`
-		RequestID string   `json:"request_id"`
+		Reason      string   `json:"reason"`
+		Rules       []string `json:"rules,omitempty"`
+		RequestID   string   `json:"request_id"`
+		Explanation string   `json:"explanation,omitempty"`
 	}
 	res := map[string]any{
 		"content": []map[string]string{{"type": "text", "text": fmt.Sprintf("Refused by Chaperone (%s): %s", r.Code, r.Message)}},
 		"isError": true,
-		"_meta":   map[string]any{"dev.chaperone/refusal": refusal{Reason: string(r.Code), Rules: r.Rules, RequestID: rid}},
+		"_meta":   map[string]any{"dev.chaperone/refusal": refusal{Reason: string(r.Code), Rules: r.Rules, RequestID: rid, Explanation: r.Explanation}},
 	}
 	if proto >= Version20260728 {
 		res["resultType"] = "complete"

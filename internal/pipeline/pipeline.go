@@ -22,6 +22,7 @@ import (
 
 	"github.com/chaperone-dev/chaperone/internal/argcheck"
 	"github.com/chaperone-dev/chaperone/internal/audit"
+	"github.com/chaperone-dev/chaperone/internal/flow"
 	"github.com/chaperone-dev/chaperone/internal/identity"
 	"github.com/chaperone-dev/chaperone/internal/policy"
 	"github.com/chaperone-dev/chaperone/internal/registry"
@@ -46,6 +47,9 @@ const (
 	CodePolicyError      Code = "policy_error"
 	CodeAuditUnavailable Code = "audit_unavailable"
 	CodeUpstreamError    Code = "upstream_error"
+	// CodeFlowUnavailable: the gateway holds as many session flow states as it may, so it
+	// cannot track this call's context.
+	CodeFlowUnavailable Code = "flow_unavailable"
 )
 
 // Call is one authenticated tool call.
@@ -60,6 +64,9 @@ type Call struct {
 	Tool string
 	// Arguments is the raw JSON of the call's arguments ("" or null mean none).
 	Arguments json.RawMessage
+	// Prompt is the user's request as the agent's host reported it with this call; its
+	// values count as trusted in the call's context from now on. "" if none.
+	Prompt string
 }
 
 // Outcome is what became of a call: either Result (the upstream's CallToolResult JSON, which
@@ -75,6 +82,9 @@ type Refusal struct {
 	Code    Code
 	Message string
 	Rules   []string
+	// Explanation says, when information flow made a rule fire, which value came from
+	// where; "" otherwise.
+	Explanation string
 }
 
 // Tools resolves exposed tool names.
@@ -116,6 +126,11 @@ type Options struct {
 	AuditTimeout time.Duration
 	// Capture says which call content the audit events carry; the zero value, none.
 	Capture Capture
+	// Flow holds the flow state of call contexts; nil for a store with default limits.
+	Flow *flow.Store
+	// Approve decides a call the policy holds for a person's approval: nil lets it run,
+	// a refusal refuses it. Nil refuses every such call (approvals not enabled).
+	Approve func(ctx context.Context, c *Call, d policy.Decision, explanation string) *Refusal
 }
 
 // Capture selects the call content recorded in audit events, as it is, unredacted
@@ -151,8 +166,31 @@ func New(opts Options) *Pipeline {
 	if opts.Capture.MaxBytes <= 0 {
 		opts.Capture.MaxBytes = 64 << 10
 	}
+	if opts.Flow == nil {
+		opts.Flow = flow.NewStore(flow.StoreOptions{})
+	}
 	return &Pipeline{opts: opts}
 }
+
+// flowKey names the context a call's flow state belongs to: its MCP session; for a call
+// without one, its task; for a call without either, its agent. Contexts only merge, never
+// split, so a call never sees less than its context has seen.
+func flowKey(c *Call) string {
+	switch pr := c.Principal; {
+	case c.SessionID != "":
+		return "s\x00" + c.SessionID
+	case pr.Task != "":
+		return "t\x00" + pr.Agent.ID + "\x00" + pr.Task
+	default:
+		return "a\x00" + pr.Agent.ID
+	}
+}
+
+// EndSession forgets the flow state of an MCP session that ended.
+func (p *Pipeline) EndSession(id string) { p.opts.Flow.End("s\x00" + id) }
+
+// ExpireFlow forgets the flow state of contexts idle for longer than the store keeps them.
+func (p *Pipeline) ExpireFlow(now time.Time) int { return p.opts.Flow.Expire(now) }
 
 // Handle runs one call through every stage.
 func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
@@ -173,6 +211,7 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 	ev.ArgsSummary = audit.SummarizeArgs(c.Arguments)
 	if p.opts.Capture.Arguments {
 		ev.Arguments, ev.Captured = p.capture(c.Arguments, audit.CapturedArguments)
+		ev.Prompt = c.Prompt
 	}
 
 	t, ok := p.opts.Tools.Lookup(c.Tool)
@@ -208,6 +247,15 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		d := policy.Decision{Effect: policy.Deny, Reason: "no policy is loaded"}
 		return p.refuse(ctx, &ev, d, CodePolicyError, "The policy could not be evaluated, so the call is refused.")
 	}
+	fs, err := p.opts.Flow.Session(flowKey(c), now)
+	if err != nil {
+		return p.refuse(ctx, &ev, policy.Decision{}, CodeFlowUnavailable, "The gateway is tracking as many agent sessions as it may, so this call is refused; try again later.")
+	}
+	if c.Prompt != "" {
+		fs.AddPrompt(c.Prompt)
+	}
+	fs.RLock()
+	view := flow.NewView(fs, args, &t.Flow, now)
 	d, err := pol.Evaluate(&policy.Facts{
 		Agent: policy.Agent{ID: pr.Agent.ID, Owner: pr.Agent.Owner, Purpose: pr.Agent.Purpose,
 			Environment: pr.Agent.Environment, Labels: pr.Agent.Labels, Autonomy: pr.Agent.Autonomy},
@@ -218,8 +266,14 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		Tool:       policy.Tool{Name: t.Name, Upstream: t.Upstream, Class: t.Class},
 		Args:       args,
 		Session:    policy.Session{ID: c.SessionID, Calls: c.SessionCalls},
+		Flow:       view,
 		Now:        now,
 	})
+	explanation := ""
+	if d.Flow && d.Effect != policy.Allow {
+		explanation = view.Explain()
+	}
+	fs.RUnlock()
 	if err != nil {
 		d = policy.Decision{Effect: policy.Deny, Version: pol.Version(), Reason: "the policy could not be evaluated"}
 		p.opts.Logger.ErrorContext(ctx, "policy evaluation failed", "request_id", c.RequestID, "err", err)
@@ -229,15 +283,25 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		ev.ShadowDecision, ev.ShadowRules = string(d.Shadow.Effect), d.Shadow.Rules
 		p.shadow.record(pol, d)
 	}
+	because := ""
+	if explanation != "" {
+		because = ": " + explanation
+		ev.Explanation = explanation
+	}
 	switch d.Effect {
 	case policy.Allow:
 	case policy.Approve:
-		return p.refuse(ctx, &ev, d, CodeApprovalRequired, fmt.Sprintf("This call needs a person's approval (%s), and approvals are not enabled on this gateway.", ruleList(d.Rules)))
+		if p.opts.Approve == nil {
+			return p.refuse(ctx, &ev, d, CodeApprovalRequired, fmt.Sprintf("This call needs a person's approval (%s%s), and approvals are not enabled on this gateway.", ruleList(d.Rules), because))
+		}
+		if r := p.opts.Approve(ctx, c, d, explanation); r != nil {
+			return p.refuse(ctx, &ev, d, r.Code, r.Message)
+		}
 	default:
 		if len(d.Rules) == 0 {
 			return p.refuse(ctx, &ev, d, CodeDeniedByPolicy, "No policy rule allows this call.")
 		}
-		return p.refuse(ctx, &ev, d, CodeDeniedByPolicy, fmt.Sprintf("This call is denied by policy (%s).", ruleList(d.Rules)))
+		return p.refuse(ctx, &ev, d, CodeDeniedByPolicy, fmt.Sprintf("This call is denied by policy (%s%s).", ruleList(d.Rules), because))
 	}
 
 	if pr.MaxCalls > 0 && (p.opts.Budgets == nil || !p.opts.Budgets.Use(pr.TokenID, 1, pr.MaxCalls, pr.Expiry)) {
@@ -269,6 +333,9 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		out.Reason, out.Message = string(refusal.Code), refusal.Message
 		res = nil
 	} else {
+		// What the result brought in belongs to the context now, whatever becomes of the
+		// outcome's record: forgetting it could only make the context look cleaner.
+		fs.Ran(flow.Run{RequestID: c.RequestID, Tool: t.Name, Args: args, Labels: &t.Flow, Result: res, Time: now})
 		out.ResultBytes = int64(len(res))
 		out.ResultError = isToolError(res)
 		if p.opts.Capture.Results {
@@ -293,7 +360,7 @@ func (p *Pipeline) refuse(ctx context.Context, ev *audit.Event, d policy.Decisio
 	if err := p.recordAfter(ctx, ev); err != nil {
 		p.opts.Logger.ErrorContext(ctx, "refused call not recorded", "request_id", ev.RequestID, "err", err)
 	}
-	return Outcome{Decision: d, Refusal: &Refusal{Code: code, Message: msg, Rules: d.Rules}}
+	return Outcome{Decision: d, Refusal: &Refusal{Code: code, Message: msg, Rules: d.Rules, Explanation: ev.Explanation}}
 }
 
 // asyncAuditor is an Auditor that can also queue an event without waiting for its commit.

@@ -34,6 +34,7 @@ import (
 
 	"github.com/chaperone-dev/chaperone/internal/argcheck"
 	"github.com/chaperone-dev/chaperone/internal/audit"
+	"github.com/chaperone-dev/chaperone/internal/flow"
 	"github.com/chaperone-dev/chaperone/internal/upstream"
 )
 
@@ -71,6 +72,8 @@ type Declaration struct {
 	Environment string
 	Pin         string // optional expected hash
 	Overlay     argcheck.Overlay
+	// Flow labels the tool's results and names its sinks.
+	Flow flow.Labels
 }
 
 // Tool is an immutable snapshot of one declared tool.

@@ -64,8 +64,10 @@ func (s ExportStats) Skipped() int {
 // exported too: it was attempted, and replay decides it again.
 //
 // Sessions are the gateway's MCP sessions: one session record (agent, user, task, the time
-// of its first call) before a session's first call record. A call without a session id is
-// a session of its own, named "req-" and its request id. Should the agent, user or task
+// of its first call) before a session's first call record. A call without a session id
+// belongs to the context the gateway tracks its information flow in: its task's, named
+// "task-<agent>-<task>", or else its agent's, "agent-<agent>". A call that carried the
+// user's prompt (captured with its arguments) is preceded by a prompt record. Should the agent, user or task
 // change within a session (a new token), the calls from there on go to a new session
 // named "<id>#2" (then #3, ...), since a trace session has one principal. A call's id is
 // its request id and its time the time of its intent or refusal, to the microsecond.
@@ -240,6 +242,15 @@ func (x *exporter) flush() error {
 		s.written = true
 		x.stats.Sessions++
 	}
+	if e.Prompt != "" {
+		var rec bytes.Buffer
+		if err := writeRecord(&rec, tracePrompt{Type: typePrompt, Session: s.name, Text: e.Prompt}); err != nil {
+			return fmt.Errorf("export: prompt of call %s: %w", e.RequestID, err)
+		}
+		if _, err := x.w.Write(rec.Bytes()); err != nil {
+			return fmt.Errorf("export: write trace: %w", err)
+		}
+	}
 	if _, err := x.w.Write(x.line.Bytes()); err != nil {
 		return fmt.Errorf("export: write trace: %w", err)
 	}
@@ -251,17 +262,24 @@ func (x *exporter) flush() error {
 // without a session id, and for a session whose principal changed.
 func (x *exporter) session(e *audit.Event) *exportSession {
 	principal := e.Agent + "\x00" + e.User + "\x00" + e.Task
-	if e.SessionID == "" {
-		return &exportSession{name: "req-" + e.RequestID, principal: principal, parts: 1, start: e.Time}
+	// A call without an MCP session belongs to its task's context, or else its agent's, as
+	// the gateway's flow state does.
+	id := e.SessionID
+	switch {
+	case id != "":
+	case e.Task != "":
+		id = "task-" + e.Agent + "-" + e.Task
+	default:
+		id = "agent-" + e.Agent
 	}
-	s := x.sessions[e.SessionID]
+	s := x.sessions[id]
 	switch {
 	case s == nil:
-		s = &exportSession{name: e.SessionID, principal: principal, parts: 1, start: e.Time}
-		x.sessions[e.SessionID] = s
+		s = &exportSession{name: id, principal: principal, parts: 1, start: e.Time}
+		x.sessions[id] = s
 	case s.principal != principal:
 		s.parts++
-		s.name = e.SessionID + "#" + strconv.Itoa(s.parts)
+		s.name = id + "#" + strconv.Itoa(s.parts)
 		s.principal, s.written, s.start = principal, false, e.Time
 	}
 	return s
@@ -276,6 +294,12 @@ type traceSession struct {
 	User    string `json:"user,omitempty"`
 	Task    string `json:"task,omitempty"`
 	Time    string `json:"time"`
+}
+
+type tracePrompt struct {
+	Type    string `json:"type"`
+	Session string `json:"session"`
+	Text    string `json:"text"`
 }
 
 type traceCall struct {

@@ -69,8 +69,8 @@ func TestExport(t *testing.T) {
 	want := `{"type":"session","session":"s1","agent":"a1","user":"alice","time":"2026-03-01T09:00:02Z"}
 {"type":"call","session":"s1","id":"r1","tool":"read","arguments":{"path":"/x"},"result":` + ok + `,"time":"2026-03-01T09:00:02Z"}
 {"type":"call","session":"s1","id":"r2","tool":"read","arguments":{"path":"/y"},"result":` + ok + `,"time":"2026-03-01T09:00:03Z"}
-{"type":"session","session":"req-r3","agent":"a1","time":"2026-03-01T09:00:04Z"}
-{"type":"call","session":"req-r3","id":"r3","tool":"wipe","arguments":{"all":true},"time":"2026-03-01T09:00:04Z"}
+{"type":"session","session":"agent-a1","agent":"a1","time":"2026-03-01T09:00:04Z"}
+{"type":"call","session":"agent-a1","id":"r3","tool":"wipe","arguments":{"all":true},"time":"2026-03-01T09:00:04Z"}
 {"type":"call","session":"s1","id":"r7","tool":"ping","arguments":{},"time":"2026-03-01T09:00:10Z"}
 {"type":"session","session":"s1#2","agent":"a1","user":"bob","time":"2026-03-01T09:00:12Z"}
 {"type":"call","session":"s1#2","id":"r8","tool":"read","arguments":{"path":"/z"},"time":"2026-03-01T09:00:12Z"}

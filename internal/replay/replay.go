@@ -134,10 +134,15 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 	}
 
 	pl := &player{}
-	p := pipeline.New(pipeline.Options{
+	popts := pipeline.Options{
 		Tools: reg, Policy: func() *policy.Policy { return pol }, Upstreams: pl, Audit: nopAuditor{},
 		Now: pl.now,
-	})
+	}
+	if opts.Approvals == ApprovalsGranted {
+		// As if a person approved: the call runs and its recorded result flows on.
+		popts.Approve = func(context.Context, *pipeline.Call, policy.Decision, string) *pipeline.Refusal { return nil }
+	}
+	p := pipeline.New(popts)
 	rep := Report{
 		PolicyVersion: pol.Version(),
 		Sessions:      len(opts.Trace.Sessions),
@@ -154,18 +159,26 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 			pr = &identity.Principal{Agent: a, User: s.User, Task: s.Task, Tools: a.ToolLimit()}
 		}
 		var st sessionState
-		for _, c := range s.Calls {
+		var prompt []string
+		for _, e := range s.Events {
 			if err := ctx.Err(); err != nil {
 				return Report{}, err
 			}
-			rep.Decisions[c.Seq] = replayCall(ctx, p, pl, pr, &st, c, opts.Approvals)
+			switch e.Kind {
+			case EventPrompt:
+				// A prompt reaches the gateway with the next call, as a host reports it live.
+				prompt = append(prompt, e.Text)
+			case EventCall:
+				rep.Decisions[e.Call.Seq] = replayCall(ctx, p, pl, pr, &st, e.Call, strings.Join(prompt, "\n"))
+				prompt = prompt[:0]
+			}
 		}
 	}
 	return rep, nil
 }
 
 // replayCall runs one call and records its effect on the session.
-func replayCall(ctx context.Context, p *pipeline.Pipeline, pl *player, pr *identity.Principal, st *sessionState, c *Call, approvals Approvals) Decision {
+func replayCall(ctx context.Context, p *pipeline.Pipeline, pl *player, pr *identity.Principal, st *sessionState, c *Call, prompt string) Decision {
 	d := Decision{Session: c.Session, ID: c.ID, Tool: c.Tool}
 	if pr == nil {
 		d.Effect, d.Reason = EffectDeny, string(pipeline.CodeUnauthenticated)
@@ -178,19 +191,20 @@ func replayCall(ctx context.Context, p *pipeline.Pipeline, pl *player, pr *ident
 	pl.cur, pl.result = c, result
 	out := p.Handle(ctx, &pipeline.Call{
 		RequestID: c.Session + "/" + c.ID, Principal: pr, SessionID: c.Session,
-		SessionCalls: st.calls + 1, Tool: c.Tool, Arguments: c.Arguments,
+		SessionCalls: st.calls + 1, Tool: c.Tool, Arguments: c.Arguments, Prompt: prompt,
 	})
 	pl.cur, pl.result = nil, nil
 	d.Rules = slices.Clone(out.Decision.Rules)
 	switch {
+	case out.Refusal == nil && out.Decision.Effect == policy.Approve:
+		// Approved as --approvals granted says.
+		d.Effect, d.Reason = EffectApprove, string(pipeline.CodeApprovalRequired)
+		st.ran(c, out.Result)
 	case out.Refusal == nil:
 		d.Effect = EffectAllow
 		st.ran(c, out.Result)
 	case out.Refusal.Code == pipeline.CodeApprovalRequired:
 		d.Effect, d.Reason = EffectApprove, string(out.Refusal.Code)
-		if approvals == ApprovalsGranted {
-			st.ran(c, result)
-		}
 	default:
 		// The refusal's rules, not the decision's: a call the policy allowed can still be
 		// refused later (a budget), and the allowing rules did not refuse it.
@@ -248,6 +262,7 @@ func buildRegistry(ctx context.Context, cfg *config.Config, defs *Definitions, t
 		// No Pin: the definition replay uses is the approved one by construction.
 		decls[i] = registry.Declaration{Name: names[i], Upstream: t.Upstream, UpstreamName: t.Name, Class: t.Class,
 			Environment: envOf[t.Upstream], Overlay: t.Arguments}
+		decls[i].Flow, _ = t.Labels()
 		info[names[i]] = policy.ToolInfo{Class: t.Class}
 		ut := upstream.Tool{Name: t.Name}
 		if def, ok := defs.byName[names[i]]; ok {
