@@ -121,7 +121,7 @@ func TestServeDemo(t *testing.T) {
 		return string(b)
 	}
 	tail := run(0, "audit", "tail", "-n", "50")
-	for _, want := range []string{"denied_by_policy", "approval_required", "invalid_arguments", "call.intent", "call.outcome", "tool.pinned"} {
+	for _, want := range []string{"denied_by_policy", "approval_pending", "approval.requested", "invalid_arguments", "call.intent", "call.outcome", "tool.pinned"} {
 		if !strings.Contains(tail, want) {
 			t.Errorf("audit tail lacks %q:\n%s", want, tail)
 		}

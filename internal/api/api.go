@@ -16,6 +16,13 @@
 //	POST /v1/tasks/{id}/end          end a task: every token bound to it stops working
 //	GET  /v1/keys                    the token signing keys
 //	POST /v1/keys/rotate             start signing with a new key
+//	GET  /v1/approvals[?status=pending|approved|denied|expired|used|all&tool=&limit=]
+//	                                 approval requests, newest first (default: pending)
+//	GET  /v1/approvals/stats[?since=24h]   per tool: requests, approval rate, latency;
+//	                                 decline reasons counted
+//	GET  /v1/approvals/{id}          one request: the preview approvers decide on
+//	POST /v1/approvals/{id}/approve  {"by": "alice"}
+//	POST /v1/approvals/{id}/deny     {"by": "alice", "reason": "wrong_recipient", "text": "..."}
 //
 // Routes whose component is not wired answer 501.
 //
@@ -85,6 +92,8 @@ type Options struct {
 	RotateKeys func(ctx context.Context) (string, error)
 	// Keys lists the signing keys; nil answers 501.
 	Keys func() []KeyInfo
+	// Approvals is the approval manager; nil answers 501 on /v1/approvals.
+	Approvals Approvals
 }
 
 // New returns the API handler.
@@ -100,6 +109,7 @@ func New(opts Options) http.Handler {
 	mux.HandleFunc("POST /v1/policy/reload", a.reload)
 	mux.HandleFunc("GET /v1/policy/shadow", a.shadow)
 	a.identityRoutes(mux)
+	a.approvalRoutes(mux)
 	return a.auth(mux)
 }
 

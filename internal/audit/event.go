@@ -18,6 +18,9 @@ const (
 	KindCallIntent     = "call.intent"     // an allowed call, recorded before the upstream is called
 	KindCallOutcome    = "call.outcome"    // what the upstream returned for an allowed call
 	KindCallRefused    = "call.refused"    // a call that was not forwarded, and why
+	KindCallSuggested  = "call.suggested"  // a suggest-only agent's call, recorded and not executed
+	KindAgentDemoted   = "agent.demoted"   // an agent lost an autonomy level after a violation
+	KindAgentPromoted  = "agent.promoted"  // an operator raised an agent's autonomy level
 	KindAuthFailed     = "auth.failed"     // a request whose credentials were not accepted
 	KindToolPinned     = "tool.pinned"     // a tool definition seen for the first time and pinned
 	KindToolDrift      = "tool.drift"      // an upstream changed a pinned tool definition
@@ -84,8 +87,13 @@ type Event struct {
 	// Explanation says, when information flow made a rule fire, which value of the call
 	// came from where, in one sentence.
 	Explanation string `json:"explanation,omitempty"`
-	PrevHash    string `json:"prev_hash"` // Hash of event Seq-1; "" for Seq 1
-	Hash        string `json:"hash"`      // "sha256:<hex>" of the canonical form; see ComputeHash
+	// Risk is the call's risk score (0 to 100) and RiskFactors what made it.
+	Risk        int      `json:"risk,omitempty"`
+	RiskFactors []string `json:"risk_factors,omitempty"`
+	// Approval is the id of the approval request of a held call.
+	Approval string `json:"approval,omitempty"`
+	PrevHash string `json:"prev_hash"` // Hash of event Seq-1; "" for Seq 1
+	Hash     string `json:"hash"`      // "sha256:<hex>" of the canonical form; see ComputeHash
 }
 
 // Values of [Event].Captured: what became of a call's content when capture is on. The
@@ -192,11 +200,11 @@ func normalize(e Event) Event {
 	for _, s := range []*string{
 		&e.Kind, &e.RequestID, &e.SessionID, &e.Agent, &e.User, &e.Tool, &e.Upstream,
 		&e.ArgsHash, &e.ArgsSummary, &e.Decision, &e.Reason, &e.Message, &e.PolicyVersion, &e.Detail,
-		&e.Task, &e.TokenID, &e.ShadowDecision, &e.Captured, &e.Prompt, &e.Explanation,
+		&e.Task, &e.TokenID, &e.ShadowDecision, &e.Captured, &e.Prompt, &e.Explanation, &e.Approval,
 	} {
 		*s = strings.ToValidUTF8(*s, "\uFFFD")
 	}
-	for _, list := range []*[]string{&e.Rules, &e.Chain, &e.ShadowRules} {
+	for _, list := range []*[]string{&e.Rules, &e.Chain, &e.ShadowRules, &e.RiskFactors} {
 		if *list != nil {
 			*list = slices.Clone(*list)
 			for i, r := range *list {

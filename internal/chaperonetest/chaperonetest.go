@@ -81,6 +81,9 @@ func Start(t testing.TB, o Options) *Gateway {
 		Tools:     o.Tools,
 		Policy:    config.Policy{Paths: []string{g.PolicyFile}},
 		Log:       config.Log{Level: "warn"},
+		// Held calls are refused (approval_required) unless a test turns approvals on
+		// in Configure: a held call would otherwise wait for a person.
+		Approvals: config.Approvals{Enabled: new(bool)},
 	}
 	for _, id := range o.Agents {
 		tok, sha := identity.NewToken()

@@ -51,6 +51,13 @@ Usage:
   chaperone task list [--all]                 show open tasks (--all: also recently closed)
   chaperone task end ID --by WHO [--reason TEXT]
                                               end a task: every token bound to it stops working
+  chaperone approvals list [--status S] [--tool T]
+                                              held calls waiting for a person (or decided ones)
+  chaperone approvals show ID                 the preview of one held call: arguments, risk, flow
+  chaperone approvals approve ID --as NAME    approve a held call (it runs once, unchanged)
+  chaperone approvals deny ID --as NAME --reason CODE [--text TEXT]
+                                              decline a held call
+  chaperone approvals stats [--since 24h]     approval rate and latency per tool, decline reasons
   chaperone keys list                         show the token signing keys
   chaperone keys rotate                       start signing tokens with a new key
   chaperone replay --config F --trace T.jsonl  re-run recorded sessions through the pipeline (--diff DIR)
@@ -102,6 +109,14 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			"suspend":  func(a []string) error { return agentStatus("suspend")(ctx, a, stdout, stderr) },
 			"resume":   func(a []string) error { return agentStatus("resume")(ctx, a, stdout, stderr) },
 			"revoke":   func(a []string) error { return agentStatus("revoke")(ctx, a, stdout, stderr) },
+		})
+	case "approvals":
+		err = sub(rest, map[string]func([]string) error{
+			"list":    func(a []string) error { return approvalsList(ctx, a, stdout, stderr) },
+			"show":    func(a []string) error { return approvalsShow(ctx, a, stdout, stderr) },
+			"approve": func(a []string) error { return approvalsDecide(true)(ctx, a, stdout, stderr) },
+			"deny":    func(a []string) error { return approvalsDecide(false)(ctx, a, stdout, stderr) },
+			"stats":   func(a []string) error { return approvalsStats(ctx, a, stdout, stderr) },
 		})
 	case "task":
 		err = sub(rest, map[string]func([]string) error{

@@ -54,8 +54,95 @@ type Config struct {
 	Policy Policy `yaml:"policy"`
 	// Audit sets what the audit log records beyond its fixed fields.
 	Audit Audit `yaml:"audit"`
+	// Approvals configures how held calls are put to people.
+	Approvals Approvals `yaml:"approvals"`
+	// Risk configures risk scoring.
+	Risk Risk `yaml:"risk"`
+	// Autonomy configures agents' autonomy levels.
+	Autonomy Autonomy `yaml:"autonomy"`
 	// Log configures the daemon's own log.
 	Log Log `yaml:"log"`
+}
+
+// Approvals configures human approval of the calls policy holds.
+type Approvals struct {
+	// Enabled turns approvals on. Default true; false refuses every held call with
+	// approval_required.
+	Enabled *bool `yaml:"enabled"`
+	// Hold is how long an agent's request waits for a decision before it ends with
+	// approval_pending and the approval id (the agent retries with it). "0s": never
+	// wait. Default "30s"; less than server.write_timeout.
+	Hold *Duration `yaml:"hold"`
+	// Timeout is how long a request stays open; undecided, it expires and counts as
+	// declined. Default "15m"; from "5s" to "168h".
+	Timeout Duration `yaml:"timeout"`
+	// TwoPerson lists the exposed tools whose calls need two distinct approvers.
+	TwoPerson []string `yaml:"two_person"`
+	// AllowSelfApproval lets the user an agent acts for approve its calls. Default false.
+	AllowSelfApproval bool `yaml:"allow_self_approval"`
+	// DeclineReasons are the reasons an approver picks from when declining ("other"
+	// needs a text). Default wrong_recipient, wrong_amount, not_requested, suspicious, other.
+	DeclineReasons []string `yaml:"decline_reasons"`
+	// Webhooks are notified of every request and decision.
+	Webhooks []Webhook `yaml:"webhooks"`
+	// URL is the base URL approvers open a request at (<url>/approvals/<id>); "" for none.
+	URL string `yaml:"url"`
+}
+
+// On reports whether approvals are enabled.
+func (a *Approvals) On() bool { return a.Enabled == nil || *a.Enabled }
+
+// HoldFor returns how long a held call waits for a decision.
+func (a *Approvals) HoldFor() time.Duration {
+	if a.Hold == nil {
+		return 30 * time.Second
+	}
+	return a.Hold.D()
+}
+
+// Webhook is an HTTP endpoint notified of approval requests and decisions.
+type Webhook struct {
+	// URL is https, or http on a loopback address.
+	URL string `yaml:"url"`
+	// SecretFile holds a shared secret; with it, requests carry an HMAC-SHA256 signature.
+	SecretFile string `yaml:"secret_file"`
+	// Timeout bounds one delivery. Default "5s", at most "60s".
+	Timeout Duration `yaml:"timeout"`
+}
+
+// Autonomy configures how agents' autonomy levels act.
+type Autonomy struct {
+	// Enforce applies the levels: 0 suggest-only (writes, external and destructive calls
+	// are recorded, not run), 1 approve-to-act (each needs a person), 2 autonomous below
+	// RiskThreshold, 3 as policy says; and an agent whose call an information-flow rule
+	// denies loses a level. Without it the level is only a fact for policy
+	// (agent.autonomy). Default false.
+	Enforce bool `yaml:"enforce"`
+	// RiskThreshold is the risk score from which a level-2 agent's calls need approval.
+	// Default 50; 1 to 100.
+	RiskThreshold int `yaml:"risk_threshold"`
+	// Promotion says when an agent is eligible for the next level; an operator promotes.
+	Promotion Promotion `yaml:"promotion"`
+}
+
+// Promotion are the criteria of eligibility for the next autonomy level, over the audit
+// log.
+type Promotion struct {
+	// MinDays since the agent's first call. Default 14.
+	MinDays int `yaml:"min_days"`
+	// MinCalls made. Default 200.
+	MinCalls int `yaml:"min_calls"`
+	// MaxDenials: calls denied by policy, at most. Default 0.
+	MaxDenials int `yaml:"max_denials"`
+	// MinApprovalRate: of its held calls that people decided, the share approved. Default 0.9.
+	MinApprovalRate float64 `yaml:"min_approval_rate"`
+}
+
+// Risk configures risk scoring.
+type Risk struct {
+	// InternalDomains are the organisation's mail domains (and their subdomains); mail to
+	// any other domain counts as going outside.
+	InternalDomains []string `yaml:"internal_domains"`
 }
 
 // Server configures the agent-facing MCP endpoint (streamable HTTP).
@@ -456,15 +543,57 @@ func (c *Config) ApplyDefaults() {
 	}
 	def(&c.Log.Level, "info")
 	def(&c.Log.Format, "text")
+	defD(&c.Approvals.Timeout, 15*time.Minute)
+	if c.Autonomy.RiskThreshold == 0 {
+		c.Autonomy.RiskThreshold = 50
+	}
+	if c.Autonomy.Promotion.MinDays == 0 {
+		c.Autonomy.Promotion.MinDays = 14
+	}
+	if c.Autonomy.Promotion.MinCalls == 0 {
+		c.Autonomy.Promotion.MinCalls = 200
+	}
+	if c.Autonomy.Promotion.MinApprovalRate == 0 {
+		c.Autonomy.Promotion.MinApprovalRate = 0.9
+	}
+	if c.Approvals.DeclineReasons == nil {
+		c.Approvals.DeclineReasons = []string{"wrong_recipient", "wrong_amount", "not_requested", "suspicious", "other"}
+	}
+	for i := range c.Approvals.Webhooks {
+		defD(&c.Approvals.Webhooks[i].Timeout, 5*time.Second)
+	}
 }
 
 var (
-	upstreamName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
-	agentID      = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
-	toolName     = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
-	hexSHA256    = regexp.MustCompile(`^[0-9a-f]{64}$`)
-	pinHash      = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+	upstreamName  = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,31}$`)
+	agentID       = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
+	toolName      = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,128}$`)
+	hexSHA256     = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	pinHash       = regexp.MustCompile(`^sha256:[0-9a-f]{64}$`)
+	declineReason = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
+	domainName    = regexp.MustCompile(`^(?i)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$`)
 )
+
+// checkWebhookURL accepts https URLs and http on loopback.
+func checkWebhookURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return fmt.Errorf("must be an absolute URL, got %q", raw)
+	}
+	if u.User != nil {
+		return errors.New("must not carry credentials: use secret_file")
+	}
+	switch u.Scheme {
+	case "https":
+		return nil
+	case "http":
+		if h := u.Hostname(); h == "localhost" || net.ParseIP(h) != nil && net.ParseIP(h).IsLoopback() {
+			return nil
+		}
+		return fmt.Errorf("http is allowed only on a loopback address, got %q", u.Host)
+	}
+	return fmt.Errorf("must be https (or http on loopback), got scheme %q", u.Scheme)
+}
 
 // Environments are the environments agents and upstreams belong to.
 var Environments = []string{"dev", "test", "prod"}
@@ -671,6 +800,51 @@ func (c *Config) Validate() error {
 	}
 	if c.Policy.WatchInterval < 0 {
 		bad("policy.watch_interval", "must not be negative, got %s", c.Policy.WatchInterval.D())
+	}
+	exposedNames, _ := ExposedNames(c.Tools)
+	if h := c.Approvals.HoldFor(); h < 0 || h >= c.Server.WriteTimeout.D() {
+		bad("approvals.hold", "must be at least 0s and less than server.write_timeout (%s), got %s", c.Server.WriteTimeout.D(), h)
+	}
+	if t := c.Approvals.Timeout.D(); t < 5*time.Second || t > 168*time.Hour {
+		bad("approvals.timeout", "must be between 5s and 168h, got %s", t)
+	}
+	for i, name := range c.Approvals.TwoPerson {
+		if !slices.Contains(exposedNames, name) {
+			bad(fmt.Sprintf("approvals.two_person[%d]", i), "unknown tool %q (want an exposed tool name)", name)
+		}
+	}
+	for i, r := range c.Approvals.DeclineReasons {
+		if !declineReason.MatchString(r) {
+			bad(fmt.Sprintf("approvals.decline_reasons[%d]", i), "must match %s, got %q", declineReason, r)
+		}
+	}
+	if !slices.Contains(c.Approvals.DeclineReasons, "other") {
+		bad("approvals.decline_reasons", "must include \"other\" (a reason given as free text)")
+	}
+	for i, w := range c.Approvals.Webhooks {
+		f := fmt.Sprintf("approvals.webhooks[%d]", i)
+		if err := checkWebhookURL(w.URL); err != nil {
+			bad(f+".url", "%v", err)
+		}
+		if t := w.Timeout.D(); t <= 0 || t > time.Minute {
+			bad(f+".timeout", "must be between 1ms and 60s, got %s", t)
+		}
+	}
+	if c.Approvals.URL != "" {
+		if u, err := url.Parse(c.Approvals.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			bad("approvals.url", "must be an http(s) URL, got %q", c.Approvals.URL)
+		}
+	}
+	if r := c.Autonomy.RiskThreshold; r < 1 || r > 100 {
+		bad("autonomy.risk_threshold", "must be between 1 and 100, got %d", r)
+	}
+	if pr := c.Autonomy.Promotion; pr.MinDays < 0 || pr.MinCalls < 0 || pr.MaxDenials < 0 || pr.MinApprovalRate < 0 || pr.MinApprovalRate > 1 {
+		bad("autonomy.promotion", "days, calls and denials must be at least 0 and min_approval_rate between 0 and 1, got %+v", pr)
+	}
+	for i, d := range c.Risk.InternalDomains {
+		if !domainName.MatchString(d) {
+			bad(fmt.Sprintf("risk.internal_domains[%d]", i), "must be a domain name like example.com, got %q", d)
+		}
 	}
 	if c.Audit.After != "durable" && c.Audit.After != "async" {
 		bad("audit.after", "must be durable or async, got %q", c.Audit.After)

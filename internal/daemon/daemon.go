@@ -19,12 +19,14 @@ import (
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/chaperone-dev/chaperone/internal/api"
+	"github.com/chaperone-dev/chaperone/internal/approval"
 	"github.com/chaperone-dev/chaperone/internal/audit"
 	"github.com/chaperone-dev/chaperone/internal/config"
 	"github.com/chaperone-dev/chaperone/internal/contain"
@@ -84,6 +86,8 @@ type Daemon struct {
 	oauth    *oauth.Server
 	budgets  *contain.Budgets
 	pipeline *pipeline.Pipeline
+	// approvals is nil when approvals are off.
+	approvals *approval.Manager
 
 	mcpLn, adminLn net.Listener
 	adminToken     string
@@ -192,12 +196,29 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (d *Daemon, err 
 	if err := d.buildIdentity(ctx); err != nil {
 		return nil, err
 	}
-	d.pipeline = pipeline.New(pipeline.Options{
+	popts := pipeline.Options{
 		Tools: d.reg, Policy: d.policy.Load, Upstreams: upstreamSet(d.ups), Audit: d.audit, Budgets: d.budgets,
-		Logger:     d.log.With("component", "pipeline"),
-		Capture:    pipeline.Capture{Arguments: cfg.Audit.CapturesArguments(), Results: cfg.Audit.CapturesResults(), MaxBytes: cfg.Audit.CaptureMaxBytes},
-		AsyncAfter: cfg.Audit.After == "async",
-	})
+		Logger:          d.log.With("component", "pipeline"),
+		Capture:         pipeline.Capture{Arguments: cfg.Audit.CapturesArguments(), Results: cfg.Audit.CapturesResults(), MaxBytes: cfg.Audit.CaptureMaxBytes},
+		AsyncAfter:      cfg.Audit.After == "async",
+		InternalDomains: cfg.Risk.InternalDomains,
+		EnforceAutonomy: cfg.Autonomy.Enforce,
+		RiskThreshold:   cfg.Autonomy.RiskThreshold,
+		OnDemote: func(ctx context.Context, agent string, from, to int, reason string) {
+			err := d.audit.Append(ctx, &audit.Event{Time: time.Now(), Kind: audit.KindAgentDemoted, Agent: agent,
+				Decision: strconv.Itoa(to), Detail: fmt.Sprintf("autonomy %d → %d: %s", from, to, reason)})
+			if err != nil {
+				d.log.ErrorContext(ctx, "demotion not recorded", "agent", agent, "err", err)
+			}
+		},
+	}
+	if cfg.Approvals.On() {
+		if d.approvals, err = newApprovals(cfg, d.store, d.audit, d.log.With("component", "approvals")); err != nil {
+			return nil, err
+		}
+		popts.Approve = (&approver{m: d.approvals, hold: cfg.Approvals.HoldFor()}).approve
+	}
+	d.pipeline = pipeline.New(popts)
 	d.gw = gateway.New(gateway.Options{
 		Auth:  &identity.Authenticator{Static: static, Tokens: d.issuer, Agents: d.agents, Tasks: d.tasks},
 		Calls: d.pipeline, Catalog: d.reg, Policy: d.policy.Load, Audit: d.audit,
@@ -260,6 +281,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 		defer wg.Done()
 		d.gw.Run(ctx)
 	}()
+	if d.approvals != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			d.approvals.Run(ctx, time.Second)
+		}()
+	}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -294,6 +322,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			Token: d.adminToken, Registry: d.reg, Reload: d.ReloadPolicy, Policy: d.policy.Load,
 			Status: d.status, Logger: d.log.With("component", "api"),
 			Agents: d.agents, Tasks: d.tasks, RotateKeys: d.RotateKeys, Keys: d.keyInfo, Shadow: d.pipeline.ShadowStats,
+			Approvals: d.approvalsAPI(),
 		})))
 		lns = append(lns, d.adminLn)
 	}

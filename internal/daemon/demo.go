@@ -63,6 +63,10 @@ func DemoConfig(dataDir, listen, adminListen string) (*Demo, error) {
 			Environment: "dev", TokenSHA256: sha,
 		}},
 		Policy: config.Policy{Paths: []string{"(embedded) demo-policy.yaml"}},
+		// A held call ends at once with its approval id: approve it with
+		// `chaperone approvals approve` and call again.
+		Approvals: config.Approvals{Hold: new(config.Duration)},
+		Risk:      config.Risk{InternalDomains: []string{"example.com"}},
 	}
 	c.ApplyDefaults()
 	if err := c.Validate(); err != nil {

@@ -48,6 +48,17 @@ const MetaPrompt = "dev.chaperone/prompt"
 // MaxPromptBytes bounds a reported prompt.
 const MaxPromptBytes = 64 << 10
 
+// Approval _meta keys of a tools/call: the approval id a held call is retried with, false
+// under MetaWait when the agent cannot wait for a person (the call ends at once, pending),
+// and the agent's stated reason for the call, shown to approvers.
+const (
+	MetaApproval = "dev.chaperone/approval"
+	MetaWait     = "dev.chaperone/wait"
+	MetaReason   = "dev.chaperone/reason"
+	// MaxReasonBytes bounds a stated reason.
+	MaxReasonBytes = 2048
+)
+
 // Protocol versions, newest first.
 const (
 	Version20260728 = "2026-07-28"
@@ -487,14 +498,22 @@ func (g *Gateway) callTool(ctx context.Context, w http.ResponseWriter, rid strin
 		Name      string          `json:"name"`
 		Arguments json.RawMessage `json:"arguments"`
 		Meta      struct {
-			Prompt *string `json:"dev.chaperone/prompt"`
+			Prompt   *string `json:"dev.chaperone/prompt"`
+			Approval string  `json:"dev.chaperone/approval"`
+			Wait     *bool   `json:"dev.chaperone/wait"`
+			Reason   string  `json:"dev.chaperone/reason"`
 		} `json:"_meta"`
 	}
 	if err := json.Unmarshal(m.Params, &p); err != nil || p.Name == "" {
 		writeError(w, http.StatusOK, m.ID, codeInvalidParams, `invalid params: tools/call needs "name" and optional "arguments"`)
 		return
 	}
-	c := &pipeline.Call{RequestID: rid, Principal: pr, Tool: p.Name, Arguments: p.Arguments}
+	c := &pipeline.Call{RequestID: rid, Principal: pr, Tool: p.Name, Arguments: p.Arguments,
+		ApprovalID: p.Meta.Approval, NoWait: p.Meta.Wait != nil && !*p.Meta.Wait, Reason: p.Meta.Reason}
+	if len(c.ApprovalID) > 64 || len(c.Reason) > MaxReasonBytes {
+		writeError(w, http.StatusOK, m.ID, codeInvalidParams, fmt.Sprintf("invalid params: _meta %q is longer than 64 bytes or %q longer than %d", MetaApproval, MetaReason, MaxReasonBytes))
+		return
+	}
 	if p.Meta.Prompt != nil {
 		if len(*p.Meta.Prompt) > MaxPromptBytes {
 			writeError(w, http.StatusOK, m.ID, codeInvalidParams, fmt.Sprintf("invalid params: _meta %q is longer than %d bytes", MetaPrompt, MaxPromptBytes))
@@ -542,11 +561,12 @@ func refusalResult(rid string, r *pipeline.Refusal, proto string) []byte {
 		Rules       []string `json:"rules,omitempty"`
 		RequestID   string   `json:"request_id"`
 		Explanation string   `json:"explanation,omitempty"`
+		ApprovalID  string   `json:"approval_id,omitempty"`
 	}
 	res := map[string]any{
 		"content": []map[string]string{{"type": "text", "text": fmt.Sprintf("Refused by Chaperone (%s): %s", r.Code, r.Message)}},
 		"isError": true,
-		"_meta":   map[string]any{"dev.chaperone/refusal": refusal{Reason: string(r.Code), Rules: r.Rules, RequestID: rid, Explanation: r.Explanation}},
+		"_meta":   map[string]any{"dev.chaperone/refusal": refusal{Reason: string(r.Code), Rules: r.Rules, RequestID: rid, Explanation: r.Explanation, ApprovalID: r.ApprovalID}},
 	}
 	if proto >= Version20260728 {
 		res["resultType"] = "complete"

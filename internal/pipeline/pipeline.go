@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -26,6 +27,7 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/identity"
 	"github.com/chaperone-dev/chaperone/internal/policy"
 	"github.com/chaperone-dev/chaperone/internal/registry"
+	"github.com/chaperone-dev/chaperone/internal/risk"
 	"github.com/chaperone-dev/chaperone/internal/upstream"
 )
 
@@ -50,6 +52,35 @@ const (
 	// CodeFlowUnavailable: the gateway holds as many session flow states as it may, so it
 	// cannot track this call's context.
 	CodeFlowUnavailable Code = "flow_unavailable"
+	// CodeApprovalPending: a person has been asked; the call has not run. Retry it, the
+	// same call, with the approval id once it is approved.
+	CodeApprovalPending Code = "approval_pending"
+	// CodeApprovalDenied: a person declined the call.
+	CodeApprovalDenied Code = "approval_denied"
+	// CodeApprovalExpired: nobody decided in time, which counts as declined.
+	CodeApprovalExpired Code = "approval_expired"
+	// CodeSuggested: the agent is suggest-only (autonomy 0): the call was recorded as a
+	// suggestion for a person and not executed.
+	CodeSuggested Code = "suggested"
+)
+
+// Autonomy levels: how much an agent may do without a person.
+const (
+	// AutonomySuggest: writes, external and destructive calls are recorded as
+	// suggestions, never executed.
+	AutonomySuggest = 0
+	// AutonomyApproveToAct: every such call needs a person's approval.
+	AutonomyApproveToAct = 1
+	// AutonomyLowRisk: such calls at or above the risk threshold need approval.
+	AutonomyLowRisk = 2
+	// AutonomyBounded: the policy alone decides.
+	AutonomyBounded = 3
+)
+
+// The rule ids autonomy adds to a decision it turns into an approval.
+const (
+	RuleApproveToAct  = "autonomy.approve-to-act"
+	RuleRiskThreshold = "autonomy.risk-threshold"
 )
 
 // Call is one authenticated tool call.
@@ -67,6 +98,12 @@ type Call struct {
 	// Prompt is the user's request as the agent's host reported it with this call; its
 	// values count as trusted in the call's context from now on. "" if none.
 	Prompt string
+	// ApprovalID names the approval the agent retries the call with; "" if none.
+	ApprovalID string
+	// NoWait says the agent cannot wait for a person: a held call ends at once, pending.
+	NoWait bool
+	// Reason is the agent's stated reason for the call, shown to approvers.
+	Reason string
 }
 
 // Outcome is what became of a call: either Result (the upstream's CallToolResult JSON, which
@@ -75,6 +112,8 @@ type Outcome struct {
 	Result   json.RawMessage
 	Refusal  *Refusal
 	Decision policy.Decision
+	// Risk is the call's risk score; 0 when it was refused before the policy was asked.
+	Risk int
 }
 
 // Refusal says why a call did not run.
@@ -85,6 +124,19 @@ type Refusal struct {
 	// Explanation says, when information flow made a rule fire, which value came from
 	// where; "" otherwise.
 	Explanation string
+	// ApprovalID names the approval request of a held call; "" otherwise.
+	ApprovalID string
+}
+
+// Hold is a call the policy holds for a person's approval, as the approver sees it.
+type Hold struct {
+	Call *Call
+	Tool *registry.Tool
+	// Args are the decoded arguments.
+	Args        map[string]any
+	Decision    policy.Decision
+	Explanation string
+	Risk        risk.Score
 }
 
 // Tools resolves exposed tool names.
@@ -128,9 +180,22 @@ type Options struct {
 	Capture Capture
 	// Flow holds the flow state of call contexts; nil for a store with default limits.
 	Flow *flow.Store
-	// Approve decides a call the policy holds for a person's approval: nil lets it run,
-	// a refusal refuses it. Nil refuses every such call (approvals not enabled).
-	Approve func(ctx context.Context, c *Call, d policy.Decision, explanation string) *Refusal
+	// Approve decides a call the policy holds for a person's approval: it returns the id
+	// of the approval that lets the call run now, or a refusal. Nil refuses every such call
+	// (approvals not enabled).
+	Approve func(ctx context.Context, h *Hold) (approvalID string, r *Refusal)
+	// InternalDomains are the organisation's mail domains, for risk scoring.
+	InternalDomains []string
+	// EnforceAutonomy applies agents' autonomy levels (see the Autonomy constants);
+	// without it they are only a fact for policy.
+	EnforceAutonomy bool
+	// RiskThreshold is the score from which an autonomy-2 agent's writes need approval.
+	// Default 50.
+	RiskThreshold int
+	// OnDemote, if set, is told when an agent lost an autonomy level: a call of it was
+	// denied by a rule that reads information-flow facts (untrusted content steering an
+	// action). It records the demotion; the pipeline already applies it.
+	OnDemote func(ctx context.Context, agent string, from, to int, reason string)
 }
 
 // Capture selects the call content recorded in audit events, as it is, unredacted
@@ -148,8 +213,93 @@ type Capture struct {
 
 // Pipeline decides and executes calls. It is safe for concurrent use.
 type Pipeline struct {
-	opts   Options
-	shadow shadowStats
+	opts    Options
+	shadow  shadowStats
+	denials denialRecord
+
+	// levels overrides agents' configured autonomy levels: demotions and promotions made
+	// while the gateway runs. Guarded by levelsMu.
+	levelsMu sync.RWMutex
+	levels   map[string]int
+}
+
+// Autonomy returns the agent's effective autonomy level: the one set while the gateway
+// runs, else the configured one.
+func (p *Pipeline) Autonomy(agent string, configured int) int {
+	p.levelsMu.RLock()
+	defer p.levelsMu.RUnlock()
+	if l, ok := p.levels[agent]; ok {
+		return l
+	}
+	return configured
+}
+
+// SetAutonomy sets an agent's autonomy level (0 to 3) while the gateway runs.
+func (p *Pipeline) SetAutonomy(agent string, level int) {
+	p.levelsMu.Lock()
+	defer p.levelsMu.Unlock()
+	if p.levels == nil {
+		p.levels = map[string]int{}
+	}
+	p.levels[agent] = max(AutonomySuggest, min(AutonomyBounded, level))
+}
+
+// demote lowers the agent's level by one from `from`, unless something lowered it
+// already, and reports the new level.
+func (p *Pipeline) demote(agent string, from int) (int, bool) {
+	p.levelsMu.Lock()
+	defer p.levelsMu.Unlock()
+	if l, ok := p.levels[agent]; ok && l < from {
+		return l, false
+	}
+	if p.levels == nil {
+		p.levels = map[string]int{}
+	}
+	p.levels[agent] = max(AutonomySuggest, from-1)
+	return p.levels[agent], true
+}
+
+// denialRecord remembers when each agent's calls were last denied by policy, for the risk
+// score's track record: at most denialsKept per agent, agents forgotten once their last
+// denial is a day old.
+type denialRecord struct {
+	mu sync.Mutex
+	m  map[string][]time.Time
+}
+
+const denialsKept = 8
+
+func (r *denialRecord) add(agent string, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.m == nil {
+		r.m = map[string][]time.Time{}
+	}
+	l := append(r.m[agent], now)
+	if len(l) > denialsKept {
+		l = l[len(l)-denialsKept:]
+	}
+	r.m[agent] = l
+	if len(r.m) > 10_000 {
+		for a, ts := range r.m {
+			if now.Sub(ts[len(ts)-1]) > 24*time.Hour {
+				delete(r.m, a)
+			}
+		}
+	}
+}
+
+// recent counts the agent's denials in the 24 hours before now (at most denialsKept).
+func (r *denialRecord) recent(agent string, now time.Time) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	n := 0
+	for _, t := range r.m[agent] {
+		if now.Sub(t) < 24*time.Hour {
+			n++
+		}
+	}
+	return n
 }
 
 // New returns a pipeline.
@@ -168,6 +318,9 @@ func New(opts Options) *Pipeline {
 	}
 	if opts.Flow == nil {
 		opts.Flow = flow.NewStore(flow.StoreOptions{})
+	}
+	if opts.RiskThreshold == 0 {
+		opts.RiskThreshold = 50
 	}
 	return &Pipeline{opts: opts}
 }
@@ -256,6 +409,15 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 	}
 	fs.RLock()
 	view := flow.NewView(fs, args, &t.Flow, now)
+	rin := risk.Input{Tool: t.Name, Class: t.Class, Args: args, InternalDomains: p.opts.InternalDomains,
+		RecentDenials: p.denials.recent(pr.Agent.ID, now)}
+	if t.Class != policy.ClassRead {
+		// A view of its own, so that what risk asked does not become the policy's explanation.
+		rv := flow.NewView(fs, args, &t.Flow, now)
+		rin.SessionUntrusted, rin.SessionPrivate, rin.SinksFromUntrusted = rv.Untrusted(), rv.Private(), rv.SinksFromUntrusted()
+	}
+	score := risk.Assess(rin)
+	ev.Risk, ev.RiskFactors = score.Value, score.FactorNames()
 	d, err := pol.Evaluate(&policy.Facts{
 		Agent: policy.Agent{ID: pr.Agent.ID, Owner: pr.Agent.Owner, Purpose: pr.Agent.Purpose,
 			Environment: pr.Agent.Environment, Labels: pr.Agent.Labels, Autonomy: pr.Agent.Autonomy},
@@ -266,6 +428,7 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		Tool:       policy.Tool{Name: t.Name, Upstream: t.Upstream, Class: t.Class},
 		Args:       args,
 		Session:    policy.Session{ID: c.SessionID, Calls: c.SessionCalls},
+		Risk:       policy.Risk{Score: score.Value, Factors: ev.RiskFactors},
 		Flow:       view,
 		Now:        now,
 	})
@@ -288,20 +451,56 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		because = ": " + explanation
 		ev.Explanation = explanation
 	}
+	level := p.Autonomy(pr.Agent.ID, pr.Agent.Autonomy)
+	if p.opts.EnforceAutonomy && t.Class != policy.ClassRead && d.Effect != policy.Deny {
+		switch lvl := level; {
+		case lvl <= AutonomySuggest:
+			ev.Kind, ev.Decision, ev.Reason = audit.KindCallSuggested, string(d.Effect), string(CodeSuggested)
+			ev.Rules, ev.PolicyVersion = d.Rules, d.Version
+			ev.Message = "recorded as a suggestion: the agent is suggest-only"
+			if err := p.recordAfter(ctx, &ev); err != nil {
+				return Outcome{Decision: d, Risk: score.Value, Refusal: &Refusal{Code: CodeAuditUnavailable, Message: "The audit log cannot record this suggestion, so it is refused."}}
+			}
+			return Outcome{Decision: d, Risk: score.Value, Refusal: &Refusal{Code: CodeSuggested, Rules: d.Rules,
+				Message: "This agent is suggest-only (autonomy 0): the call was recorded as a suggestion for a person and did not run."}}
+		case lvl == AutonomyApproveToAct && d.Effect == policy.Allow:
+			d.Effect, d.Rules = policy.Approve, append(d.Rules, RuleApproveToAct)
+		case lvl == AutonomyLowRisk && d.Effect == policy.Allow && score.Value >= p.opts.RiskThreshold:
+			d.Effect, d.Rules = policy.Approve, append(d.Rules, RuleRiskThreshold)
+		}
+	}
 	switch d.Effect {
 	case policy.Allow:
 	case policy.Approve:
 		if p.opts.Approve == nil {
 			return p.refuse(ctx, &ev, d, CodeApprovalRequired, fmt.Sprintf("This call needs a person's approval (%s%s), and approvals are not enabled on this gateway.", ruleList(d.Rules), because))
 		}
-		if r := p.opts.Approve(ctx, c, d, explanation); r != nil {
-			return p.refuse(ctx, &ev, d, r.Code, r.Message)
+		id, r := p.opts.Approve(ctx, &Hold{Call: c, Tool: t, Args: args, Decision: d, Explanation: explanation, Risk: score})
+		ev.Approval = id
+		if r != nil {
+			if ev.Approval == "" {
+				ev.Approval = r.ApprovalID
+			}
+			out := p.refuse(ctx, &ev, d, r.Code, r.Message)
+			out.Refusal.ApprovalID = ev.Approval
+			out.Risk = score.Value
+			return out
 		}
 	default:
-		if len(d.Rules) == 0 {
-			return p.refuse(ctx, &ev, d, CodeDeniedByPolicy, "No policy rule allows this call.")
+		p.denials.add(pr.Agent.ID, now)
+		if p.opts.EnforceAutonomy && d.Flow && level > AutonomySuggest {
+			if to, ok := p.demote(pr.Agent.ID, level); ok && p.opts.OnDemote != nil {
+				p.opts.OnDemote(ctx, pr.Agent.ID, level, to, fmt.Sprintf("call %s to %s denied by %s: %s", c.RequestID, t.Name, ruleList(d.Rules), explanation))
+			}
 		}
-		return p.refuse(ctx, &ev, d, CodeDeniedByPolicy, fmt.Sprintf("This call is denied by policy (%s%s).", ruleList(d.Rules), because))
+		var out Outcome
+		if len(d.Rules) == 0 {
+			out = p.refuse(ctx, &ev, d, CodeDeniedByPolicy, "No policy rule allows this call.")
+		} else {
+			out = p.refuse(ctx, &ev, d, CodeDeniedByPolicy, fmt.Sprintf("This call is denied by policy (%s%s).", ruleList(d.Rules), because))
+		}
+		out.Risk = score.Value
+		return out
 	}
 
 	if pr.MaxCalls > 0 && (p.opts.Budgets == nil || !p.opts.Budgets.Use(pr.TokenID, 1, pr.MaxCalls, pr.Expiry)) {
@@ -323,6 +522,7 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		Agent: ev.Agent, User: ev.User, Task: ev.Task, Chain: ev.Chain, TokenID: ev.TokenID,
 		Tool: c.Tool, Upstream: t.Upstream, ArgsHash: ev.ArgsHash, ShadowDecision: ev.ShadowDecision, ShadowRules: ev.ShadowRules,
 		Decision: string(d.Effect), Rules: d.Rules, PolicyVersion: d.Version, LatencyMicros: latency.Microseconds(),
+		Approval: ev.Approval,
 	}
 	var refusal *Refusal
 	if callErr != nil {
@@ -347,7 +547,7 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		// The intent without outcome is what `chaperone audit verify` reports.
 		return Outcome{Decision: d, Refusal: &Refusal{Code: CodeAuditUnavailable, Message: "The call ran, but the audit log cannot record its outcome, so the result is withheld."}}
 	}
-	return Outcome{Result: res, Refusal: refusal, Decision: d}
+	return Outcome{Result: res, Refusal: refusal, Decision: d, Risk: score.Value}
 }
 
 func (p *Pipeline) refuse(ctx context.Context, ev *audit.Event, d policy.Decision, code Code, msg string) Outcome {

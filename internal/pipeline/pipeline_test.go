@@ -27,6 +27,9 @@ var t0 = time.Date(2026, 3, 1, 9, 0, 7, 0, time.UTC)
 
 var errBoom = errors.New("boom")
 
+// ignoreRisk leaves the risk score out of event comparisons; TestRiskOnEvents checks it.
+var ignoreRisk = cmpopts.IgnoreFields(audit.Event{}, "Risk", "RiskFactors")
+
 // openStore opens a SQLite store in a temporary directory and the audit log over it.
 func openStore(tb testing.TB) (*sqlite.DB, *audit.Log) {
 	tb.Helper()
@@ -345,7 +348,7 @@ func TestHandleRefused(t *testing.T) {
 			}
 			want.Reason, want.Message, want.Rules = string(tt.wantCode), out.Refusal.Message, tt.wantRules
 			_, evs := aud.recorded()
-			if diff := cmp.Diff([]audit.Event{want}, evs, cmpopts.EquateEmpty()); diff != "" {
+			if diff := cmp.Diff([]audit.Event{want}, evs, cmpopts.EquateEmpty(), ignoreRisk); diff != "" {
 				t.Errorf("Handle(%s, %.40s) events (-want +got):\n%s", tt.tool, tt.args, diff)
 			}
 		})
@@ -417,7 +420,7 @@ func TestHandleAllowed(t *testing.T) {
 			outcome.Decision, outcome.Rules, outcome.PolicyVersion = "allow", tt.wantRules, h.pol.Version()
 			outcome.ResultBytes, outcome.ResultError = int64(len(tt.result)), tt.wantResError
 			outcome.LatencyMicros = evs[1].LatencyMicros // checked below
-			if diff := cmp.Diff([]audit.Event{intent, outcome}, evs, cmpopts.EquateEmpty()); diff != "" {
+			if diff := cmp.Diff([]audit.Event{intent, outcome}, evs, cmpopts.EquateEmpty(), ignoreRisk); diff != "" {
 				t.Errorf("events (-want +got):\n%s", diff)
 			}
 			if l := evs[1].LatencyMicros; l < inner.Microseconds() || l > total.Microseconds() {

@@ -46,6 +46,7 @@ var (
 	agentFields   = []string{"id", "owner", "purpose", "environment", "labels", "autonomy"}
 	toolFields    = []string{"name", "upstream", "class"}
 	sessionFields = []string{"id", "calls", "untrusted", "private"}
+	riskFields    = []string{"score", "factors"}
 )
 
 func newEnv() (*celEnv, error) {
@@ -58,6 +59,7 @@ func newEnv() (*celEnv, error) {
 		cel.Variable("tool", cel.MapType(cel.StringType, cel.StringType)),
 		cel.Variable("args", cel.MapType(cel.StringType, cel.DynType)),
 		cel.Variable("session", cel.MapType(cel.StringType, cel.DynType)),
+		cel.Variable("risk", cel.MapType(cel.StringType, cel.DynType)),
 		cel.Variable("now", cel.TimestampType),
 		ext.Strings(ext.StringsVersion(stringsVersion)),
 		cel.CrossTypeNumericComparisons(true),
@@ -114,6 +116,8 @@ func lintFields(a *ast.AST) error {
 			fields = toolFields
 		case "session":
 			fields = sessionFields
+		case "risk":
+			fields = riskFields
 		default:
 			return
 		}
@@ -171,6 +175,8 @@ func (a *activation) ResolveName(name string) (any, bool) {
 		return f.Args, true
 	case "session":
 		return (*record[sessionSchema])(f), true
+	case "risk":
+		return (*record[riskSchema])(f), true
 	case "now":
 		return types.Timestamp{Time: f.Now}, true
 	case flowVar:
@@ -242,6 +248,22 @@ func (toolSchema) fields(f *Facts) map[string]any {
 		"upstream": f.Tool.Upstream,
 		"class":    f.Tool.Class,
 	}
+}
+
+type riskSchema struct{}
+
+func (riskSchema) find(f *Facts, field string) (any, bool) {
+	switch field {
+	case "score":
+		return types.Int(f.Risk.Score), true
+	case "factors":
+		return types.NewStringList(types.DefaultTypeAdapter, f.Risk.Factors), true
+	}
+	return nil, false
+}
+
+func (riskSchema) fields(f *Facts) map[string]any {
+	return map[string]any{"score": f.Risk.Score, "factors": f.Risk.Factors}
 }
 
 type sessionSchema struct{}

@@ -87,6 +87,8 @@ type Facts struct {
 	// bool, nil, []any and map[string]any values.
 	Args    map[string]any
 	Session Session
+	// Risk is the call's risk score and the factors behind it.
+	Risk Risk
 	// Flow answers questions about the session's information flow and history; nil when
 	// there is none, and then a condition that asks fails (the call is denied).
 	Flow Flow
@@ -147,6 +149,12 @@ type Tool struct {
 	// Class is the tool's risk class. If set, it must equal the class given to [Compile]
 	// for Name, or the call is denied.
 	Class string
+}
+
+// Risk is a call's risk: a score from 0 to 100 and the factors that made it.
+type Risk struct {
+	Score   int
+	Factors []string
 }
 
 // Session is the agent's session.

@@ -84,7 +84,8 @@ type Decision struct {
 	Reason string `json:"reason,omitempty"`
 	// Rules are the policy rules that made the decision, in bundle order.
 	Rules []string `json:"rules,omitempty"`
-	// Risk is the call's risk score; nil until risk scoring exists.
+	// Risk is the call's risk score (see the risk package); nil for a call refused before
+	// the policy was asked.
 	Risk *int `json:"risk,omitempty"`
 }
 
@@ -140,7 +141,7 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 	}
 	if opts.Approvals == ApprovalsGranted {
 		// As if a person approved: the call runs and its recorded result flows on.
-		popts.Approve = func(context.Context, *pipeline.Call, policy.Decision, string) *pipeline.Refusal { return nil }
+		popts.Approve = func(context.Context, *pipeline.Hold) (string, *pipeline.Refusal) { return "", nil }
 	}
 	p := pipeline.New(popts)
 	rep := Report{
@@ -195,6 +196,10 @@ func replayCall(ctx context.Context, p *pipeline.Pipeline, pl *player, pr *ident
 	})
 	pl.cur, pl.result = nil, nil
 	d.Rules = slices.Clone(out.Decision.Rules)
+	if out.Risk > 0 {
+		r := out.Risk
+		d.Risk = &r
+	}
 	switch {
 	case out.Refusal == nil && out.Decision.Effect == policy.Approve:
 		// Approved as --approvals granted says.

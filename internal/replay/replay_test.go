@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/chaperone-dev/chaperone/internal/config"
 	"github.com/chaperone-dev/chaperone/internal/daemon"
@@ -21,6 +22,10 @@ import (
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+// ignoreRisk leaves risk scores out of comparisons of decisions: the golden file and the
+// exact lines check them (the risk package tests the scoring).
+var ignoreRisk = cmpopts.IgnoreFields(Decision{}, "Risk")
 
 // fixture is the configuration, trace and policies in testdata.
 type fixture struct {
@@ -148,7 +153,7 @@ var wantMain = []Decision{
 func TestRunMainTrace(t *testing.T) {
 	t.Parallel()
 	rep := run(t, mainOptions(t, "policy-a"))
-	if diff := cmp.Diff(wantMain, rep.Decisions); diff != "" {
+	if diff := cmp.Diff(wantMain, rep.Decisions, ignoreRisk); diff != "" {
 		t.Errorf("Run decisions (-want +got):\n%s", diff)
 	}
 	if rep.Sessions != 4 {
@@ -170,12 +175,12 @@ func TestRunMainTrace(t *testing.T) {
 	}
 	// The exact bytes of a few lines: key order, omitted empty fields.
 	for i, want := range map[int]string{
-		0:  `{"session":"mail-1","id":"c1","tool":"list_unread","decision":"allow","rules":["read-anything"]}`,
-		1:  `{"session":"pay-1","id":"c1","tool":"send_money","decision":"approve","reason":"approval_required","rules":["payments-need-a-person"]}`,
+		0:  `{"session":"mail-1","id":"c1","tool":"list_unread","decision":"allow","rules":["read-anything"],"risk":5}`,
+		1:  `{"session":"pay-1","id":"c1","tool":"send_money","decision":"approve","reason":"approval_required","rules":["payments-need-a-person"],"risk":40}`,
 		3:  `{"session":"mail-1","id":"c3","tool":"read_file","decision":"deny","reason":"invalid_arguments"}`,
 		7:  `{"session":"ghost","id":"g1","tool":"list_unread","decision":"deny","reason":"unauthenticated"}`,
-		8:  `{"session":"ops-1","id":"c2","tool":"send_email","decision":"deny","reason":"denied_by_policy"}`,
-		19: `{"session":"pay-1","id":"c6","tool":"send_money","decision":"deny","reason":"denied_by_policy","rules":["one-payment-per-session"]}`,
+		8:  `{"session":"ops-1","id":"c2","tool":"send_email","decision":"deny","reason":"denied_by_policy","risk":55}`,
+		19: `{"session":"pay-1","id":"c6","tool":"send_money","decision":"deny","reason":"denied_by_policy","rules":["one-payment-per-session"],"risk":60}`,
 	} {
 		if lines[i] != want {
 			t.Errorf("line %d = %s, want %s", i+1, lines[i], want)
@@ -235,7 +240,7 @@ func TestRunApprovalsDenied(t *testing.T) {
 	// pay-1 c1 is still reported as needing approval, but it was refused: it does not count,
 	// so c6 is the session's first payment and needs approval in turn.
 	want[19] = d("pay-1", "c6", "send_money", "approve", "approval_required", "payments-need-a-person")
-	if diff := cmp.Diff(want, rep.Decisions); diff != "" {
+	if diff := cmp.Diff(want, rep.Decisions, ignoreRisk); diff != "" {
 		t.Errorf("Run with approvals denied (-want +got):\n%s", diff)
 	}
 }
@@ -260,7 +265,7 @@ func TestDiffPolicies(t *testing.T) {
 	}
 	// In trace order: pay-1 c1 (line 5), ops-1 c5 (line 25), pay-1 c6 (line 26).
 	want[1], want[2] = want[2], want[1]
-	if diff := cmp.Diff(want, changes); diff != "" {
+	if diff := cmp.Diff(want, changes, ignoreRisk); diff != "" {
 		t.Errorf("Diff (-want +got):\n%s", diff)
 	}
 
@@ -295,7 +300,7 @@ func TestRunExampleTrace(t *testing.T) {
 		d("inbox-summary", "c1", "list_unread", "allow", "", "reads"),
 		d("inbox-summary", "c2", "forward_email", "deny", "denied_by_policy", "no-forwarding-outside"),
 	}
-	if diff := cmp.Diff(want, rep.Decisions); diff != "" {
+	if diff := cmp.Diff(want, rep.Decisions, ignoreRisk); diff != "" {
 		t.Errorf("Run example trace (-want +got):\n%s", diff)
 	}
 	wantWarnings := []string{
@@ -325,7 +330,7 @@ func TestRunOverlayOnly(t *testing.T) {
 		d("s", "bad", "send_money", "deny", "invalid_arguments"),
 		d("s", "dup", "send_money", "deny", "invalid_arguments"),
 	}
-	if diff := cmp.Diff(want, rep.Decisions); diff != "" {
+	if diff := cmp.Diff(want, rep.Decisions, ignoreRisk); diff != "" {
 		t.Errorf("Run (-want +got):\n%s", diff)
 	}
 }
@@ -369,7 +374,7 @@ func TestRunDefinitionsFromStore(t *testing.T) {
 	want := slicesClone(wantMain)
 	want[16] = d("pay-1", "c5", "send_money", "deny", "denied_by_policy", "one-payment-per-session")
 	want[18] = d("ops-1", "c5", "delete_file", "deny", "invalid_arguments")
-	if diff := cmp.Diff(want, rep.Decisions); diff != "" {
+	if diff := cmp.Diff(want, rep.Decisions, ignoreRisk); diff != "" {
 		t.Errorf("Run with pinned definitions (-want +got):\n%s", diff)
 	}
 	wantWarnings := []string{

@@ -347,6 +347,21 @@ func (d *decoder) caseSpec(n *yaml.Node, def *yaml.Node) (Case, bool) {
 			d.session(&c, v)
 		case "flow":
 			d.flow(&c, v)
+		case "risk":
+			if !d.mapping(v, "risk") {
+				return
+			}
+			d.fields(v, func(key string, k, v *yaml.Node) {
+				switch key {
+				case "score":
+					n, _ := d.integer(v, "risk.score", 0, 100)
+					c.Facts.Risk.Score = int(n)
+				case "factors":
+					c.Facts.Risk.Factors, _ = d.strings(v, "risk.factors")
+				default:
+					d.errorf(k.Line, "risk: unknown key %q", key)
+				}
+			})
 		case "now":
 			if v.Kind != yaml.ScalarNode || (v.ShortTag() != "!!str" && v.ShortTag() != "!!timestamp") {
 				d.errorf(v.Line, "now: want an RFC 3339 time, got %s", kindName(v))

@@ -356,7 +356,7 @@ func TestLoadFacts(t *testing.T) {
     effect: allow
   - id: flow
     match: {tools: [fetch_url]}
-    when: session.untrusted && !session.private && args_from_untrusted("s") && sinks_from_untrusted() && !sinks_from_trusted() && args_from_user("n") && calls("fetch_url") == 2 && total("fetch_url", "n") == 6.0
+    when: session.untrusted && !session.private && args_from_untrusted("s") && sinks_from_untrusted() && !sinks_from_trusted() && args_from_user("n") && calls("fetch_url") == 2 && total("fetch_url", "n") == 6.0 && risk.score == 80 && "x (+5)" in risk.factors
     effect: allow
 `,
 		"x_test.yaml": `tools:
@@ -369,6 +369,7 @@ cases:
     args: {n: 3, f: 0.5, s: "3", b: true, date: 2026-01-01, list: [1, {deep: null}]}
     session: {id: s1, calls: 3, untrusted: true}
     flow: {untrusted: [s], user: [n], sinks: [s, n], calls: {fetch_url: 2}, totals: {fetch_url.n: 6}}
+    risk: {score: 80, factors: ["x (+5)"]}
     now: 2026-03-02T09:00:00Z
     expect: allow
     rules: [all, flow]
@@ -394,6 +395,7 @@ cases:
 				Tool:       policy.Tool{Name: "fetch_url"},
 				Args:       map[string]any{"n": 3.0, "f": 0.5, "s": "3", "b": true, "date": "2026-01-01", "list": []any{1.0, map[string]any{"deep": nil}}},
 				Session:    policy.Session{ID: "s1", Calls: 3},
+				Risk:       policy.Risk{Score: 80, Factors: []string{"x (+5)"}},
 				Flow: &policy.StaticFlow{SessionUntrusted: true, UntrustedArgs: []string{"s"}, UserArgs: []string{"n"}, Sinks: []string{"s", "n"},
 					CallCounts: map[string]int64{"fetch_url": 2}, Totals: map[string]float64{"fetch_url.n": 6}},
 				Now: time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC),
@@ -401,7 +403,7 @@ cases:
 			Want: suite.Expectation{Effect: policy.Allow, Rules: []string{"all", "flow"}, CheckRules: true},
 		},
 		{
-			Name: "defaults", Line: 14,
+			Name: "defaults", Line: 15,
 			Facts: policy.Facts{
 				Agent: policy.Agent{ID: "default-bot"},
 				Tool:  policy.Tool{Name: "fetch_url"},
