@@ -21,6 +21,8 @@
 //	GET  /v1/approvals/stats[?since=24h]   per tool: requests, approval rate, latency;
 //	                                 decline reasons counted
 //	GET  /v1/approvals/{id}          one request: the preview approvers decide on
+//	GET  /v1/agents/{id}/autonomy    the agent's level and eligibility for the next one
+//	POST /v1/agents/{id}/autonomy    {"level": 2, "by": "alice", "reason": "...", "force": false}
 //	POST /v1/approvals/{id}/approve  {"by": "alice"}
 //	POST /v1/approvals/{id}/deny     {"by": "alice", "reason": "wrong_recipient", "text": "..."}
 //
@@ -94,6 +96,10 @@ type Options struct {
 	Keys func() []KeyInfo
 	// Approvals is the approval manager; nil answers 501 on /v1/approvals.
 	Approvals Approvals
+	// Autonomy reports an agent's autonomy level and eligibility; SetAutonomy changes the
+	// level (errors: ErrUnknownAgent, ErrBadAutonomy). Nil answers 501.
+	Autonomy    func(ctx context.Context, id string) (AutonomyReport, error)
+	SetAutonomy func(ctx context.Context, id string, level int, by, reason string, force bool) (AutonomyReport, error)
 }
 
 // New returns the API handler.
@@ -110,6 +116,7 @@ func New(opts Options) http.Handler {
 	mux.HandleFunc("GET /v1/policy/shadow", a.shadow)
 	a.identityRoutes(mux)
 	a.approvalRoutes(mux)
+	a.autonomyRoutes(mux)
 	return a.auth(mux)
 }
 

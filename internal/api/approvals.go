@@ -272,3 +272,88 @@ func ApprovalStatsOf(list []approval.Request, since time.Time) ApprovalReport {
 	slices.SortFunc(rep.Tools, func(x, y ApprovalStats) int { return strings.Compare(x.Tool, y.Tool) })
 	return rep
 }
+
+// AutonomyReport is an agent's autonomy level and its eligibility for the next one.
+type AutonomyReport struct {
+	Agent      string `json:"agent"`
+	Configured int    `json:"configured"`
+	// Level is the effective level: the configured one, or the one set while running.
+	Level    int         `json:"level"`
+	Enforced bool        `json:"enforced"`
+	Eligible bool        `json:"eligible_for_next"`
+	Criteria []Criterion `json:"criteria"`
+}
+
+// Criterion is one promotion criterion and how the agent fares.
+type Criterion struct {
+	Name string `json:"name"`
+	Want string `json:"want"`
+	Got  string `json:"got"`
+	Met  bool   `json:"met"`
+}
+
+// Errors the autonomy functions return.
+var (
+	ErrUnknownAgent = errors.New("no agent has that id")
+	ErrBadAutonomy  = errors.New("autonomy change refused")
+)
+
+type autonomyRequest struct {
+	Level  *int   `json:"level"`
+	By     string `json:"by"`
+	Reason string `json:"reason"`
+	Force  bool   `json:"force"`
+}
+
+func (a *server) autonomyRoutes(mux *http.ServeMux) {
+	mux.HandleFunc("GET /v1/agents/{id}/autonomy", a.needAutonomy(a.showAutonomy))
+	mux.HandleFunc("POST /v1/agents/{id}/autonomy", a.needAutonomy(a.changeAutonomy))
+}
+
+func (a *server) needAutonomy(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if a.opts.Autonomy == nil || a.opts.SetAutonomy == nil {
+			a.fail(w, r, http.StatusNotImplemented, "autonomy levels are not wired in this gateway", nil)
+			return
+		}
+		h(w, r)
+	}
+}
+
+func (a *server) autonomyError(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, ErrUnknownAgent):
+		a.fail(w, r, http.StatusNotFound, "no agent has that id", nil)
+	case errors.Is(err, ErrBadAutonomy):
+		a.fail(w, r, http.StatusConflict, err.Error(), nil)
+	default:
+		a.fail(w, r, http.StatusInternalServerError, "the agent's autonomy could not be read or changed", err)
+	}
+}
+
+func (a *server) showAutonomy(w http.ResponseWriter, r *http.Request) {
+	rep, err := a.opts.Autonomy(r.Context(), r.PathValue("id"))
+	if err != nil {
+		a.autonomyError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
+}
+
+func (a *server) changeAutonomy(w http.ResponseWriter, r *http.Request) {
+	var req autonomyRequest
+	if err := decodeBody(r, &req); err != nil || req.Level == nil {
+		a.badBody(w, r, `{"level": 0-3, "by": "<who>", "reason": "...", "force": false}`, err)
+		return
+	}
+	if strings.TrimSpace(req.By) == "" {
+		a.fail(w, r, http.StatusBadRequest, `"by" is required: every change names the person who made it`, nil)
+		return
+	}
+	rep, err := a.opts.SetAutonomy(r.Context(), r.PathValue("id"), *req.Level, req.By, req.Reason, req.Force)
+	if err != nil {
+		a.autonomyError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, rep)
+}

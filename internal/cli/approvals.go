@@ -3,6 +3,7 @@ package cli
 import (
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -185,5 +186,53 @@ func approvalsStats(ctx context.Context, args []string, stdout, stderr io.Writer
 	for code, n := range rep.DeclineReasons {
 		fmt.Fprintf(stdout, "declined as %s: %d\n", code, n)
 	}
+	return nil
+}
+
+// agentAutonomy shows an agent's autonomy level and eligibility, or, with --level, sets it.
+func agentAutonomy(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("agent autonomy", stderr)
+	client := adminFlags(fs)
+	level := fs.Int("level", -1, "set the level, 0 to 3 (raising it needs eligibility, one level at a time, unless --force)")
+	by := fs.String("by", "", "who changes it (recorded); required with --level")
+	reason := fs.String("reason", "", "why")
+	force := fs.Bool("force", false, "raise the level although the agent is not eligible")
+	if err := parse(fs, reorder(fs, args), 1); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 {
+		return usageError{"give the agent's id: chaperone agent autonomy ID [--level N --by WHO]"}
+	}
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == "level" })
+	if set && *by == "" {
+		return usageError{"--by is required with --level"}
+	}
+	c, err := client()
+	if err != nil {
+		return err
+	}
+	path := "/v1/agents/" + url.PathEscape(fs.Arg(0)) + "/autonomy"
+	var rep api.AutonomyReport
+	if set {
+		err = c.do(ctx, http.MethodPost, path, map[string]any{"level": *level, "by": *by, "reason": *reason, "force": *force}, &rep)
+	} else {
+		err = c.do(ctx, http.MethodGet, path, nil, &rep)
+	}
+	if err != nil {
+		return err
+	}
+	enforced := "enforced"
+	if !rep.Enforced {
+		enforced = "not enforced (autonomy.enforce is off): a fact for policy only"
+	}
+	fmt.Fprintf(stdout, "%s: autonomy %d (configured %d), %s\n", rep.Agent, rep.Level, rep.Configured, enforced)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CRITERION\tWANT\tGOT\tMET")
+	for _, cr := range rep.Criteria {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%t\n", cr.Name, cr.Want, cr.Got, cr.Met)
+	}
+	tw.Flush()
+	fmt.Fprintf(stdout, "eligible for the next level: %t\n", rep.Eligible)
 	return nil
 }

@@ -48,6 +48,8 @@ Usage:
   chaperone agent suspend|revoke ID --reason TEXT --by WHO
                                               stop an agent at once (revocation is final)
   chaperone agent resume ID --by WHO          make a suspended agent active again
+  chaperone agent autonomy ID [--level N --by WHO [--force]]
+                                              an agent's autonomy level and promotion eligibility; set it
   chaperone task list [--all]                 show open tasks (--all: also recently closed)
   chaperone task end ID --by WHO [--reason TEXT]
                                               end a task: every token bound to it stops working
@@ -109,6 +111,7 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			"suspend":  func(a []string) error { return agentStatus("suspend")(ctx, a, stdout, stderr) },
 			"resume":   func(a []string) error { return agentStatus("resume")(ctx, a, stdout, stderr) },
 			"revoke":   func(a []string) error { return agentStatus("revoke")(ctx, a, stdout, stderr) },
+			"autonomy": func(a []string) error { return agentAutonomy(ctx, a, stdout, stderr) },
 		})
 	case "approvals":
 		err = sub(rest, map[string]func([]string) error{

@@ -4,6 +4,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestLoadExample(t *testing.T) {
@@ -110,6 +111,23 @@ func TestValidate(t *testing.T) {
 		{"audit capture bound", func(c *Config) { c.Audit.CaptureMaxBytes = 100 }, []string{"audit.capture_max_bytes: must be between 1024 and 16777216, got 100"}},
 		{"audit capture too big", func(c *Config) { c.Audit.CaptureMaxBytes = 32 << 20 }, []string{"audit.capture_max_bytes: must be between 1024 and 16777216, got 33554432"}},
 		{"audit after", func(c *Config) { c.Audit.After = "eventually" }, []string{`audit.after: must be durable or async, got "eventually"`}},
+		{"approval hold beyond the write timeout", func(c *Config) { h := Duration(5 * time.Minute); c.Approvals.Hold = &h },
+			[]string{"approvals.hold: must be at least 0s and less than server.write_timeout (2m0s), got 5m0s"}},
+		{"approval timeout", func(c *Config) { c.Approvals.Timeout = Duration(time.Second) }, []string{"approvals.timeout: must be between 5s and 168h, got 1s"}},
+		{"two-person unknown tool", func(c *Config) { c.Approvals.TwoPerson = []string{"pay"} }, []string{`approvals.two_person[0]: unknown tool "pay"`}},
+		{"decline reasons", func(c *Config) { c.Approvals.DeclineReasons = []string{"Bad Reason"} },
+			[]string{`approvals.decline_reasons[0]: must match`, `approvals.decline_reasons: must include "other"`}},
+		{"webhook over plain http", func(c *Config) {
+			c.Approvals.Webhooks = []Webhook{{URL: "http://hooks.example.com/x", Timeout: Duration(time.Second)}}
+		},
+			[]string{`approvals.webhooks[0].url: http is allowed only on a loopback address`}},
+		{"webhook with credentials", func(c *Config) {
+			c.Approvals.Webhooks = []Webhook{{URL: "https://u:p@hooks.example.com/x", Timeout: Duration(time.Second)}}
+		},
+			[]string{`approvals.webhooks[0].url: must not carry credentials`}},
+		{"internal domain", func(c *Config) { c.Risk.InternalDomains = []string{"not a domain"} }, []string{`risk.internal_domains[0]: must be a domain name`}},
+		{"risk threshold", func(c *Config) { c.Autonomy.RiskThreshold = 101 }, []string{"autonomy.risk_threshold: must be between 1 and 100, got 101"}},
+		{"flow labels", func(c *Config) { c.Tools[0].Flow.Trust = "maybe" }, []string{`tools[0].flow: trust: unknown value "maybe"`}},
 		{"all at once", func(c *Config) {
 			c.Server.Listen = "bad"
 			c.Agents[0].Owner = ""

@@ -353,3 +353,49 @@ func TestApprovalsCommandLine(t *testing.T) {
 		t.Errorf("stats: %d %s", code, out)
 	}
 }
+
+func TestAutonomyEnforcedPromotedAndDemoted(t *testing.T) {
+	t.Parallel()
+	g := startApprovals(t, func(c *config.Config) {
+		c.Autonomy.Enforce = true
+		c.Agents[0].Autonomy = 1
+		c.Risk.InternalDomains = []string{"example.com"}
+		c.Autonomy.Promotion = config.Promotion{MinDays: 14, MinCalls: 1, MaxDenials: 0, MinApprovalRate: 0.5}
+	})
+	cs := g.Connect(t, g.Agents["finance"].Token, "2025-11-25")
+	// Level 1: even a call the policy allows needs a person.
+	if r, _ := arefusal(acall(t, cs, "send_email", map[string]any{"to": "lee@example.com", "subject": "hi", "body": "x"}, nil)); r != "approval_pending" {
+		t.Fatalf("level-1 mail: %q, want approval_pending", r)
+	}
+	run := func(args ...string) (int, string) {
+		var out, errb bytes.Buffer
+		code := cli.Run(t.Context(), append(args, "--admin-url", g.AdminURL, "--token-file", g.Config.Admin.TokenFile), &out, &errb)
+		return code, out.String() + errb.String()
+	}
+	// One call made, none denied, but not 14 days yet: not eligible.
+	code, out := run("agent", "autonomy", "finance")
+	if code != 0 || !strings.Contains(out, "autonomy 1 (configured 1), enforced") || !strings.Contains(out, "eligible for the next level: false") ||
+		!strings.Contains(out, "days since first call") {
+		t.Fatalf("agent autonomy: %d\n%s", code, out)
+	}
+	if code, out := run("agent", "autonomy", "finance", "--level", "2", "--by", "alice"); code == 0 || !strings.Contains(out, "not eligible") {
+		t.Errorf("promotion while not eligible: %d %s", code, out)
+	}
+	if code, out := run("agent", "autonomy", "finance", "--level", "3", "--by", "alice"); code == 0 || !strings.Contains(out, "one level at a time") {
+		t.Errorf("skipping a level: %d %s", code, out)
+	}
+	if code, out := run("agent", "autonomy", "finance", "--level", "2", "--by", "alice", "--reason", "trial", "--force"); code != 0 || !strings.Contains(out, "autonomy 2") {
+		t.Fatalf("forced promotion: %d %s", code, out)
+	}
+	// Level 2: a low-risk mail runs, a payment (policy: approve) is still held.
+	if r, _ := arefusal(acall(t, cs, "send_email", map[string]any{"to": "lee@example.com", "subject": "hi", "body": "x"}, nil)); r != "" {
+		t.Errorf("level-2 low-risk mail: %q", r)
+	}
+	var rep api.AutonomyReport
+	if code := aadmin(t, g, "GET", "/v1/agents/finance/autonomy", nil, &rep); code != 200 || rep.Level != 2 {
+		t.Errorf("autonomy report: %d %+v", code, rep)
+	}
+	if code := aadmin(t, g, "GET", "/v1/agents/nobody/autonomy", nil, nil); code != 404 {
+		t.Errorf("unknown agent: %d", code)
+	}
+}

@@ -322,7 +322,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			Token: d.adminToken, Registry: d.reg, Reload: d.ReloadPolicy, Policy: d.policy.Load,
 			Status: d.status, Logger: d.log.With("component", "api"),
 			Agents: d.agents, Tasks: d.tasks, RotateKeys: d.RotateKeys, Keys: d.keyInfo, Shadow: d.pipeline.ShadowStats,
-			Approvals: d.approvalsAPI(),
+			Approvals: d.approvalsAPI(), Autonomy: d.autonomyReport, SetAutonomy: d.setAutonomy,
 		})))
 		lns = append(lns, d.adminLn)
 	}

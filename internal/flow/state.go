@@ -175,7 +175,8 @@ func (s *Session) Ran(r Run) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.hist.add(r.Tool, r.Args, r.Time)
-	if emptyResult(r.Result) {
+	res, ok := parseResult(r.Result)
+	if !ok {
 		return
 	}
 	l := r.Labels
@@ -190,13 +191,13 @@ func (s *Session) Ran(r Run) {
 		s.private, s.privateFrom = true, origin
 	}
 	if l.Trusted {
-		resultValues(r.Result, func(v Value) { s.remember(v, seenTrusted, -1) })
+		res.values(func(v Value) { s.remember(v, seenTrusted, -1) })
 		return
 	}
 	if !s.untrusted {
 		s.untrusted, s.untrustedFrom = true, origin
 	}
-	resultValues(r.Result, func(v Value) { s.remember(v, 0, origin) })
+	res.values(func(v Value) { s.remember(v, 0, origin) })
 }
 
 func (s *Session) addOrigin(r Run) int32 {
@@ -262,24 +263,6 @@ func describeCall(tool string, args map[string]any, l *Labels) string {
 	return cutUTF8(tool, maxSummaryBytes-len(arg)-2) + "(" + arg + ")"
 }
 
-// emptyResult reports whether a result brings no content: none at all, or a
-// CallToolResult without content items and structured content.
-func emptyResult(raw json.RawMessage) bool {
-	raw = bytes.TrimSpace(raw)
-	if len(raw) == 0 || string(raw) == "null" {
-		return true
-	}
-	var r struct {
-		Content           []json.RawMessage `json:"content"`
-		StructuredContent json.RawMessage   `json:"structuredContent"`
-	}
-	if json.Unmarshal(raw, &r) != nil {
-		return false
-	}
-	s := bytes.TrimSpace(r.StructuredContent)
-	return len(r.Content) == 0 && (len(s) == 0 || string(s) == "null")
-}
-
 // toolResult is the part of an MCP CallToolResult whose content reaches the model.
 type toolResult struct {
 	Content []struct {
@@ -291,15 +274,34 @@ type toolResult struct {
 		} `json:"resource"`
 	} `json:"content"`
 	StructuredContent json.RawMessage `json:"structuredContent"`
+	// raw is a result that is not a CallToolResult: scanned as text, since whatever the
+	// model may see counts.
+	raw string
 }
 
-// resultValues yields the values of a tool result: of each text item (as JSON when it is
-// JSON, so that short fields are matched whole) and of the structured content. A result
-// that is not a CallToolResult is scanned as text: whatever the model may see counts.
-func resultValues(raw json.RawMessage, yield func(Value)) {
+// parseResult decodes a result once; ok is false when it brings no content: none at
+// all, or a CallToolResult without content items and structured content.
+func parseResult(raw json.RawMessage) (toolResult, bool) {
 	var r toolResult
-	if err := json.Unmarshal(raw, &r); err != nil {
-		ExtractText(string(raw), yield)
+	t := bytes.TrimSpace(raw)
+	if len(t) == 0 || string(t) == "null" {
+		return r, false
+	}
+	if err := json.Unmarshal(t, &r); err != nil {
+		return toolResult{raw: string(raw)}, true
+	}
+	sc := bytes.TrimSpace(r.StructuredContent)
+	if len(sc) == 0 || string(sc) == "null" {
+		r.StructuredContent = nil
+	}
+	return r, len(r.Content) > 0 || r.StructuredContent != nil
+}
+
+// values yields the values of the result: of each text item (as JSON when it is JSON,
+// so that short fields are matched whole) and of the structured content.
+func (r *toolResult) values(yield func(Value)) {
+	if r.raw != "" {
+		ExtractText(r.raw, yield)
 		return
 	}
 	for _, c := range r.Content {
