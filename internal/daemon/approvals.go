@@ -137,7 +137,18 @@ func (a *approver) approve(ctx context.Context, h *pipeline.Hold) (string, *pipe
 // approval of an approved one.
 func (a *approver) settle(ctx context.Context, r *approval.Request, hash string, noWait bool) (string, *pipeline.Refusal) {
 	if r.Status == approval.StatusPending && !noWait && a.hold > 0 {
-		if w, err := a.m.Wait(ctx, r.ID, a.hold); err == nil {
+		// Wait in steps, telling the client (if it asked for progress) what it waits for.
+		deadline := time.Now().Add(a.hold)
+		for r.Status == approval.StatusPending && ctx.Err() == nil {
+			left := time.Until(deadline)
+			if left <= 0 {
+				break
+			}
+			pipeline.Progress(ctx, fmt.Sprintf("waiting for a person to approve this call (approval %s)", r.ID))
+			w, err := a.m.Wait(ctx, r.ID, min(left, progressEvery))
+			if err != nil {
+				break
+			}
 			r = w
 		}
 	}
@@ -163,6 +174,10 @@ func (a *approver) settle(ctx context.Context, r *approval.Request, hash string,
 	}
 	return r.ID, &pipeline.Refusal{Code: pipeline.CodeApprovalDenied, Message: fmt.Sprintf("Approval %s was already used: an approval covers one execution.", r.ID)}
 }
+
+// progressEvery is how often a held call tells a client that asked for progress that it
+// is still waiting.
+const progressEvery = 10 * time.Second
 
 func unavailable() *pipeline.Refusal {
 	return &pipeline.Refusal{Code: pipeline.CodeApprovalRequired, Message: "This call needs a person's approval, and the request could not be recorded, so it is refused."}

@@ -399,3 +399,54 @@ func TestAutonomyEnforcedPromotedAndDemoted(t *testing.T) {
 		t.Errorf("unknown agent: %d", code)
 	}
 }
+
+func TestHeldCallSendsProgress(t *testing.T) {
+	t.Parallel()
+	g := startApprovals(t, func(c *config.Config) {
+		hold := config.Duration(20 * time.Second)
+		c.Approvals.Hold = &hold
+	})
+	progress := make(chan string, 8)
+	client := mcp.NewClient(&mcp.Implementation{Name: "progress-test", Version: "1"}, &mcp.ClientOptions{
+		ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) {
+			progress <- req.Params.Message
+		},
+	})
+	tr := &mcp.StreamableClientTransport{Endpoint: g.URL, HTTPClient: &http.Client{Transport: chaperonetest.BearerTransport(g.Agents["finance"].Token)}}
+	cs, err := client.Connect(t.Context(), tr, &mcp.ClientSessionOptions{ProtocolVersion: "2025-11-25"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	done := make(chan *mcp.CallToolResult, 1)
+	go func() {
+		p := &mcp.CallToolParams{Name: "transfer_money", Arguments: payment(88)}
+		p.SetProgressToken("pay-88")
+		res, err := cs.CallTool(t.Context(), p)
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	var msg string
+	select {
+	case msg = <-progress:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no progress notification while the call was held")
+	}
+	if !strings.Contains(msg, "waiting for a person to approve this call (approval apr_") {
+		t.Fatalf("progress message %q", msg)
+	}
+	id := msg[strings.Index(msg, "apr_") : len(msg)-1]
+	if code := aadmin(t, g, "POST", "/v1/approvals/"+id+"/approve", map[string]string{"by": "bob"}, nil); code != 200 {
+		t.Fatalf("approve %s: %d", id, code)
+	}
+	select {
+	case res := <-done:
+		if r, _ := arefusal(res); r != "" || res.IsError {
+			t.Fatalf("held call after approval: %q %v", r, res.Content)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the held call did not finish after approval")
+	}
+}

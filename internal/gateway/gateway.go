@@ -29,6 +29,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -325,7 +326,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "tools/list":
 		g.listTools(w, pr, &m, proto)
 	case "tools/call":
-		g.callTool(ctx, w, rid, pr, sess, &m, proto)
+		g.callTool(ctx, w, rid, pr, sess, &m, proto, acceptsSSE(r))
 	default:
 		writeError(w, http.StatusOK, m.ID, codeMethodNotFound, fmt.Sprintf("method not found: %q is not offered by this gateway", truncate(m.Method, 64)))
 	}
@@ -493,7 +494,7 @@ func (g *Gateway) listTools(w http.ResponseWriter, pr *identity.Principal, m *me
 	writeResult(w, m.ID, b.Bytes())
 }
 
-func (g *Gateway) callTool(ctx context.Context, w http.ResponseWriter, rid string, pr *identity.Principal, sess *session, m *message, proto string) {
+func (g *Gateway) callTool(ctx context.Context, w http.ResponseWriter, rid string, pr *identity.Principal, sess *session, m *message, proto string, sse bool) {
 	var p struct {
 		Name      string          `json:"name"`
 		Arguments json.RawMessage `json:"arguments"`
@@ -502,6 +503,8 @@ func (g *Gateway) callTool(ctx context.Context, w http.ResponseWriter, rid strin
 			Approval string  `json:"dev.chaperone/approval"`
 			Wait     *bool   `json:"dev.chaperone/wait"`
 			Reason   string  `json:"dev.chaperone/reason"`
+			// ProgressToken asks for progress notifications while the call runs.
+			ProgressToken json.RawMessage `json:"progressToken"`
 		} `json:"_meta"`
 	}
 	if err := json.Unmarshal(m.Params, &p); err != nil || p.Name == "" {
@@ -525,16 +528,82 @@ func (g *Gateway) callTool(ctx context.Context, w http.ResponseWriter, rid strin
 		c.SessionID = sess.id
 		c.SessionCalls = sess.calls.Add(1)
 	}
-	out := g.opts.Calls.Handle(ctx, c)
-	if out.Refusal != nil {
-		writeResult(w, m.ID, refusalResult(rid, out.Refusal, proto))
-		return
+	var pw *progressWriter
+	if tok := p.Meta.ProgressToken; len(tok) > 0 && validID(tok) != nil && sse {
+		// A call held for a person tells the client it is waiting, over an event stream.
+		pw = &progressWriter{w: w, token: tok}
+		ctx = pipeline.WithProgress(ctx, pw.progress)
 	}
+	out := g.opts.Calls.Handle(ctx, c)
 	res := out.Result
-	if proto >= Version20260728 {
+	if out.Refusal != nil {
+		res = refusalResult(rid, out.Refusal, proto)
+	} else if proto >= Version20260728 {
 		res = markComplete(res)
 	}
+	if pw != nil && pw.finish(m.ID, res) {
+		return
+	}
 	writeResult(w, m.ID, res)
+}
+
+// acceptsSSE reports whether the client accepts an event stream as the response.
+func acceptsSSE(r *http.Request) bool {
+	for _, v := range r.Header.Values("Accept") {
+		if strings.Contains(v, "text/event-stream") {
+			return true
+		}
+	}
+	return false
+}
+
+// progressWriter turns a tools/call response into an event stream once the call reports
+// progress: notifications/progress events, then the response as the last event. Until
+// then the response is an ordinary JSON body.
+type progressWriter struct {
+	mu      sync.Mutex
+	w       http.ResponseWriter
+	token   json.RawMessage
+	started bool
+	n       int
+}
+
+func (p *progressWriter) progress(msg string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.started {
+		p.w.Header().Set("Content-Type", "text/event-stream")
+		p.w.Header().Set("Cache-Control", "no-store")
+		p.w.WriteHeader(http.StatusOK)
+		p.started = true
+	}
+	p.n++
+	params, _ := json.Marshal(map[string]any{"progressToken": p.token, "progress": p.n, "message": msg})
+	p.event([]byte(`{"jsonrpc":"2.0","method":"notifications/progress","params":` + string(params) + `}`))
+}
+
+// finish writes the response as the stream's last event and reports whether the stream
+// had started; if not, the caller writes it as JSON.
+func (p *progressWriter) finish(id json.RawMessage, result []byte) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.started {
+		p.started = true // no progress after the response
+		p.n = -1
+		return false
+	}
+	p.event([]byte(`{"jsonrpc":"2.0","id":` + string(id) + `,"result":` + string(result) + `}`))
+	return true
+}
+
+func (p *progressWriter) event(data []byte) {
+	if p.n < 0 {
+		return
+	}
+	fmt.Fprintf(p.w, "event: message\ndata: %s\n\n", data)
+	if f, ok := p.w.(http.Flusher); ok {
+		f.Flush()
+	}
 }
 
 // markComplete adds "resultType":"complete", which 2026-07-28 requires of every result, to

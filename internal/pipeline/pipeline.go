@@ -128,6 +128,22 @@ type Refusal struct {
 	ApprovalID string
 }
 
+type progressKey struct{}
+
+// WithProgress returns ctx carrying f, which a stage that makes the agent wait (a call
+// held for a person) calls with a short message; the ingress turns it into MCP progress
+// notifications.
+func WithProgress(ctx context.Context, f func(msg string)) context.Context {
+	return context.WithValue(ctx, progressKey{}, f)
+}
+
+// Progress reports progress on ctx's call, if its ingress asked for it.
+func Progress(ctx context.Context, msg string) {
+	if f, ok := ctx.Value(progressKey{}).(func(string)); ok {
+		f(msg)
+	}
+}
+
 // Hold is a call the policy holds for a person's approval, as the approver sees it.
 type Hold struct {
 	Call *Call
