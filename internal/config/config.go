@@ -236,6 +236,8 @@ type Tool struct {
 	Arguments argcheck.Overlay `yaml:"arguments"`
 	// Flow labels the tool's results and names its sinks, for information-flow control.
 	Flow ToolFlow `yaml:"flow"`
+	// Undo says how to undo a call of the tool, for approvers; at most 1,000 bytes.
+	Undo string `yaml:"undo"`
 }
 
 // ToolFlow is what a tool's results are and which arguments choose where its effect lands.
@@ -729,6 +731,9 @@ func (c *Config) Validate() error {
 		}
 		if _, err := t.Labels(); err != nil {
 			bad(f+".flow", "%v", err)
+		}
+		if len(t.Undo) > 1000 {
+			bad(f+".undo", "must be at most 1000 bytes, got %d", len(t.Undo))
 		}
 	}
 	if len(errs) == 0 {

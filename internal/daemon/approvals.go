@@ -86,8 +86,6 @@ func (n auditNotifier) Notify(ctx context.Context, ev approval.Event) error {
 type approver struct {
 	m    *approval.Manager
 	hold time.Duration
-	// undo returns how to undo a call of a tool, if the tool declares it.
-	undo func(tool string) string
 }
 
 func (a *approver) approve(ctx context.Context, h *pipeline.Hold) (string, *pipeline.Refusal) {
@@ -112,10 +110,6 @@ func (a *approver) approve(ctx context.Context, h *pipeline.Hold) (string, *pipe
 		}
 		// A changed call, or an approval already used: it needs a new approval.
 	}
-	var undo string
-	if a.undo != nil {
-		undo = a.undo(h.Tool.Name)
-	}
 	var compact bytes.Buffer
 	if json.Compact(&compact, args) != nil {
 		compact.Reset()
@@ -125,7 +119,7 @@ func (a *approver) approve(ctx context.Context, h *pipeline.Hold) (string, *pipe
 		CallHash: hash, Tool: h.Tool.Name, Upstream: h.Tool.Upstream, Arguments: compact.Bytes(),
 		Agent: pr.Agent.ID, User: pr.User, Task: pr.Task, SessionID: c.SessionID, Reason: c.Reason,
 		Rules: h.Decision.Rules, PolicyVersion: h.Decision.Version, Risk: h.Risk.Value, RiskFactors: h.Risk.FactorNames(),
-		Explanation: h.Explanation, Undo: undo,
+		Explanation: h.Explanation, Undo: h.Tool.Undo,
 	})
 	if err != nil {
 		return "", unavailable()

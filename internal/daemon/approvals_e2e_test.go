@@ -37,7 +37,7 @@ func startApprovals(t *testing.T, configure func(*config.Config)) *chaperonetest
 		Tools: []config.Tool{
 			{Upstream: "demo", Name: "read_inbox", Class: "read"},
 			{Upstream: "demo", Name: "send_email", Class: "external"},
-			{Upstream: "demo", Name: "transfer_money", Class: "destructive"},
+			{Upstream: "demo", Name: "transfer_money", Class: "destructive", Undo: "ask the bank to recall the transfer within 24 hours"},
 		},
 		Policy: approvalsPolicy,
 		Agents: []string{"finance"},
@@ -116,7 +116,8 @@ func TestApprovalPendingThenApprovedRunsOnce(t *testing.T) {
 	}
 	var pending []api.Approval
 	aadmin(t, g, "GET", "/v1/approvals", nil, &pending)
-	if len(pending) != 1 || pending[0].ID != id || pending[0].Reason != "pay invoice 7 as Dana asked" || pending[0].Risk == 0 || len(pending[0].RiskFactors) == 0 {
+	if len(pending) != 1 || pending[0].ID != id || pending[0].Reason != "pay invoice 7 as Dana asked" || pending[0].Risk == 0 || len(pending[0].RiskFactors) == 0 ||
+		pending[0].Undo != "ask the bank to recall the transfer within 24 hours" {
 		t.Fatalf("pending queue: %+v", pending)
 	}
 	// Retrying before a decision changes nothing.

@@ -479,6 +479,7 @@ func declare(cfg *config.Config) (*declared, error) {
 			Environment: envOf[t.Upstream], Pin: t.Pin, Overlay: t.Arguments}
 		// Validate checked the labels.
 		d.decls[i].Flow, _ = t.Labels()
+		d.decls[i].Undo = t.Undo
 		d.tools[names[i]] = policy.ToolInfo{Class: t.Class}
 	}
 	return d, nil

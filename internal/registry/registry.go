@@ -74,6 +74,8 @@ type Declaration struct {
 	Overlay     argcheck.Overlay
 	// Flow labels the tool's results and names its sinks.
 	Flow flow.Labels
+	// Undo says how to undo a call, for approvers; "" if the tool declares nothing.
+	Undo string
 }
 
 // Tool is an immutable snapshot of one declared tool.

@@ -268,6 +268,7 @@ func buildRegistry(ctx context.Context, cfg *config.Config, defs *Definitions, t
 		decls[i] = registry.Declaration{Name: names[i], Upstream: t.Upstream, UpstreamName: t.Name, Class: t.Class,
 			Environment: envOf[t.Upstream], Overlay: t.Arguments}
 		decls[i].Flow, _ = t.Labels()
+		decls[i].Undo = t.Undo
 		info[names[i]] = policy.ToolInfo{Class: t.Class}
 		ut := upstream.Tool{Name: t.Name}
 		if def, ok := defs.byName[names[i]]; ok {
