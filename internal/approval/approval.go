@@ -13,12 +13,13 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/chaperone-dev/chaperone/internal/argcheck"
 )
 
 // Status is where a [Request] stands.
@@ -258,116 +259,43 @@ func hashCall(tool string, args json.RawMessage, agent, user, task string) (stri
 	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// canonicalArgs returns the canonical encoding of a JSON object, described at [Hash].
+// canonicalArgs returns the canonical encoding of a JSON object, described at [Hash]:
+// decoded with numbers kept as their text and encoded again, which sorts object keys.
+// The gateway's own argument decoder refuses repeated keys.
 func canonicalArgs(raw []byte) ([]byte, error) {
-	if len(bytes.TrimSpace(raw)) == 0 {
+	t := bytes.TrimSpace(raw)
+	switch {
+	case len(t) == 0:
 		return []byte("{}"), nil
-	}
-	if !utf8.Valid(raw) {
+	case string(t) == "null":
+		return nil, errors.New("are not a JSON object")
+	case !utf8.Valid(t):
 		return nil, errors.New("are not valid UTF-8")
-	}
-	if !json.Valid(raw) {
+	case !json.Valid(t):
 		return nil, errors.New("are not valid JSON")
 	}
-	if err := checkSurrogates(raw); err != nil {
+	if err := checkSurrogates(t); err != nil {
 		return nil, err
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, errors.New("are not valid JSON")
-	}
-	if tok != json.Delim('{') {
+	if _, err := argcheck.DecodeArguments(t); err != nil {
+		if errors.Is(err, argcheck.ErrDuplicateKey) {
+			return nil, errors.New("repeat a key in an object")
+		}
 		return nil, errors.New("are not a JSON object")
 	}
+	dec := json.NewDecoder(bytes.NewReader(t))
+	dec.UseNumber()
+	var v map[string]any
+	if err := dec.Decode(&v); err != nil {
+		return nil, errors.New("are not valid JSON")
+	}
 	var b bytes.Buffer
-	if err := writeCanonical(&b, dec, tok); err != nil {
-		return nil, err
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, errors.New("are not valid JSON")
 	}
-	return b.Bytes(), nil
-}
-
-// writeCanonical writes the canonical encoding of the value starting with tok.
-func writeCanonical(b *bytes.Buffer, dec *json.Decoder, tok json.Token) error {
-	switch t := tok.(type) {
-	case json.Delim:
-		switch t {
-		case '{':
-			type member struct {
-				key string
-				val []byte
-			}
-			var members []member
-			for dec.More() {
-				kt, err := dec.Token()
-				if err != nil {
-					return errors.New("are not valid JSON")
-				}
-				key, ok := kt.(string)
-				if !ok {
-					return errors.New("are not valid JSON")
-				}
-				vt, err := dec.Token()
-				if err != nil {
-					return errors.New("are not valid JSON")
-				}
-				var vb bytes.Buffer
-				if err := writeCanonical(&vb, dec, vt); err != nil {
-					return err
-				}
-				members = append(members, member{key, vb.Bytes()})
-			}
-			if _, err := dec.Token(); err != nil { // '}'
-				return errors.New("are not valid JSON")
-			}
-			sort.Slice(members, func(i, j int) bool { return members[i].key < members[j].key })
-			b.WriteByte('{')
-			for i, m := range members {
-				if i > 0 {
-					if members[i-1].key == m.key {
-						return fmt.Errorf("repeat the key %s", shortQuote(m.key))
-					}
-					b.WriteByte(',')
-				}
-				writeString(b, m.key)
-				b.WriteByte(':')
-				b.Write(m.val)
-			}
-			b.WriteByte('}')
-		case '[':
-			b.WriteByte('[')
-			for i := 0; dec.More(); i++ {
-				if i > 0 {
-					b.WriteByte(',')
-				}
-				et, err := dec.Token()
-				if err != nil {
-					return errors.New("are not valid JSON")
-				}
-				if err := writeCanonical(b, dec, et); err != nil {
-					return err
-				}
-			}
-			if _, err := dec.Token(); err != nil { // ']'
-				return errors.New("are not valid JSON")
-			}
-			b.WriteByte(']')
-		default:
-			return errors.New("are not valid JSON")
-		}
-	case string:
-		writeString(b, t)
-	case json.Number:
-		b.WriteString(t.String())
-	case bool:
-		b.WriteString(strconv.FormatBool(t))
-	case nil:
-		b.WriteString("null")
-	default:
-		return errors.New("are not valid JSON")
-	}
-	return nil
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
 }
 
 // writeString writes s as a JSON string, escaping only what JSON requires (and
