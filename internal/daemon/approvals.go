@@ -110,13 +110,9 @@ func (a *approver) approve(ctx context.Context, h *pipeline.Hold) (string, *pipe
 		}
 		// A changed call, or an approval already used: it needs a new approval.
 	}
-	var compact bytes.Buffer
-	if json.Compact(&compact, args) != nil {
-		compact.Reset()
-		compact.Write(args)
-	}
+	// The manager compacts the arguments and binds the request to the same hash.
 	r, _, err := a.m.Request(ctx, &approval.Request{
-		CallHash: hash, Tool: h.Tool.Name, Upstream: h.Tool.Upstream, Arguments: compact.Bytes(),
+		Tool: h.Tool.Name, Upstream: h.Tool.Upstream, Arguments: args,
 		Agent: pr.Agent.ID, User: pr.User, Task: pr.Task, SessionID: c.SessionID, Reason: c.Reason,
 		Rules: h.Decision.Rules, PolicyVersion: h.Decision.Version, Risk: h.Risk.Value, RiskFactors: h.Risk.FactorNames(),
 		Explanation: h.Explanation, Undo: h.Tool.Undo,

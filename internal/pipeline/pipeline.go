@@ -146,10 +146,8 @@ func Progress(ctx context.Context, msg string) {
 
 // Hold is a call the policy holds for a person's approval, as the approver sees it.
 type Hold struct {
-	Call *Call
-	Tool *registry.Tool
-	// Args are the decoded arguments.
-	Args        map[string]any
+	Call        *Call
+	Tool        *registry.Tool
 	Decision    policy.Decision
 	Explanation string
 	Risk        risk.Score
@@ -491,7 +489,7 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		if p.opts.Approve == nil {
 			return p.refuse(ctx, &ev, d, CodeApprovalRequired, fmt.Sprintf("This call needs a person's approval (%s%s), and approvals are not enabled on this gateway.", ruleList(d.Rules), because))
 		}
-		id, r := p.opts.Approve(ctx, &Hold{Call: c, Tool: t, Args: args, Decision: d, Explanation: explanation, Risk: score})
+		id, r := p.opts.Approve(ctx, &Hold{Call: c, Tool: t, Decision: d, Explanation: explanation, Risk: score})
 		ev.Approval = id
 		if r != nil {
 			if ev.Approval == "" {
