@@ -21,6 +21,7 @@ type Approvals interface {
 	Approve(ctx context.Context, id, by string) (*approval.Request, error)
 	Deny(ctx context.Context, id, by, code, text string) (*approval.Request, error)
 	DeclineReasons() []string
+	DeclineCounts(ctx context.Context, since time.Time) (map[string]int, error)
 }
 
 // Approval is one approval request as approvers see it: a preview of the held call with
@@ -76,10 +77,16 @@ type ApprovalStats struct {
 
 // ApprovalReport is GET /v1/approvals/stats.
 type ApprovalReport struct {
-	Since          time.Time       `json:"since"`
-	Tools          []ApprovalStats `json:"tools"`
-	DeclineReasons map[string]int  `json:"decline_reasons"`
+	Since time.Time       `json:"since"`
+	Tools []ApprovalStats `json:"tools"`
+	// Truncated says the per-tool figures cover only the newest requests the API reads
+	// (maxStatsRequests); the decline reasons are always complete.
+	Truncated      bool           `json:"truncated,omitempty"`
+	DeclineReasons map[string]int `json:"decline_reasons"`
 }
+
+// maxStatsRequests bounds the requests the per-tool figures are computed from.
+const maxStatsRequests = 1000
 
 func approvalView(r *approval.Request) Approval {
 	v := Approval{
@@ -219,18 +226,27 @@ func (a *server) approvalStats(w http.ResponseWriter, r *http.Request) {
 		}
 		since = d
 	}
-	list, err := a.opts.Approvals.List(r.Context(), approval.Filter{Limit: 1000})
+	from := time.Now().Add(-since)
+	list, err := a.opts.Approvals.List(r.Context(), approval.Filter{Limit: maxStatsRequests})
 	if err != nil {
 		a.fail(w, r, http.StatusInternalServerError, "the approval requests could not be read", err)
 		return
 	}
-	writeJSON(w, http.StatusOK, ApprovalStatsOf(list, time.Now().Add(-since)))
+	declines, err := a.opts.Approvals.DeclineCounts(r.Context(), from)
+	if err != nil {
+		a.fail(w, r, http.StatusInternalServerError, "the decline reasons could not be counted", err)
+		return
+	}
+	rep := ApprovalStatsOf(list, from)
+	rep.DeclineReasons = declines
+	rep.Truncated = len(list) == maxStatsRequests && list[len(list)-1].CreatedAt.After(from)
+	writeJSON(w, http.StatusOK, rep)
 }
 
 // ApprovalStatsOf computes the approval figures, by tool, of the requests made since a
-// time.
+// time; DeclineReasons is left to the store's exact count.
 func ApprovalStatsOf(list []approval.Request, since time.Time) ApprovalReport {
-	rep := ApprovalReport{Since: since, DeclineReasons: map[string]int{}}
+	rep := ApprovalReport{Since: since}
 	byTool := map[string]*ApprovalStats{}
 	latencies := map[string][]float64{}
 	for _, r := range list {
@@ -248,7 +264,6 @@ func ApprovalStatsOf(list []approval.Request, since time.Time) ApprovalReport {
 			st.Approved++
 		case approval.StatusDenied:
 			st.Denied++
-			rep.DeclineReasons[r.DenyCode]++
 		case approval.StatusExpired:
 			st.Expired++
 		default:
