@@ -61,6 +61,14 @@ func TestPromptMetaAndSessionEnd(t *testing.T) {
 	if !strings.Contains(w.Body.String(), `"code":-32602`) {
 		t.Errorf("prompt that is not a string: %s", w.Body)
 	}
+	w = do(g, tok, `{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"t","_meta":{"dev.chaperone/approval":"`+strings.Repeat("a", 65)+`"}}}`, nil)
+	if !strings.Contains(w.Body.String(), `_meta \"dev.chaperone/approval\" is longer than 64 bytes`) {
+		t.Errorf("oversized approval id: %s", w.Body)
+	}
+	w = do(g, tok, `{"jsonrpc":"2.0","id":5,"method":"tools/call","params":{"name":"t","_meta":{"dev.chaperone/reason":"`+strings.Repeat("r", MaxReasonBytes+1)+`"}}}`, nil)
+	if !strings.Contains(w.Body.String(), `_meta \"dev.chaperone/reason\" is longer than 2048 bytes`) {
+		t.Errorf("oversized reason: %s", w.Body)
+	}
 	if len(calls.prompts) != 1 || calls.prompts[0] != "pay DE89 3704" {
 		t.Errorf("prompts reaching the pipeline: %q", calls.prompts)
 	}

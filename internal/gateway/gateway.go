@@ -58,6 +58,8 @@ const (
 	MetaReason   = "dev.chaperone/reason"
 	// MaxReasonBytes bounds a stated reason.
 	MaxReasonBytes = 2048
+	// maxApprovalIDBytes bounds an approval id (they are 26 bytes).
+	maxApprovalIDBytes = 64
 )
 
 // Protocol versions, newest first.
@@ -513,9 +515,15 @@ func (g *Gateway) callTool(ctx context.Context, w http.ResponseWriter, rid strin
 	}
 	c := &pipeline.Call{RequestID: rid, Principal: pr, Tool: p.Name, Arguments: p.Arguments,
 		ApprovalID: p.Meta.Approval, NoWait: p.Meta.Wait != nil && !*p.Meta.Wait, Reason: p.Meta.Reason}
-	if len(c.ApprovalID) > 64 || len(c.Reason) > MaxReasonBytes {
-		writeError(w, http.StatusOK, m.ID, codeInvalidParams, fmt.Sprintf("invalid params: _meta %q is longer than 64 bytes or %q longer than %d", MetaApproval, MetaReason, MaxReasonBytes))
-		return
+	for _, f := range []struct {
+		key   string
+		value string
+		max   int
+	}{{MetaApproval, c.ApprovalID, maxApprovalIDBytes}, {MetaReason, c.Reason, MaxReasonBytes}} {
+		if len(f.value) > f.max {
+			writeError(w, http.StatusOK, m.ID, codeInvalidParams, fmt.Sprintf("invalid params: _meta %q is longer than %d bytes", f.key, f.max))
+			return
+		}
 	}
 	if p.Meta.Prompt != nil {
 		if len(*p.Meta.Prompt) > MaxPromptBytes {
@@ -561,16 +569,21 @@ func acceptsSSE(r *http.Request) bool {
 // progress: notifications/progress events, then the response as the last event. Until
 // then the response is an ordinary JSON body.
 type progressWriter struct {
-	mu      sync.Mutex
-	w       http.ResponseWriter
-	token   json.RawMessage
-	started bool
-	n       int
+	mu    sync.Mutex
+	w     http.ResponseWriter
+	token json.RawMessage
+	// started: the event stream is open; done: the response is written (or left to the
+	// caller), so no progress follows it.
+	started, done bool
+	n             int
 }
 
 func (p *progressWriter) progress(msg string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.done {
+		return
+	}
 	if !p.started {
 		p.w.Header().Set("Content-Type", "text/event-stream")
 		p.w.Header().Set("Cache-Control", "no-store")
@@ -587,9 +600,8 @@ func (p *progressWriter) progress(msg string) {
 func (p *progressWriter) finish(id json.RawMessage, result []byte) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.done = true
 	if !p.started {
-		p.started = true // no progress after the response
-		p.n = -1
 		return false
 	}
 	p.event([]byte(`{"jsonrpc":"2.0","id":` + string(id) + `,"result":` + string(result) + `}`))
@@ -597,9 +609,6 @@ func (p *progressWriter) finish(id json.RawMessage, result []byte) bool {
 }
 
 func (p *progressWriter) event(data []byte) {
-	if p.n < 0 {
-		return
-	}
 	fmt.Fprintf(p.w, "event: message\ndata: %s\n\n", data)
 	if f, ok := p.w.(http.Flusher); ok {
 		f.Flush()

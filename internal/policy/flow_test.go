@@ -114,7 +114,7 @@ func TestFlowCompileErrors(t *testing.T) {
 		{`calls(args.tool) > 1`, `calls: the tool must be a string literal`},
 		{`__flow == null`, `__flow is reserved`},
 		{`args_from_untrusted(1)`, `no matching overload`},
-		{`args_from_untrusted("a", "b")`, `args_from_untrusted takes 1 arguments`},
+		{`args_from_untrusted("a", "b")`, `args_from_untrusted takes 1 argument`},
 		{`calls_within("pay", "10m") > 1`, `no matching overload`},
 		{`session.untrsted == true`, `session has no field "untrsted"`},
 	} {

@@ -143,7 +143,7 @@ func flowUse(a *ast.AST) (uses bool, tools []string, err error) {
 				}
 				uses = true
 				if a := c.Args(); len(a) != len(fn.params)+1 || a[0].Kind() != ast.IdentKind || a[0].AsIdent() != flowVar {
-					bad = append(bad, fmt.Sprintf("%s takes %d arguments", fn.name, len(fn.params)))
+					bad = append(bad, fmt.Sprintf("%s takes %s", fn.name, plural(len(fn.params), "argument")))
 					continue
 				}
 				if !fn.history {
@@ -163,4 +163,12 @@ func flowUse(a *ast.AST) (uses bool, tools []string, err error) {
 		return uses, tools, flowError(strings.Join(bad, "; "))
 	}
 	return uses, tools, nil
+}
+
+// plural writes n and a noun, in the plural unless n is 1: "1 argument", "0 arguments".
+func plural(n int, noun string) string {
+	if n == 1 {
+		return fmt.Sprintf("1 %s", noun)
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
 }
