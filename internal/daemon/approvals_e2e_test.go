@@ -4,10 +4,8 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -52,104 +50,64 @@ func startApprovals(t *testing.T, configure func(*config.Config)) *chaperonetest
 	})
 }
 
-// admin calls the gateway's admin API.
-func aadmin(t *testing.T, g *chaperonetest.Gateway, method, path string, body any, out any) int {
-	t.Helper()
-	tok, err := os.ReadFile(g.Config.Admin.TokenFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var rd io.Reader
-	if body != nil {
-		b, _ := json.Marshal(body)
-		rd = bytes.NewReader(b)
-	}
-	req, _ := http.NewRequestWithContext(t.Context(), method, g.AdminURL+path, rd)
-	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	if out != nil && resp.StatusCode/100 == 2 {
-		if err := json.Unmarshal(data, out); err != nil {
-			t.Fatalf("%s %s: %v: %s", method, path, err, data)
-		}
-	}
-	return resp.StatusCode
-}
-
 func payment(amount float64) map[string]any {
 	return map[string]any{"recipient_iban": "DE02120300000000202051", "amount": amount, "currency": "EUR", "reference": "invoice 7"}
 }
 
-// call makes a tool call with optional approval _meta.
-func acall(t *testing.T, cs *mcp.ClientSession, tool string, args map[string]any, meta mcp.Meta) *mcp.CallToolResult {
+// arefusal returns the refusal's reason and approval id ("" and "" for a call that ran).
+func arefusal(t *testing.T, res *mcp.CallToolResult) (reason, approvalID string) {
 	t.Helper()
-	res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: tool, Arguments: args, Meta: meta})
-	if err != nil {
-		t.Fatalf("call %s: %v", tool, err)
-	}
-	return res
-}
-
-// refusal returns the refusal's reason and approval id ("" and "" for a call that ran).
-func arefusal(res *mcp.CallToolResult) (reason, approvalID string) {
-	m, _ := res.Meta["dev.chaperone/refusal"].(map[string]any)
-	reason, _ = m["reason"].(string)
-	approvalID, _ = m["approval_id"].(string)
-	return reason, approvalID
+	return chaperonetest.Refusal(t, res), chaperonetest.RefusalField(res, "approval_id")
 }
 
 func TestApprovalPendingThenApprovedRunsOnce(t *testing.T) {
 	t.Parallel()
 	g := startApprovals(t, nil)
 	cs := g.Connect(t, g.Agents["finance"].Token, "2025-11-25")
-	reason, id := arefusal(acall(t, cs, "transfer_money", payment(120), mcp.Meta{gateway.MetaReason: "pay invoice 7 as Dana asked"}))
+	reason, id := arefusal(t, chaperonetest.CallMeta(t, cs, "transfer_money", payment(120), mcp.Meta{gateway.MetaReason: "pay invoice 7 as Dana asked"}))
 	if reason != "approval_pending" || !strings.HasPrefix(id, "apr_") {
 		t.Fatalf("held call: %q %q, want approval_pending with an id", reason, id)
 	}
 	// The same call again without the id joins the same request instead of a new one.
-	if _, again := arefusal(acall(t, cs, "transfer_money", payment(120), nil)); again != id {
+	if _, again := arefusal(t, chaperonetest.CallMeta(t, cs, "transfer_money", payment(120), nil)); again != id {
 		t.Errorf("repeated call got request %q, want %q", again, id)
 	}
 	var pending []api.Approval
-	aadmin(t, g, "GET", "/v1/approvals", nil, &pending)
+	adminStatus(t, g, "GET", "/v1/approvals", nil, &pending)
 	if len(pending) != 1 || pending[0].ID != id || pending[0].Reason != "pay invoice 7 as Dana asked" || pending[0].Risk == 0 || len(pending[0].RiskFactors) == 0 ||
 		pending[0].Undo != "ask the bank to recall the transfer within 24 hours" {
 		t.Fatalf("pending queue: %+v", pending)
 	}
 	// Retrying before a decision changes nothing.
-	if r, _ := arefusal(acall(t, cs, "transfer_money", payment(120), mcp.Meta{gateway.MetaApproval: id})); r != "approval_pending" {
+	if r, _ := arefusal(t, chaperonetest.CallMeta(t, cs, "transfer_money", payment(120), mcp.Meta{gateway.MetaApproval: id})); r != "approval_pending" {
 		t.Errorf("retry before approval: %q", r)
 	}
 	var approved api.Approval
-	if code := aadmin(t, g, "POST", "/v1/approvals/"+id+"/approve", map[string]string{"by": "bob"}, &approved); code != 200 || approved.Status != "approved" {
+	if code := adminStatus(t, g, "POST", "/v1/approvals/"+id+"/approve", map[string]string{"by": "bob"}, &approved); code != 200 || approved.Status != "approved" {
 		t.Fatalf("approve: %d %+v", code, approved)
 	}
-	if code := aadmin(t, g, "POST", "/v1/approvals/"+id+"/approve", map[string]string{"by": "carol"}, nil); code != http.StatusConflict {
+	if code := adminStatus(t, g, "POST", "/v1/approvals/"+id+"/approve", map[string]string{"by": "carol"}, nil); code != http.StatusConflict {
 		t.Errorf("second approve: %d, want 409", code)
 	}
 	// Changed arguments with the approval id need a new approval; the approval stays unused.
-	r, other := arefusal(acall(t, cs, "transfer_money", payment(9999), mcp.Meta{gateway.MetaApproval: id}))
+	r, other := arefusal(t, chaperonetest.CallMeta(t, cs, "transfer_money", payment(9999), mcp.Meta{gateway.MetaApproval: id}))
 	if r != "approval_pending" || other == id || other == "" {
 		t.Errorf("changed arguments: %q %q, want a new pending request", r, other)
 	}
 	if n := len(g.Demo.Transfers()); n != 0 {
 		t.Fatalf("%d transfers before the approved call ran", n)
 	}
-	if r, _ := arefusal(acall(t, cs, "transfer_money", payment(120), mcp.Meta{gateway.MetaApproval: id})); r != "" {
+	if r, _ := arefusal(t, chaperonetest.CallMeta(t, cs, "transfer_money", payment(120), mcp.Meta{gateway.MetaApproval: id})); r != "" {
 		t.Fatalf("approved retry refused: %q", r)
 	}
-	if r, _ := arefusal(acall(t, cs, "transfer_money", payment(120), mcp.Meta{gateway.MetaApproval: id})); r != "approval_pending" {
+	if r, _ := arefusal(t, chaperonetest.CallMeta(t, cs, "transfer_money", payment(120), mcp.Meta{gateway.MetaApproval: id})); r != "approval_pending" {
 		t.Errorf("second use of the approval: %q, want a new request (approval_pending)", r)
 	}
 	if n := len(g.Demo.Transfers()); n != 1 {
 		t.Errorf("%d transfers, want exactly 1", n)
 	}
 	var shown api.Approval
-	aadmin(t, g, "GET", "/v1/approvals/"+id, nil, &shown)
+	adminStatus(t, g, "GET", "/v1/approvals/"+id, nil, &shown)
 	if shown.Status != "used" || shown.UsedAt.IsZero() || len(shown.Approvals) != 1 || shown.Approvals[0].By != "bob" {
 		t.Errorf("used request: %+v", shown)
 	}
@@ -163,11 +121,17 @@ func TestApprovalHeldCallWaitsAndRacingApproversRunItOnce(t *testing.T) {
 	})
 	cs := g.Connect(t, g.Agents["finance"].Token, "2025-11-25")
 	done := make(chan *mcp.CallToolResult, 1)
-	go func() { done <- acall(t, cs, "transfer_money", payment(50), nil) }()
+	go func() {
+		res, err := cs.CallTool(t.Context(), &mcp.CallToolParams{Name: "transfer_money", Arguments: payment(50)})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
 	var id string
 	chaperonetest.WaitFor(t, 10*time.Second, "a pending request", func() bool {
 		var l []api.Approval
-		aadmin(t, g, "GET", "/v1/approvals", nil, &l)
+		adminStatus(t, g, "GET", "/v1/approvals", nil, &l)
 		if len(l) == 1 {
 			id = l[0].ID
 		}
@@ -179,7 +143,7 @@ func TestApprovalHeldCallWaitsAndRacingApproversRunItOnce(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if aadmin(t, g, "POST", "/v1/approvals/"+id+"/approve", map[string]string{"by": who}, nil) == 200 {
+			if adminStatus(t, g, "POST", "/v1/approvals/"+id+"/approve", map[string]string{"by": who}, nil) == 200 {
 				wins.Add(1)
 			}
 		}()
@@ -187,7 +151,7 @@ func TestApprovalHeldCallWaitsAndRacingApproversRunItOnce(t *testing.T) {
 	wg.Wait()
 	select {
 	case res := <-done:
-		if r, _ := arefusal(res); r != "" {
+		if r, _ := arefusal(t, res); r != "" {
 			t.Fatalf("held call after approval: refused %q", r)
 		}
 	case <-time.After(15 * time.Second):
@@ -218,19 +182,19 @@ func TestApprovalDeniedWithReasonAndWebhook(t *testing.T) {
 		c.Approvals.URL = "https://chaperone.example.com"
 	})
 	cs := g.Connect(t, g.Agents["finance"].Token, "2025-11-25")
-	_, id := arefusal(acall(t, cs, "transfer_money", payment(75), nil))
-	if code := aadmin(t, g, "POST", "/v1/approvals/"+id+"/deny", map[string]string{"by": "bob", "reason": "made_up"}, nil); code != http.StatusBadRequest {
+	_, id := arefusal(t, chaperonetest.CallMeta(t, cs, "transfer_money", payment(75), nil))
+	if code := adminStatus(t, g, "POST", "/v1/approvals/"+id+"/deny", map[string]string{"by": "bob", "reason": "made_up"}, nil); code != http.StatusBadRequest {
 		t.Errorf("unknown decline reason: %d, want 400", code)
 	}
-	if code := aadmin(t, g, "POST", "/v1/approvals/"+id+"/deny", map[string]string{"by": "bob", "reason": "wrong_recipient", "text": "not our supplier"}, nil); code != 200 {
+	if code := adminStatus(t, g, "POST", "/v1/approvals/"+id+"/deny", map[string]string{"by": "bob", "reason": "wrong_recipient", "text": "not our supplier"}, nil); code != 200 {
 		t.Fatalf("deny: %d", code)
 	}
-	res := acall(t, cs, "transfer_money", payment(75), mcp.Meta{gateway.MetaApproval: id})
-	if r, _ := arefusal(res); r != "approval_denied" || !strings.Contains(res.Content[0].(*mcp.TextContent).Text, "not our supplier") {
+	res := chaperonetest.CallMeta(t, cs, "transfer_money", payment(75), mcp.Meta{gateway.MetaApproval: id})
+	if r, _ := arefusal(t, res); r != "approval_denied" || !strings.Contains(res.Content[0].(*mcp.TextContent).Text, "not our supplier") {
 		t.Errorf("retry after deny: %q %v", r, res.Content)
 	}
 	var stats api.ApprovalReport
-	aadmin(t, g, "GET", "/v1/approvals/stats", nil, &stats)
+	adminStatus(t, g, "GET", "/v1/approvals/stats", nil, &stats)
 	if stats.DeclineReasons["wrong_recipient"] != 1 || len(stats.Tools) != 1 || stats.Tools[0].Denied != 1 || stats.Tools[0].ApprovalRate != 0 {
 		t.Errorf("stats: %+v", stats)
 	}
@@ -265,33 +229,33 @@ func TestApprovalTwoPersonAndExpiry(t *testing.T) {
 		c.Approvals.Timeout = config.Duration(5 * time.Second)
 	})
 	cs := g.Connect(t, g.Agents["finance"].Token, "2025-11-25")
-	_, id := arefusal(acall(t, cs, "transfer_money", payment(300), nil))
+	_, id := arefusal(t, chaperonetest.CallMeta(t, cs, "transfer_money", payment(300), nil))
 	var a api.Approval
-	aadmin(t, g, "POST", "/v1/approvals/"+id+"/approve", map[string]string{"by": "bob"}, &a)
+	adminStatus(t, g, "POST", "/v1/approvals/"+id+"/approve", map[string]string{"by": "bob"}, &a)
 	if a.Status != "pending" || a.Required != 2 {
 		t.Fatalf("after one approver: %+v", a)
 	}
-	if code := aadmin(t, g, "POST", "/v1/approvals/"+id+"/approve", map[string]string{"by": "bob"}, nil); code != http.StatusConflict {
+	if code := adminStatus(t, g, "POST", "/v1/approvals/"+id+"/approve", map[string]string{"by": "bob"}, nil); code != http.StatusConflict {
 		t.Errorf("same approver twice: %d, want 409", code)
 	}
-	if code := aadmin(t, g, "POST", "/v1/approvals/"+id+"/approve", map[string]string{"by": "carol"}, &a); code != 200 || a.Status != "approved" {
+	if code := adminStatus(t, g, "POST", "/v1/approvals/"+id+"/approve", map[string]string{"by": "carol"}, &a); code != 200 || a.Status != "approved" {
 		t.Fatalf("second approver: %d %+v", code, a)
 	}
-	if r, _ := arefusal(acall(t, cs, "transfer_money", payment(300), mcp.Meta{gateway.MetaApproval: id})); r != "" {
+	if r, _ := arefusal(t, chaperonetest.CallMeta(t, cs, "transfer_money", payment(300), mcp.Meta{gateway.MetaApproval: id})); r != "" {
 		t.Fatalf("two-person approved call refused: %q", r)
 	}
 
 	// A request nobody decides expires, and counts as declined.
-	_, late := arefusal(acall(t, cs, "transfer_money", payment(301), nil))
+	_, late := arefusal(t, chaperonetest.CallMeta(t, cs, "transfer_money", payment(301), nil))
 	chaperonetest.WaitFor(t, 20*time.Second, "the request to expire", func() bool {
 		var l api.Approval
-		aadmin(t, g, "GET", "/v1/approvals/"+late, nil, &l)
+		adminStatus(t, g, "GET", "/v1/approvals/"+late, nil, &l)
 		return l.Status == "expired"
 	})
-	if r, _ := arefusal(acall(t, cs, "transfer_money", payment(301), mcp.Meta{gateway.MetaApproval: late})); r != "approval_expired" {
+	if r, _ := arefusal(t, chaperonetest.CallMeta(t, cs, "transfer_money", payment(301), mcp.Meta{gateway.MetaApproval: late})); r != "approval_expired" {
 		t.Errorf("retry of an expired request: %q", r)
 	}
-	if code := aadmin(t, g, "POST", "/v1/approvals/"+late+"/approve", map[string]string{"by": "bob"}, nil); code != http.StatusConflict {
+	if code := adminStatus(t, g, "POST", "/v1/approvals/"+late+"/approve", map[string]string{"by": "bob"}, nil); code != http.StatusConflict {
 		t.Errorf("approving an expired request: %d, want 409", code)
 	}
 }
@@ -300,7 +264,7 @@ func TestApprovalsSurviveRestart(t *testing.T) {
 	t.Parallel()
 	first := startApprovals(t, nil)
 	cs := first.Connect(t, first.Agents["finance"].Token, "2025-11-25")
-	_, id := arefusal(acall(t, cs, "transfer_money", payment(42), nil))
+	_, id := arefusal(t, chaperonetest.CallMeta(t, cs, "transfer_money", payment(42), nil))
 	// The agent hangs up while its call is held: the refusal is on record with the id.
 	cs.Close()
 	first.Stop(t)
@@ -310,11 +274,11 @@ func TestApprovalsSurviveRestart(t *testing.T) {
 		c.Store.SQLite = first.Config.Store.SQLite
 		c.Admin.TokenFile = first.Config.Admin.TokenFile
 	})
-	if code := aadmin(t, second, "POST", "/v1/approvals/"+id+"/approve", map[string]string{"by": "bob"}, nil); code != 200 {
+	if code := adminStatus(t, second, "POST", "/v1/approvals/"+id+"/approve", map[string]string{"by": "bob"}, nil); code != 200 {
 		t.Fatalf("approve after restart: %d", code)
 	}
 	cs2 := second.Connect(t, second.Agents["finance"].Token, "2025-11-25")
-	if r, _ := arefusal(acall(t, cs2, "transfer_money", payment(42), mcp.Meta{gateway.MetaApproval: id})); r != "" {
+	if r, _ := arefusal(t, chaperonetest.CallMeta(t, cs2, "transfer_money", payment(42), mcp.Meta{gateway.MetaApproval: id})); r != "" {
 		t.Fatalf("approved call after restart refused: %q", r)
 	}
 	if n := len(second.Demo.Transfers()); n != 1 {
@@ -328,7 +292,7 @@ func TestApprovalsCommandLine(t *testing.T) {
 	t.Parallel()
 	g := startApprovals(t, nil)
 	cs := g.Connect(t, g.Agents["finance"].Token, "2025-11-25")
-	_, id := arefusal(acall(t, cs, "transfer_money", map[string]any{"recipient_iban": "DE02120300000000202051", "amount": 64.0, "currency": "EUR", "reference": "sk_live_51HxQexampleexampleexample"}, nil))
+	_, id := arefusal(t, chaperonetest.CallMeta(t, cs, "transfer_money", map[string]any{"recipient_iban": "DE02120300000000202051", "amount": 64.0, "currency": "EUR", "reference": "sk_live_51HxQexampleexampleexample"}, nil))
 	run := func(args ...string) (int, string) {
 		var out, errb bytes.Buffer
 		code := cli.Run(t.Context(), append(args, "--admin-url", g.AdminURL, "--token-file", g.Config.Admin.TokenFile), &out, &errb)
@@ -365,7 +329,7 @@ func TestAutonomyEnforcedPromotedAndDemoted(t *testing.T) {
 	})
 	cs := g.Connect(t, g.Agents["finance"].Token, "2025-11-25")
 	// Level 1: even a call the policy allows needs a person.
-	if r, _ := arefusal(acall(t, cs, "send_email", map[string]any{"to": "lee@example.com", "subject": "hi", "body": "x"}, nil)); r != "approval_pending" {
+	if r, _ := arefusal(t, chaperonetest.CallMeta(t, cs, "send_email", map[string]any{"to": "lee@example.com", "subject": "hi", "body": "x"}, nil)); r != "approval_pending" {
 		t.Fatalf("level-1 mail: %q, want approval_pending", r)
 	}
 	run := func(args ...string) (int, string) {
@@ -389,14 +353,14 @@ func TestAutonomyEnforcedPromotedAndDemoted(t *testing.T) {
 		t.Fatalf("forced promotion: %d %s", code, out)
 	}
 	// Level 2: a low-risk mail runs, a payment (policy: approve) is still held.
-	if r, _ := arefusal(acall(t, cs, "send_email", map[string]any{"to": "lee@example.com", "subject": "hi", "body": "x"}, nil)); r != "" {
+	if r, _ := arefusal(t, chaperonetest.CallMeta(t, cs, "send_email", map[string]any{"to": "lee@example.com", "subject": "hi", "body": "x"}, nil)); r != "" {
 		t.Errorf("level-2 low-risk mail: %q", r)
 	}
 	var rep api.AutonomyReport
-	if code := aadmin(t, g, "GET", "/v1/agents/finance/autonomy", nil, &rep); code != 200 || rep.Level != 2 {
+	if code := adminStatus(t, g, "GET", "/v1/agents/finance/autonomy", nil, &rep); code != 200 || rep.Level != 2 {
 		t.Errorf("autonomy report: %d %+v", code, rep)
 	}
-	if code := aadmin(t, g, "GET", "/v1/agents/nobody/autonomy", nil, nil); code != 404 {
+	if code := adminStatus(t, g, "GET", "/v1/agents/nobody/autonomy", nil, nil); code != 404 {
 		t.Errorf("unknown agent: %d", code)
 	}
 }
@@ -439,12 +403,12 @@ func TestHeldCallSendsProgress(t *testing.T) {
 		t.Fatalf("progress message %q", msg)
 	}
 	id := msg[strings.Index(msg, "apr_") : len(msg)-1]
-	if code := aadmin(t, g, "POST", "/v1/approvals/"+id+"/approve", map[string]string{"by": "bob"}, nil); code != 200 {
+	if code := adminStatus(t, g, "POST", "/v1/approvals/"+id+"/approve", map[string]string{"by": "bob"}, nil); code != 200 {
 		t.Fatalf("approve %s: %d", id, code)
 	}
 	select {
 	case res := <-done:
-		if r, _ := arefusal(res); r != "" || res.IsError {
+		if r, _ := arefusal(t, res); r != "" || res.IsError {
 			t.Fatalf("held call after approval: %q %v", r, res.Content)
 		}
 	case <-time.After(10 * time.Second):

@@ -74,8 +74,9 @@ func (o *oidcIssuer) userToken(t *testing.T, sub, email string, groups []string,
 		})
 }
 
-// admin calls the gateway's admin API and decodes the answer into out.
-func admin(t *testing.T, g *chaperonetest.Gateway, method, path string, body any, wantStatus int, out any) {
+// adminDo calls the gateway's admin API and returns the status and body; a transport
+// failure is a test error and status 0 (it may run on another goroutine).
+func adminDo(t *testing.T, g *chaperonetest.Gateway, method, path string, body any) (int, []byte) {
 	t.Helper()
 	var rd io.Reader
 	if body != nil {
@@ -87,18 +88,40 @@ func admin(t *testing.T, g *chaperonetest.Gateway, method, path string, body any
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		t.Errorf("%s %s: %v", method, path, err)
+		return 0, nil
 	}
 	defer resp.Body.Close()
 	data, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != wantStatus {
-		t.Fatalf("%s %s = %d %s, want %d", method, path, resp.StatusCode, data, wantStatus)
+	return resp.StatusCode, data
+}
+
+// admin calls the gateway's admin API, fails the test unless it answers wantStatus, and
+// decodes the answer into out.
+func admin(t *testing.T, g *chaperonetest.Gateway, method, path string, body any, wantStatus int, out any) {
+	t.Helper()
+	code, data := adminDo(t, g, method, path, body)
+	if code != wantStatus {
+		t.Fatalf("%s %s = %d %s, want %d", method, path, code, data, wantStatus)
 	}
 	if out != nil {
 		if err := json.Unmarshal(data, out); err != nil {
 			t.Fatalf("%s %s: %v: %s", method, path, err, data)
 		}
 	}
+}
+
+// adminStatus calls the gateway's admin API and returns its status, decoding a 2xx
+// answer into out.
+func adminStatus(t *testing.T, g *chaperonetest.Gateway, method, path string, body any, out any) int {
+	t.Helper()
+	code, data := adminDo(t, g, method, path, body)
+	if out != nil && code/100 == 2 {
+		if err := json.Unmarshal(data, out); err != nil {
+			t.Errorf("%s %s: %v: %s", method, path, err, data)
+		}
+	}
+	return code
 }
 
 // tokenRequest posts a form to the token endpoint, with Basic credentials when user is set.

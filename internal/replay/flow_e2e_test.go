@@ -35,15 +35,11 @@ func flowPolicy(t *testing.T) string {
 // callWithPrompt calls a tool, reporting the user's prompt in _meta as an agent's host does.
 func callWithPrompt(t *testing.T, cs *mcp.ClientSession, prompt, tool string, args map[string]any) *mcp.CallToolResult {
 	t.Helper()
-	p := &mcp.CallToolParams{Name: tool, Arguments: args}
+	var meta mcp.Meta
 	if prompt != "" {
-		p.Meta = mcp.Meta{gateway.MetaPrompt: prompt}
+		meta = mcp.Meta{gateway.MetaPrompt: prompt}
 	}
-	res, err := cs.CallTool(t.Context(), p)
-	if err != nil {
-		t.Fatalf("call %s: %v", tool, err)
-	}
-	return res
+	return chaperonetest.CallMeta(t, cs, tool, args, meta)
 }
 
 // TestFlowReplaysLikeLive records a live session through a real gateway — the user's
@@ -115,8 +111,7 @@ func TestFlowReplaysLikeLive(t *testing.T) {
 			t.Fatalf("live step %d (%s %v): refusal %q, want %q: %s", i, s.tool, s.args, got, s.wantCode, chaperonetest.Refusal(t, res))
 		}
 		if s.explain != "" {
-			m, _ := res.Meta["dev.chaperone/refusal"].(map[string]any)
-			if e, _ := m["explanation"].(string); !strings.Contains(e, s.explain) {
+			if e := chaperonetest.RefusalField(res, "explanation"); !strings.Contains(e, s.explain) {
 				t.Errorf("live step %d (%s): explanation %q, want it to contain %q", i, s.tool, e, s.explain)
 			}
 		}
