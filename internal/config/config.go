@@ -736,9 +736,11 @@ func (c *Config) Validate() error {
 			bad(f+".undo", "must be at most 1000 bytes, got %d", len(t.Undo))
 		}
 	}
+	var exposedNames []string
 	if len(errs) == 0 {
 		// Exposed names only make sense once each tool entry is valid.
-		if _, err := ExposedNames(c.Tools); err != nil {
+		var err error
+		if exposedNames, err = ExposedNames(c.Tools); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -806,7 +808,6 @@ func (c *Config) Validate() error {
 	if c.Policy.WatchInterval < 0 {
 		bad("policy.watch_interval", "must not be negative, got %s", c.Policy.WatchInterval.D())
 	}
-	exposedNames, _ := ExposedNames(c.Tools)
 	if h := c.Approvals.HoldFor(); h < 0 || h >= c.Server.WriteTimeout.D() {
 		bad("approvals.hold", "must be at least 0s and less than server.write_timeout (%s), got %s", c.Server.WriteTimeout.D(), h)
 	}
@@ -814,7 +815,7 @@ func (c *Config) Validate() error {
 		bad("approvals.timeout", "must be between 5s and 168h, got %s", t)
 	}
 	for i, name := range c.Approvals.TwoPerson {
-		if !slices.Contains(exposedNames, name) {
+		if exposedNames != nil && !slices.Contains(exposedNames, name) {
 			bad(fmt.Sprintf("approvals.two_person[%d]", i), "unknown tool %q (want an exposed tool name)", name)
 		}
 	}

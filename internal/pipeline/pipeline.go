@@ -277,7 +277,8 @@ func (p *Pipeline) demote(agent string, from int) (int, bool) {
 // score's track record: at most denialsKept per agent, agents forgotten once their last
 // denial is a day old.
 type denialRecord struct {
-	mu sync.Mutex
+	// mu is read-locked on every call and write-locked only on a denial.
+	mu sync.RWMutex
 	m  map[string][]time.Time
 }
 
@@ -305,8 +306,8 @@ func (r *denialRecord) add(agent string, now time.Time) {
 
 // recent counts the agent's denials in the 24 hours before now (at most denialsKept).
 func (r *denialRecord) recent(agent string, now time.Time) int {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.mu.RLock()
+	defer r.mu.RUnlock()
 	n := 0
 	for _, t := range r.m[agent] {
 		if now.Sub(t) < 24*time.Hour {

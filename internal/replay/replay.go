@@ -159,7 +159,9 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 		if a := agents[agentID]; a != nil {
 			pr = &identity.Principal{Agent: a, User: s.User, Task: s.Task, Tools: a.ToolLimit()}
 		}
-		var st sessionState
+		// ran counts the session's calls that ran: session.calls. What they brought in is
+		// the pipeline's flow state.
+		var ran int64
 		var prompt []string
 		for _, e := range s.Events {
 			if err := ctx.Err(); err != nil {
@@ -170,7 +172,7 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 				// A prompt reaches the gateway with the next call, as a host reports it live.
 				prompt = append(prompt, e.Text)
 			case EventCall:
-				rep.Decisions[e.Call.Seq] = replayCall(ctx, p, pl, pr, &st, e.Call, strings.Join(prompt, "\n"))
+				rep.Decisions[e.Call.Seq] = replayCall(ctx, p, pl, pr, &ran, e.Call, strings.Join(prompt, "\n"))
 				prompt = prompt[:0]
 			}
 		}
@@ -179,7 +181,7 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 }
 
 // replayCall runs one call and records its effect on the session.
-func replayCall(ctx context.Context, p *pipeline.Pipeline, pl *player, pr *identity.Principal, st *sessionState, c *Call, prompt string) Decision {
+func replayCall(ctx context.Context, p *pipeline.Pipeline, pl *player, pr *identity.Principal, ran *int64, c *Call, prompt string) Decision {
 	d := Decision{Session: c.Session, ID: c.ID, Tool: c.Tool}
 	if pr == nil {
 		d.Effect, d.Reason = EffectDeny, string(pipeline.CodeUnauthenticated)
@@ -192,7 +194,7 @@ func replayCall(ctx context.Context, p *pipeline.Pipeline, pl *player, pr *ident
 	pl.cur, pl.result = c, result
 	out := p.Handle(ctx, &pipeline.Call{
 		RequestID: c.Session + "/" + c.ID, Principal: pr, SessionID: c.Session,
-		SessionCalls: st.calls + 1, Tool: c.Tool, Arguments: c.Arguments, Prompt: prompt,
+		SessionCalls: *ran + 1, Tool: c.Tool, Arguments: c.Arguments, Prompt: prompt,
 	})
 	pl.cur, pl.result = nil, nil
 	d.Rules = slices.Clone(out.Decision.Rules)
@@ -204,10 +206,10 @@ func replayCall(ctx context.Context, p *pipeline.Pipeline, pl *player, pr *ident
 	case out.Refusal == nil && out.Decision.Effect == policy.Approve:
 		// Approved as --approvals granted says.
 		d.Effect, d.Reason = EffectApprove, string(pipeline.CodeApprovalRequired)
-		st.ran(c, out.Result)
+		*ran++
 	case out.Refusal == nil:
 		d.Effect = EffectAllow
-		st.ran(c, out.Result)
+		*ran++
 	case out.Refusal.Code == pipeline.CodeApprovalRequired:
 		d.Effect, d.Reason = EffectApprove, string(out.Refusal.Code)
 	default:
@@ -220,17 +222,6 @@ func replayCall(ctx context.Context, p *pipeline.Pipeline, pl *player, pr *ident
 		d.Rules = nil
 	}
 	return d
-}
-
-// sessionState is what a session has accumulated from the calls that ran.
-type sessionState struct {
-	calls int64
-}
-
-// ran records a call that ran and the result it returned. The result is where result
-// sensors and flow tracking will take what the session has seen; nothing reads it yet.
-func (s *sessionState) ran(_ *Call, _ json.RawMessage) {
-	s.calls++
 }
 
 // buildRegistry declares the configured tools exactly as the daemon does and syncs each
