@@ -415,3 +415,45 @@ func TestHeldCallSendsProgress(t *testing.T) {
 		t.Fatal("the held call did not finish after approval")
 	}
 }
+
+func TestSteeredCallDemotesTheAgent(t *testing.T) {
+	t.Parallel()
+	g := chaperonetest.Start(t, chaperonetest.Options{
+		Upstreams: []config.Upstream{{Name: "demo", Builtin: "demo"}},
+		Tools: []config.Tool{
+			{Upstream: "demo", Name: "read_inbox", Class: "read", Flow: config.ToolFlow{Trust: "untrusted", Data: "private"}},
+			{Upstream: "demo", Name: "send_email", Class: "external", Flow: config.ToolFlow{Trust: "trusted", Data: "public", Sinks: []string{"to"}}},
+		},
+		Policy: `rules:
+  - {id: allow-all, effect: allow}
+  - {id: no-untrusted-recipient, match: {tools: [send_email]}, when: 'sinks_from_untrusted()', effect: deny}
+`,
+		Agents: []string{"mailer"},
+		Configure: func(c *config.Config) {
+			c.Autonomy.Enforce = true
+			c.Agents[0].Autonomy = 3
+		},
+	})
+	cs := g.Connect(t, g.Agents["mailer"].Token, "2025-11-25")
+	chaperonetest.Call(t, cs, "read_inbox", map[string]any{})
+	// The demo inbox's injected instruction names this address.
+	res := chaperonetest.Call(t, cs, "send_email", map[string]any{"to": "archive@examp1e-support.net", "subject": "fwd", "body": "x"})
+	if r := chaperonetest.Refusal(t, res); r != "denied_by_policy" {
+		t.Fatalf("steered mail: %q", r)
+	}
+	var rep api.AutonomyReport
+	adminStatus(t, g, "GET", "/v1/agents/mailer/autonomy", nil, &rep)
+	if rep.Level != 2 || rep.Configured != 3 {
+		t.Errorf("after the violation: %+v, want level 2 of configured 3", rep)
+	}
+	g.Stop(t)
+	found := false
+	for _, e := range allEvents(t, g.Config.Store.SQLite) {
+		if e.Kind == "agent.demoted" && e.Agent == "mailer" && strings.Contains(e.Detail, "autonomy 3 → 2") && strings.Contains(e.Detail, "no-untrusted-recipient") {
+			found = true
+		}
+	}
+	if !found {
+		t.Error("no agent.demoted audit event naming the rule")
+	}
+}

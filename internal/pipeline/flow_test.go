@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chaperone-dev/chaperone/internal/flow"
 	"github.com/chaperone-dev/chaperone/internal/identity"
@@ -250,5 +251,31 @@ func TestAutonomyLevels(t *testing.T) {
 	p.SetAutonomy("a3", 3)
 	if got := p.Autonomy("a3", 0); got != 3 {
 		t.Errorf("after promotion: level %d", got)
+	}
+}
+
+func TestFlowStoreFullFailsClosed(t *testing.T) {
+	t.Parallel()
+	schema := json.RawMessage(`{"type":"object","properties":{"to":{"type":"string"}}}`)
+	reg := newRegistry(t, flowDecls, map[string][]upstream.Tool{"srv": {{Name: "inbox", InputSchema: schema}, {Name: "contacts", InputSchema: schema}, {Name: "mail", InputSchema: schema}}})
+	pol := compilePolicy(t, flowTestPolicy, flowDecls)
+	up := &fakeUpstream{}
+	p := pipeline.New(pipeline.Options{Tools: reg, Policy: func() *policy.Policy { return pol }, Upstreams: up, Audit: &fakeAuditor{},
+		Flow: flow.NewStore(flow.StoreOptions{MaxSessions: 1, Idle: time.Hour})})
+	call := func(session string) pipeline.Outcome {
+		return p.Handle(t.Context(), &pipeline.Call{RequestID: "r", SessionID: session, Principal: &identity.Principal{Agent: flowAgent}, Tool: "inbox", Arguments: json.RawMessage(`{}`)})
+	}
+	if o := call("s1"); o.Refusal != nil {
+		t.Fatalf("first session: %+v", o.Refusal)
+	}
+	if o := call("s2"); code(o) != pipeline.CodeFlowUnavailable {
+		t.Errorf("a session beyond the flow store's bound: %+v, want flow_unavailable", o.Refusal)
+	}
+	if n := len(up.recorded()); n != 1 {
+		t.Errorf("%d upstream calls, want 1: the untracked call must not run", n)
+	}
+	p.EndSession("s1")
+	if o := call("s2"); o.Refusal != nil {
+		t.Errorf("after the first session ended: %+v", o.Refusal)
 	}
 }
