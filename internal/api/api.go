@@ -25,6 +25,15 @@
 //	POST /v1/agents/{id}/autonomy    {"level": 2, "by": "alice", "reason": "...", "force": false}
 //	POST /v1/approvals/{id}/approve  {"by": "alice"}
 //	POST /v1/approvals/{id}/deny     {"by": "alice", "reason": "wrong_recipient", "text": "..."}
+//	POST /v1/kills                   pull a kill switch {"scope": "agent:x", "by": "alice", "reason": "..."};
+//	                                 returns once the calls it cancelled have ended
+//	POST /v1/kills/lift              lift it {"scope": "agent:x", "by": "alice", "reason": "..."}
+//	GET  /v1/kills[?all=1]           engaged kill switches; with all=1 every one ever pulled
+//	GET  /v1/breakers                circuit breakers that are not closed
+//	GET  /v1/breakers/{agent}        one agent's breaker, with its triggers' totals
+//	POST /v1/breakers/{agent}/trip   trip it by hand {"by": "alice", "reason": "..."}; also reset
+//	GET  /v1/tasks/{id}/budget       a task's steps, spend and tokens against their bounds
+//	GET  /v1/agents/{id}/baseline    what the agent's learned baseline holds
 //
 // Routes whose component is not wired answer 501.
 //
@@ -100,6 +109,8 @@ type Options struct {
 	// level (errors: ErrUnknownAgent, ErrBadAutonomy). Nil answers 501.
 	Autonomy    func(ctx context.Context, id string) (AutonomyReport, error)
 	SetAutonomy func(ctx context.Context, id string, level int, by, reason string, force bool) (AutonomyReport, error)
+	// Containment is kill switches, breakers, budgets and baselines; nil answers 501.
+	Containment Containment
 }
 
 // New returns the API handler.
@@ -117,6 +128,7 @@ func New(opts Options) http.Handler {
 	a.identityRoutes(mux)
 	a.approvalRoutes(mux)
 	a.autonomyRoutes(mux)
+	a.containRoutes(mux)
 	return a.auth(mux)
 }
 

@@ -679,6 +679,44 @@ func (m *Manager) Deny(ctx context.Context, id, by, code, text string) (*Request
 	return r, nil
 }
 
+// DenyKilled is the deny code of a request voided by a kill switch.
+const DenyKilled = "killed"
+
+// Void denies every pending request that match selects, as decided by by, with deny code
+// [DenyKilled] and text: a kill switch pulled over them. It is not an approver's
+// decision, so the configured decline reasons do not apply. It returns the requests it
+// voided; a request decided meanwhile is skipped.
+func (m *Manager) Void(ctx context.Context, match func(*Request) bool, by, text string) ([]Request, error) {
+	pending, err := m.store.Approvals(ctx, Filter{Status: StatusPending, Limit: MaxListLimit})
+	if err != nil {
+		return nil, fmt.Errorf("approval: void: %w", err)
+	}
+	var voided []Request
+	var errs []error
+	for i := range pending {
+		if !match(&pending[i]) {
+			continue
+		}
+		r, err := m.store.Deny(ctx, pending[i].ID, cut(by, MaxName), DenyKilled, cut(text, MaxText), m.now().UTC())
+		switch {
+		case errors.Is(err, ErrNotPending) || errors.Is(err, ErrExpired):
+			continue
+		case err != nil:
+			errs = append(errs, err)
+			continue
+		}
+		voided = append(voided, *r)
+		m.notify(ctx, EventDenied, r)
+	}
+	if len(voided) > 0 {
+		m.broadcast()
+	}
+	if err := errors.Join(errs...); err != nil {
+		return voided, fmt.Errorf("approval: void: %w", err)
+	}
+	return voided, nil
+}
+
 // afterFailedDecision handles a decision the store refused because the request had
 // expired: if it was pending when read, the store has just marked it expired, so
 // waiters are woken and notifiers told.

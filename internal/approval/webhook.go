@@ -133,9 +133,44 @@ func (w *Webhook) Notify(ctx context.Context, ev Event) error {
 	if err != nil {
 		return fmt.Errorf("approval: webhook %s: encode: %w", ev.Kind, err)
 	}
+	if err := w.post(ctx, ts, body); err != nil {
+		return fmt.Errorf("approval: webhook %s: %w", ev.Kind, err)
+	}
+	return nil
+}
+
+// Post sends a notification that is not about an approval — a tripped breaker, a
+// kill switch — in the same form: a Slack-compatible text line, and the event as
+// "chaperone", to which a "timestamp" (the signed Unix time) is added. Text is sent
+// as it is: the caller redacts it.
+func (w *Webhook) Post(ctx context.Context, kind, text string, event map[string]any) error {
+	ts := w.now().Unix()
+	e := make(map[string]any, len(event)+2)
+	for k, v := range event {
+		e[k] = v
+	}
+	e["kind"], e["timestamp"] = kind, ts
+	msg := struct {
+		Text      string         `json:"text"`
+		Chaperone map[string]any `json:"chaperone"`
+	}{slackEscape(text), e}
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(msg); err != nil {
+		return fmt.Errorf("webhook %s: encode: %w", kind, err)
+	}
+	if err := w.post(ctx, ts, bytes.TrimSuffix(b.Bytes(), []byte("\n"))); err != nil {
+		return fmt.Errorf("webhook %s: %w", kind, err)
+	}
+	return nil
+}
+
+// post delivers one signed body.
+func (w *Webhook) post(ctx context.Context, ts int64, body []byte) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, w.url, bytes.NewReader(body))
 	if err != nil {
-		return fmt.Errorf("approval: webhook %s: %w", ev.Kind, stripURL(err))
+		return stripURL(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "chaperone")
@@ -145,12 +180,12 @@ func (w *Webhook) Notify(ctx context.Context, ev Event) error {
 	}
 	resp, err := w.client.Do(req)
 	if err != nil {
-		return fmt.Errorf("approval: webhook %s: post: %w", ev.Kind, stripURL(err))
+		return fmt.Errorf("post: %w", stripURL(err))
 	}
 	defer resp.Body.Close()
 	io.Copy(io.Discard, io.LimitReader(resp.Body, maxWebhookResponse))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("approval: webhook %s: response status %s", ev.Kind, shortQuote(resp.Status))
+		return fmt.Errorf("response status %s", shortQuote(resp.Status))
 	}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -38,6 +39,11 @@ const (
 	KindTokenIssued       = "token.issued"           // an access token was issued
 	KindTokenRefused      = "token.refused"          // a token request was refused, and why
 	KindDelegationRefused = "token.widening_refused" // a delegation asked for more than its parent holds
+
+	KindKillEngaged      = "kill.engaged"      // an operator pulled a kill switch; Detail names the scope and who
+	KindKillLifted       = "kill.lifted"       // an operator lifted a kill switch
+	KindBreakerChanged   = "breaker.changed"   // an agent's circuit breaker tripped, went half-open, closed or was reset
+	KindCallDeduplicated = "call.deduplicated" // a retried call answered from its idempotency key's record, not executed again
 )
 
 // Event is one audit record. Field names, their order and their JSON tags are
@@ -92,6 +98,19 @@ type Event struct {
 	RiskFactors []string `json:"risk_factors,omitempty"`
 	// Approval is the id of the approval request of a held call.
 	Approval string `json:"approval,omitempty"`
+	// Spend (call.intent) is what the call charged to its task's budget: the tool's cost
+	// plus the spend the agent reported with it; Tokens the model tokens it reported;
+	// Charges what it charged to each cap, by cap name.
+	Spend   float64            `json:"spend,omitempty"`
+	Tokens  int64              `json:"tokens,omitempty"`
+	Charges map[string]float64 `json:"charges,omitempty"`
+	// Deviations are the ways the call departed from the agent's learned baseline.
+	Deviations []string `json:"deviations,omitempty"`
+	// IdempotencyKey is the key the agent sent with the call.
+	IdempotencyKey string `json:"idempotency_key,omitempty"`
+	// Scope (kill.engaged, kill.lifted, call.refused with reason killed) is the scope of
+	// the kill switch.
+	Scope    string `json:"scope,omitempty"`
 	PrevHash string `json:"prev_hash"` // Hash of event Seq-1; "" for Seq 1
 	Hash     string `json:"hash"`      // "sha256:<hex>" of the canonical form; see ComputeHash
 }
@@ -201,10 +220,18 @@ func normalize(e Event) Event {
 		&e.Kind, &e.RequestID, &e.SessionID, &e.Agent, &e.User, &e.Tool, &e.Upstream,
 		&e.ArgsHash, &e.ArgsSummary, &e.Decision, &e.Reason, &e.Message, &e.PolicyVersion, &e.Detail,
 		&e.Task, &e.TokenID, &e.ShadowDecision, &e.Captured, &e.Prompt, &e.Explanation, &e.Approval,
+		&e.IdempotencyKey, &e.Scope,
 	} {
 		*s = strings.ToValidUTF8(*s, "\uFFFD")
 	}
-	for _, list := range []*[]string{&e.Rules, &e.Chain, &e.ShadowRules, &e.RiskFactors} {
+	if e.Charges != nil {
+		m := make(map[string]float64, len(e.Charges))
+		for k, v := range e.Charges {
+			m[strings.ToValidUTF8(k, "\uFFFD")] += v
+		}
+		e.Charges = m
+	}
+	for _, list := range []*[]string{&e.Rules, &e.Chain, &e.ShadowRules, &e.RiskFactors, &e.Deviations} {
 		if *list != nil {
 			*list = slices.Clone(*list)
 			for i, r := range *list {
@@ -250,6 +277,15 @@ func validate(e *Event) error {
 		return fmt.Errorf("audit: append %s: arguments are not valid JSON: %w", e.Kind, ErrInvalidEvent)
 	case len(e.Result) > 0 && !json.Valid(e.Result):
 		return fmt.Errorf("audit: append %s: result is not valid JSON: %w", e.Kind, ErrInvalidEvent)
+	case !finite(e.Spend):
+		return fmt.Errorf("audit: append %s: spend %v is not a finite number: %w", e.Kind, e.Spend, ErrInvalidEvent)
+	}
+	for name, v := range e.Charges {
+		if !finite(v) {
+			return fmt.Errorf("audit: append %s: charge %q of %v is not a finite number: %w", e.Kind, name, v, ErrInvalidEvent)
+		}
 	}
 	return nil
 }
+
+func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }

@@ -60,6 +60,18 @@ Usage:
   chaperone approvals deny ID --as NAME --reason CODE [--text TEXT]
                                               decline a held call
   chaperone approvals stats [--since 24h]     approval rate and latency per tool, decline reasons
+  chaperone task budget ID                    a task's steps, spend and tokens against their bounds
+  chaperone kill SCOPE --reason TEXT [--by WHO]
+                                              stop everything in SCOPE at once: all, agent:ID, user:ID,
+                                              task:ID, tool:NAME or upstream:NAME (calls in flight are
+                                              cancelled, held approvals and tokens voided)
+  chaperone unkill SCOPE --reason TEXT [--by WHO]
+                                              lift a kill switch (what it voided stays void)
+  chaperone kills [--all]                     the kill switches engaged (--all: ever pulled)
+  chaperone breaker list                      agents whose circuit breaker has tripped
+  chaperone breaker show AGENT                an agent's breaker and its triggers' totals
+  chaperone breaker reset|trip AGENT --reason TEXT [--by WHO]
+                                              close a tripped breaker, or trip one by hand
   chaperone keys list                         show the token signing keys
   chaperone keys rotate                       start signing tokens with a new key
   chaperone replay --config F --trace T.jsonl  re-run recorded sessions through the pipeline (--diff DIR)
@@ -123,8 +135,22 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		})
 	case "task":
 		err = sub(rest, map[string]func([]string) error{
-			"list": func(a []string) error { return taskList(ctx, a, stdout, stderr) },
-			"end":  func(a []string) error { return taskEnd(ctx, a, stdout, stderr) },
+			"list":   func(a []string) error { return taskList(ctx, a, stdout, stderr) },
+			"end":    func(a []string) error { return taskEnd(ctx, a, stdout, stderr) },
+			"budget": func(a []string) error { return taskBudget(ctx, a, stdout, stderr) },
+		})
+	case "kill":
+		err = killCmd(false)(ctx, rest, stdout, stderr)
+	case "unkill":
+		err = killCmd(true)(ctx, rest, stdout, stderr)
+	case "kills":
+		err = killsList(ctx, rest, stdout, stderr)
+	case "breaker":
+		err = sub(rest, map[string]func([]string) error{
+			"list":  func(a []string) error { return breakerList(ctx, a, stdout, stderr) },
+			"show":  func(a []string) error { return breakerShow(ctx, a, stdout, stderr) },
+			"reset": func(a []string) error { return breakerSet(false)(ctx, a, stdout, stderr) },
+			"trip":  func(a []string) error { return breakerSet(true)(ctx, a, stdout, stderr) },
 		})
 	case "keys":
 		err = sub(rest, map[string]func([]string) error{

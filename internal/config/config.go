@@ -60,6 +60,9 @@ type Config struct {
 	Risk Risk `yaml:"risk"`
 	// Autonomy configures agents' autonomy levels.
 	Autonomy Autonomy `yaml:"autonomy"`
+	// Containment configures the brakes: budgets, caps, rate limits, loop detection,
+	// circuit breakers, baselines and idempotency keys.
+	Containment Containment `yaml:"containment"`
 	// Log configures the daemon's own log.
 	Log Log `yaml:"log"`
 }
@@ -238,6 +241,19 @@ type Tool struct {
 	Flow ToolFlow `yaml:"flow"`
 	// Undo says how to undo a call of the tool, for approvers; at most 1,000 bytes.
 	Undo string `yaml:"undo"`
+	// Cost is charged to the task's spend budget for each call, in the operator's
+	// currency. Default 0; at most 1000000.
+	Cost float64 `yaml:"cost"`
+	// Timeout bounds one call of the tool; the upstream's call_timeout still applies, so
+	// the shorter wins. Default: the upstream's.
+	Timeout Duration `yaml:"timeout"`
+	// Idempotent declares that calling the tool twice with the same arguments does no more
+	// than calling it once. Only idempotent tools are retried.
+	Idempotent bool `yaml:"idempotent"`
+	// Retries is how many times a call of an idempotent tool is retried, with backoff,
+	// when its server could not be reached or did not answer in time. Default 2 for
+	// idempotent tools; 0 to 5; only idempotent tools may have any.
+	Retries *int `yaml:"retries"`
 }
 
 // ToolFlow is what a tool's results are and which arguments choose where its effect lands.
@@ -564,6 +580,13 @@ func (c *Config) ApplyDefaults() {
 	for i := range c.Approvals.Webhooks {
 		defD(&c.Approvals.Webhooks[i].Timeout, 5*time.Second)
 	}
+	c.Containment.applyDefaults()
+	for i := range c.Tools {
+		if c.Tools[i].Retries == nil && c.Tools[i].Idempotent {
+			n := 2
+			c.Tools[i].Retries = &n
+		}
+	}
 }
 
 var (
@@ -735,6 +758,17 @@ func (c *Config) Validate() error {
 		if len(t.Undo) > 1000 {
 			bad(f+".undo", "must be at most 1000 bytes, got %d", len(t.Undo))
 		}
+		if !(t.Cost >= 0 && t.Cost <= 1e6) {
+			bad(f+".cost", "must be between 0 and 1000000, got %v", t.Cost)
+		}
+		if t.Timeout < 0 || t.Timeout.D() > time.Hour {
+			bad(f+".timeout", "must be between 0s and 1h, got %s", t.Timeout.D())
+		}
+		if t.Retries != nil && (*t.Retries < 0 || *t.Retries > 5) {
+			bad(f+".retries", "must be between 0 and 5, got %d", *t.Retries)
+		} else if t.Retries != nil && *t.Retries > 0 && !t.Idempotent {
+			bad(f+".retries", "only an idempotent tool may be retried: a retried write could run twice (set idempotent: true if it is)")
+		}
 	}
 	var exposedNames []string
 	if len(errs) == 0 {
@@ -860,6 +894,15 @@ func (c *Config) Validate() error {
 	}
 	if c.Audit.CaptureMaxBytes < 1<<10 || c.Audit.CaptureMaxBytes > 16<<20 {
 		bad("audit.capture_max_bytes", "must be between 1024 and %d, got %d", 16<<20, c.Audit.CaptureMaxBytes)
+	}
+	errs = append(errs, c.Containment.validate(exposedNames)...)
+	// A key's record must outlive the call that holds it, or a retry could run it twice.
+	longest := c.Server.WriteTimeout.D()
+	for _, u := range c.Upstreams {
+		longest = max(longest, u.CallTimeout.D())
+	}
+	if r := c.Containment.Idempotency.Retention.D(); r > 0 && r <= longest {
+		bad("containment.idempotency.retention", "must be longer than the longest call (server.write_timeout and every upstream call_timeout: %s), got %s", longest, r)
 	}
 	if !slices.Contains([]string{"debug", "info", "warn", "error"}, c.Log.Level) {
 		bad("log.level", "must be debug, info, warn or error, got %q", c.Log.Level)

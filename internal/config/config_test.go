@@ -128,6 +128,29 @@ func TestValidate(t *testing.T) {
 		{"internal domain", func(c *Config) { c.Risk.InternalDomains = []string{"not a domain"} }, []string{`risk.internal_domains[0]: must be a domain name`}},
 		{"risk threshold", func(c *Config) { c.Autonomy.RiskThreshold = 101 }, []string{"autonomy.risk_threshold: must be between 1 and 100, got 101"}},
 		{"flow labels", func(c *Config) { c.Tools[0].Flow.Trust = "maybe" }, []string{`tools[0].flow: trust: unknown value "maybe"`}},
+		{"tool cost", func(c *Config) { c.Tools[0].Cost = -1 }, []string{"tools[0].cost: must be between 0 and 1000000, got -1"}},
+		{"retries on a tool that is not idempotent", func(c *Config) { n := 2; c.Tools[0].Retries = &n },
+			[]string{"tools[0].retries: only an idempotent tool may be retried"}},
+		{"retries bound", func(c *Config) { n := 9; c.Tools[0].Idempotent, c.Tools[0].Retries = true, &n }, []string{"tools[0].retries: must be between 0 and 5, got 9"}},
+		{"budgets", func(c *Config) { c.Containment.Budgets.MaxSteps = -1 }, []string{"containment.budgets: max_steps, max_spend and max_tokens must be at least 0"}},
+		{"cap", func(c *Config) {
+			c.Containment.Caps = []Cap{{Name: "Pay!", Tools: []string{"nope"}, Per: "planet", Window: Duration(time.Millisecond), Max: 0}}
+		}, []string{`containment.caps[0].name: must match`, `containment.caps[0].tools[0]: unknown tool "nope"`, `containment.caps[0].per: must be agent, user or task, got "planet"`,
+			"containment.caps[0].window: must be between 1s and 8760h, got 1ms", "containment.caps[0].max: must be more than 0, got 0"}},
+		{"duplicate cap", func(c *Config) {
+			c.Containment.Caps = []Cap{{Name: "x", Per: "agent", Window: Duration(time.Hour), Max: 1}, {Name: "x", Per: "agent", Window: Duration(time.Hour), Max: 1}}
+		}, []string{`containment.caps[1].name: duplicate cap "x"`}},
+		{"rate limit", func(c *Config) {
+			c.Containment.RateLimits = []RateLimit{{Per: "galaxy", Rate: "10/fortnight", Burst: 1}}
+		},
+			[]string{`containment.rate_limits[0].per: must be agent, tool or user, got "galaxy"`, "containment.rate_limits[0].rate:"}},
+		{"loops", func(c *Config) { c.Containment.Loops.MaxRepeats = 0 }, []string{"containment.loops.max_repeats: must be between 1 and 10000, got 0"}},
+		{"breaker trigger", func(c *Config) {
+			c.Containment.Breakers.Triggers = []BreakerTrigger{{Signal: "vibes", Threshold: -1, Window: Duration(time.Minute)}}
+		}, []string{`containment.breakers.triggers[0].signal: must be one of denials, injections`, "containment.breakers.triggers[0].threshold: must be more than 0, got -1"}},
+		{"breaker degrade", func(c *Config) { c.Containment.Breakers.Degrade = "nap" }, []string{`containment.breakers.degrade: must be read_only, suggest_only or block, got "nap"`}},
+		{"idempotency shorter than a call", func(c *Config) { c.Containment.Idempotency.Retention = Duration(time.Minute) },
+			[]string{"containment.idempotency.retention: must be longer than the longest call"}},
 		{"all at once", func(c *Config) {
 			c.Server.Listen = "bad"
 			c.Agents[0].Owner = ""

@@ -86,6 +86,8 @@ func (n auditNotifier) Notify(ctx context.Context, ev approval.Event) error {
 type approver struct {
 	m    *approval.Manager
 	hold time.Duration
+	// voided reports whether a kill switch voided an approved request (nil: never).
+	voided func(*approval.Request) bool
 }
 
 func (a *approver) approve(ctx context.Context, h *pipeline.Hold) (string, *pipeline.Refusal) {
@@ -144,6 +146,9 @@ func (a *approver) settle(ctx context.Context, r *approval.Request, hash string,
 	}
 	switch r.Status {
 	case approval.StatusApproved:
+		if a.voided != nil && a.voided(r) {
+			return r.ID, &pipeline.Refusal{Code: pipeline.CodeApprovalDenied, Message: fmt.Sprintf("Approval %s was voided by a kill switch pulled after it was requested: ask for a new one.", r.ID)}
+		}
 		if _, err := a.m.Consume(ctx, r.ID, hash); err != nil {
 			// Another request of the same call won the approval (it runs once).
 			return r.ID, &pipeline.Refusal{Code: pipeline.CodeApprovalDenied, Message: fmt.Sprintf("Approval %s was already used: an approval covers one execution.", r.ID)}

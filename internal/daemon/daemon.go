@@ -89,6 +89,14 @@ type Daemon struct {
 	// approvals is nil when approvals are off.
 	approvals *approval.Manager
 
+	// The brakes; nil when not configured (kills and idem always are).
+	kills        *contain.Switches
+	breakers     *contain.Breakers
+	ledger       *contain.Ledger
+	baselines    *contain.Baselines
+	idem         *contain.Idempotency
+	containHooks []*approval.Webhook
+
 	mcpLn, adminLn net.Listener
 	adminToken     string
 	syncCh         map[string]chan struct{}
@@ -97,11 +105,12 @@ type Daemon struct {
 }
 
 // New builds the daemon and binds its listeners. On error everything opened is closed.
-func New(ctx context.Context, cfg *config.Config, opts Options) (d *Daemon, err error) {
+func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, err error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	d = &Daemon{cfg: cfg, log: opts.Logger, opts: opts, ups: map[string]*upstream.Client{}, syncCh: map[string]chan struct{}{}, synced: map[string]chan struct{}{}}
+	// d, not the result: an error return sets the result to nil before the deferred close.
+	d := &Daemon{cfg: cfg, log: opts.Logger, opts: opts, ups: map[string]*upstream.Client{}, syncCh: map[string]chan struct{}{}, synced: map[string]chan struct{}{}}
 	defer func() {
 		if err != nil {
 			d.close()
@@ -193,6 +202,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (d *Daemon, err 
 		return nil, fmt.Errorf("listen %s: %w", cfg.Server.Listen, err)
 	}
 	d.budgets = contain.NewBudgets(nil)
+	cs, err := d.buildContainment(ctx)
+	if err != nil {
+		return nil, err
+	}
 	if err := d.buildIdentity(ctx); err != nil {
 		return nil, err
 	}
@@ -204,6 +217,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (d *Daemon, err 
 		InternalDomains: cfg.Risk.InternalDomains,
 		EnforceAutonomy: cfg.Autonomy.Enforce,
 		RiskThreshold:   cfg.Autonomy.RiskThreshold,
+		Contain:         cs,
 		OnDemote: func(ctx context.Context, agent string, from, to int, reason string) {
 			err := d.audit.Append(ctx, &audit.Event{Time: time.Now(), Kind: audit.KindAgentDemoted, Agent: agent,
 				Decision: strconv.Itoa(to), Detail: fmt.Sprintf("autonomy %d → %d: %s", from, to, reason)})
@@ -216,11 +230,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (d *Daemon, err 
 		if d.approvals, err = newApprovals(cfg, d.store, d.audit, d.log.With("component", "approvals")); err != nil {
 			return nil, err
 		}
-		popts.Approve = (&approver{m: d.approvals, hold: cfg.Approvals.HoldFor()}).approve
+		popts.Approve = (&approver{m: d.approvals, hold: cfg.Approvals.HoldFor(), voided: d.approvalVoided}).approve
 	}
 	d.pipeline = pipeline.New(popts)
 	d.gw = gateway.New(gateway.Options{
-		Auth:  &identity.Authenticator{Static: static, Tokens: d.issuer, Agents: d.agents, Tasks: d.tasks},
+		Auth:  &identity.Authenticator{Static: static, Tokens: d.issuer, Agents: d.agents, Tasks: d.tasks, Revoked: d.tokenRevoked},
 		Calls: d.pipeline, Catalog: d.reg, Policy: d.policy.Load, Audit: d.audit,
 		Logger: d.log.With("component", "gateway"), MaxBody: cfg.Server.MaxBodyBytes,
 		MaxSessions: cfg.Server.MaxSessions, SessionIdle: cfg.Server.SessionIdle.D(),
@@ -299,6 +313,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 				return
 			case now := <-t.C:
 				d.pipeline.ExpireFlow(now)
+				d.expireContainment(ctx, now)
 			}
 		}
 	}()
@@ -323,6 +338,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			Status: d.status, Logger: d.log.With("component", "api"),
 			Agents: d.agents, Tasks: d.tasks, RotateKeys: d.RotateKeys, Keys: d.keyInfo, Shadow: d.pipeline.ShadowStats,
 			Approvals: d.approvalsAPI(), Autonomy: d.autonomyReport, SetAutonomy: d.setAutonomy,
+			Containment: containAPI{d},
 		})))
 		lns = append(lns, d.adminLn)
 	}
@@ -347,6 +363,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	cancel()
 	wg.Wait()
+	d.saveBaselines(context.WithoutCancel(sctx))
 	return errors.Join(runErr, d.close())
 }
 
@@ -480,6 +497,10 @@ func declare(cfg *config.Config) (*declared, error) {
 		// Validate checked the labels.
 		d.decls[i].Flow, _ = t.Labels()
 		d.decls[i].Undo = t.Undo
+		d.decls[i].Cost, d.decls[i].Timeout, d.decls[i].Idempotent = t.Cost, t.Timeout.D(), t.Idempotent
+		if t.Retries != nil {
+			d.decls[i].Retries = *t.Retries
+		}
 		d.tools[names[i]] = policy.ToolInfo{Class: t.Class}
 	}
 	return d, nil

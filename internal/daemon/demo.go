@@ -3,6 +3,7 @@ package daemon
 import (
 	_ "embed"
 	"path/filepath"
+	"time"
 
 	"github.com/chaperone-dev/chaperone/internal/argcheck"
 	"github.com/chaperone-dev/chaperone/internal/config"
@@ -67,6 +68,18 @@ func DemoConfig(dataDir, listen, adminListen string) (*Demo, error) {
 		// `chaperone approvals approve` and call again.
 		Approvals: config.Approvals{Hold: new(config.Duration)},
 		Risk:      config.Risk{InternalDomains: []string{"example.com"}},
+		// The brakes: a session has 100 steps, payments at most 5,000 a day, and an agent
+		// that keeps hitting denials or injection attempts is left read-only.
+		Containment: config.Containment{
+			Budgets: config.Budgets{MaxSteps: 100},
+			Caps: []config.Cap{{Name: "payments-per-day", Tools: []string{"transfer_money"}, Sum: "amount",
+				Per: "agent", Window: config.Duration(24 * time.Hour), Max: 5000}},
+			RateLimits: []config.RateLimit{{Per: "agent", Rate: "5/s", Burst: 20}},
+			Breakers: config.Breakers{Cooldown: config.Duration(2 * time.Minute), Triggers: []config.BreakerTrigger{
+				{Signal: "denials", Threshold: 5, Window: config.Duration(10 * time.Minute)},
+				{Signal: "injections", Threshold: 2, Window: config.Duration(10 * time.Minute)},
+			}},
+		},
 	}
 	c.ApplyDefaults()
 	if err := c.Validate(); err != nil {

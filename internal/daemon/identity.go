@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/chaperone-dev/chaperone/internal/api"
+	"github.com/chaperone-dev/chaperone/internal/contain"
 	"github.com/chaperone-dev/chaperone/internal/identity"
 	"github.com/chaperone-dev/chaperone/internal/oauth"
 	"github.com/chaperone-dev/chaperone/internal/store/sqlite"
@@ -55,6 +56,13 @@ func (d *Daemon) buildIdentity(ctx context.Context) error {
 		Tools: d.toolNames, Visible: func(agent, tool string) bool { return d.policy.Load().Visible(agent, tool) },
 		TokenTTL: cfg.TokenTTL.D(), MaxTTL: cfg.MaxTokenTTL.D(), MaxDepth: cfg.MaxDelegationDepth,
 		Audit: d.audit, Logger: d.log.With("component", "oauth"),
+		Killed: func(chain []string, user, task string) (string, bool) {
+			k, ok := d.kills.Killed(&contain.Subject{Agents: chain, User: user, Task: task})
+			return k.Scope.String(), ok
+		},
+		Revoked: func(c *identity.Claims) bool {
+			return d.kills.VoidedSince(&contain.Subject{Agents: c.Chain, User: c.User, Task: c.Task}, c.IssuedAt)
+		},
 	})
 	return nil
 }

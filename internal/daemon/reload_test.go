@@ -2,6 +2,7 @@ package daemon_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -67,8 +68,9 @@ func TestReloadUnderLoad(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			cs := g.Connect(t, tok, "")
-			for range 30 {
-				call(t, cs, "create_ticket", map[string]any{"title": "t", "body": "b"})
+			for i := range 30 {
+				// Distinct titles: the same call repeated would be refused as a loop.
+				call(t, cs, "create_ticket", map[string]any{"title": fmt.Sprintf("t%d", i), "body": "b"})
 			}
 		}()
 	}

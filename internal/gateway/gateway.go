@@ -62,6 +62,41 @@ const (
 	maxApprovalIDBytes = 64
 )
 
+// Containment _meta keys of a tools/call. MetaIdempotencyKey makes a retried write safe:
+// a call with a key that already ran is answered from its record, never run twice (1 to
+// 255 printable ASCII characters). MetaUsage reports what the agent spent on its model
+// since its previous call — {"input_tokens": N, "output_tokens": N, "cost": X} — which the
+// gateway adds to the task's budget.
+const (
+	MetaIdempotencyKey = "dev.chaperone/idempotency_key"
+	MetaUsage          = "dev.chaperone/usage"
+	// MaxReportedTokens and MaxReportedCost bound one usage report.
+	MaxReportedTokens = 1_000_000_000
+	MaxReportedCost   = 1_000_000
+)
+
+// usage is a MetaUsage report.
+type usage struct {
+	InputTokens  int64    `json:"input_tokens"`
+	OutputTokens int64    `json:"output_tokens"`
+	Cost         *float64 `json:"cost"`
+}
+
+// check returns the report's tokens and cost, or what is wrong with it.
+func (u *usage) check() (int64, float64, error) {
+	if u.InputTokens < 0 || u.OutputTokens < 0 || u.InputTokens > MaxReportedTokens || u.OutputTokens > MaxReportedTokens {
+		return 0, 0, fmt.Errorf("_meta %q: input_tokens and output_tokens must be between 0 and %d", MetaUsage, MaxReportedTokens)
+	}
+	var cost float64
+	if u.Cost != nil {
+		cost = *u.Cost
+	}
+	if !(cost >= 0 && cost <= MaxReportedCost) {
+		return 0, 0, fmt.Errorf("_meta %q: cost must be between 0 and %d", MetaUsage, MaxReportedCost)
+	}
+	return u.InputTokens + u.OutputTokens, cost, nil
+}
+
 // Protocol versions, newest first.
 const (
 	Version20260728 = "2026-07-28"
@@ -501,10 +536,12 @@ func (g *Gateway) callTool(ctx context.Context, w http.ResponseWriter, rid strin
 		Name      string          `json:"name"`
 		Arguments json.RawMessage `json:"arguments"`
 		Meta      struct {
-			Prompt   *string `json:"dev.chaperone/prompt"`
-			Approval string  `json:"dev.chaperone/approval"`
-			Wait     *bool   `json:"dev.chaperone/wait"`
-			Reason   string  `json:"dev.chaperone/reason"`
+			Prompt   *string         `json:"dev.chaperone/prompt"`
+			Approval string          `json:"dev.chaperone/approval"`
+			Wait     *bool           `json:"dev.chaperone/wait"`
+			Reason   string          `json:"dev.chaperone/reason"`
+			IdemKey  string          `json:"dev.chaperone/idempotency_key"`
+			Usage    json.RawMessage `json:"dev.chaperone/usage"`
 			// ProgressToken asks for progress notifications while the call runs.
 			ProgressToken json.RawMessage `json:"progressToken"`
 		} `json:"_meta"`
@@ -514,12 +551,26 @@ func (g *Gateway) callTool(ctx context.Context, w http.ResponseWriter, rid strin
 		return
 	}
 	c := &pipeline.Call{RequestID: rid, Principal: pr, Tool: p.Name, Arguments: p.Arguments,
-		ApprovalID: p.Meta.Approval, NoWait: p.Meta.Wait != nil && !*p.Meta.Wait, Reason: p.Meta.Reason}
+		ApprovalID: p.Meta.Approval, NoWait: p.Meta.Wait != nil && !*p.Meta.Wait, Reason: p.Meta.Reason,
+		IdempotencyKey: p.Meta.IdemKey}
+	if len(p.Meta.Usage) > 0 && string(p.Meta.Usage) != "null" {
+		var u usage
+		var err error
+		if jerr := json.Unmarshal(p.Meta.Usage, &u); jerr != nil {
+			err = fmt.Errorf("_meta %q must be an object of input_tokens, output_tokens (integers) and cost (a number)", MetaUsage)
+		} else {
+			c.ReportedTokens, c.ReportedSpend, err = u.check()
+		}
+		if err != nil {
+			writeError(w, http.StatusOK, m.ID, codeInvalidParams, "invalid params: "+err.Error())
+			return
+		}
+	}
 	for _, f := range []struct {
 		key   string
 		value string
 		max   int
-	}{{MetaApproval, c.ApprovalID, maxApprovalIDBytes}, {MetaReason, c.Reason, MaxReasonBytes}} {
+	}{{MetaApproval, c.ApprovalID, maxApprovalIDBytes}, {MetaReason, c.Reason, MaxReasonBytes}, {MetaIdempotencyKey, c.IdempotencyKey, 255}} {
 		if len(f.value) > f.max {
 			writeError(w, http.StatusOK, m.ID, codeInvalidParams, fmt.Sprintf("invalid params: _meta %q is longer than %d bytes", f.key, f.max))
 			return

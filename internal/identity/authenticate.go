@@ -9,6 +9,8 @@ import (
 const (
 	FailureAgentInactive Failure = "agent_inactive"
 	FailureTaskEnded     Failure = "task_ended"
+	// FailureRevoked: a kill switch covering the token was pulled after it was issued.
+	FailureRevoked Failure = "token_revoked"
 )
 
 // AgentLookup finds agents by id, with their current status.
@@ -33,6 +35,10 @@ type Authenticator struct {
 	Tokens *Issuer
 	Agents AgentLookup
 	Tasks  TaskLookup
+	// Revoked, if set, reports whether an access token was revoked after it was issued
+	// (a kill switch over its agent, user or task). Static tokens are not revocable this
+	// way: suspend the agent.
+	Revoked func(*Principal) bool
 }
 
 // Authenticate checks an Authorization header value. On failure it returns
@@ -69,10 +75,14 @@ func (a *Authenticator) Authenticate(header string) (*Principal, Failure, error)
 	if !a.Tasks.Active(c.Task) {
 		return nil, FailureTaskEnded, ErrUnauthenticated
 	}
-	return &Principal{
+	p := &Principal{
 		Agent: ag, User: c.User, UserGroups: c.UserGroups, Task: c.Task, Tools: c.Tools,
-		Chain: c.Chain, TokenID: c.ID, MaxCalls: c.MaxCalls, Expiry: c.Expiry,
-	}, "", nil
+		Chain: c.Chain, TokenID: c.ID, MaxCalls: c.MaxCalls, Expiry: c.Expiry, IssuedAt: c.IssuedAt,
+	}
+	if a.Revoked != nil && a.Revoked(p) {
+		return nil, FailureRevoked, ErrUnauthenticated
+	}
+	return p, "", nil
 }
 
 func (a *Authenticator) static(header string) (*Principal, Failure, error) {

@@ -119,8 +119,9 @@ type Principal struct {
 	TokenID string
 	// MaxCalls bounds the calls the credential may make; 0 means no bound.
 	MaxCalls int64
-	// Expiry is when the credential expires (zero for a static agent token).
-	Expiry time.Time
+	// Expiry is when the credential expires, and IssuedAt when it was issued (both zero
+	// for a static agent token).
+	Expiry, IssuedAt time.Time
 }
 
 // Failure says why authentication failed, for the audit log only.

@@ -116,6 +116,11 @@ type Options struct {
 	Audit    Auditor
 	Logger   *slog.Logger
 	Now      func() time.Time
+	// Killed, if set, returns the scope of an engaged kill switch covering the agents,
+	// user and task of a token about to be issued; no token is issued then. Revoked
+	// reports whether a parent token was issued before a kill covering it.
+	Killed  func(chain []string, user, task string) (scope string, killed bool)
+	Revoked func(c *identity.Claims) bool
 }
 
 // Server serves the OAuth endpoints.
@@ -284,6 +289,11 @@ func (s *Server) issue(r *http.Request, ev *audit.Event) (map[string]any, error)
 	}
 	if err != nil {
 		return nil, err
+	}
+	if s.o.Killed != nil {
+		if scope, killed := s.o.Killed(claims.Chain, claims.User, claims.Task); killed {
+			return nil, fail(http.StatusForbidden, "access_denied", fmt.Sprintf("A kill switch covering this token (%s) is engaged: no token is issued until an operator lifts it.", scope), "killed: "+scope)
+		}
 	}
 	tok, err := s.o.Issuer.Mint(claims)
 	if err != nil {
@@ -533,6 +543,9 @@ func (s *Server) delegate(req *request, now time.Time) (identity.Claims, func() 
 	}
 	if !s.o.Tasks.Active(parent.Task) {
 		return identity.Claims{}, nil, fail(http.StatusBadRequest, "invalid_grant", "The subject token's task has ended.", "parent task "+parent.Task+" not active")
+	}
+	if s.o.Revoked != nil && s.o.Revoked(parent) {
+		return identity.Claims{}, nil, fail(http.StatusBadRequest, "invalid_grant", "The subject token was revoked by a kill switch.", "parent token revoked")
 	}
 	if req.task != "" && req.task != parent.Task {
 		return identity.Claims{}, nil, fail(http.StatusBadRequest, "invalid_scope", "A delegated token stays in its parent's task.", "delegation to another task")

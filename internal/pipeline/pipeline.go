@@ -17,12 +17,14 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 	"unicode/utf8"
 
 	"github.com/chaperone-dev/chaperone/internal/argcheck"
 	"github.com/chaperone-dev/chaperone/internal/audit"
+	"github.com/chaperone-dev/chaperone/internal/contain"
 	"github.com/chaperone-dev/chaperone/internal/flow"
 	"github.com/chaperone-dev/chaperone/internal/identity"
 	"github.com/chaperone-dev/chaperone/internal/policy"
@@ -104,6 +106,13 @@ type Call struct {
 	NoWait bool
 	// Reason is the agent's stated reason for the call, shown to approvers.
 	Reason string
+	// IdempotencyKey, if set, makes a retry of the call safe: a call with a key that
+	// already ran is answered from its record.
+	IdempotencyKey string
+	// ReportedSpend and ReportedTokens are what the agent reports it spent on its model
+	// since its previous call; they count against the task's budget.
+	ReportedSpend  float64
+	ReportedTokens int64
 }
 
 // Outcome is what became of a call: either Result (the upstream's CallToolResult JSON, which
@@ -210,6 +219,9 @@ type Options struct {
 	// denied by a rule that reads information-flow facts (untrusted content steering an
 	// action). It records the demotion; the pipeline already applies it.
 	OnDemote func(ctx context.Context, agent string, from, to int, reason string)
+	// Contain are the brakes: kill switches, breakers, budgets, rate limits, loop
+	// detection, baselines and idempotency keys.
+	Contain Containment
 }
 
 // Capture selects the call content recorded in audit events, as it is, unredacted
@@ -383,6 +395,18 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 	}
 
 	t, ok := p.opts.Tools.Lookup(c.Tool)
+	if ks := p.opts.Contain.Kills; ks != nil {
+		// First, before anything that could wait: the call is in flight from here, so a
+		// kill pulled while it runs cancels it.
+		var leave func()
+		var k *contain.Kill
+		ctx, leave, k = ks.Enter(ctx, subjectOf(c, t))
+		defer leave()
+		if k != nil {
+			ev.Scope = k.Scope.String()
+			return p.refuse(ctx, &ev, policy.Decision{}, CodeKilled, killedMessage(k))
+		}
+	}
 	if !ok {
 		return p.refuse(ctx, &ev, policy.Decision{}, CodeUnknownTool, fmt.Sprintf("There is no tool named %q for this agent.", truncate(c.Tool, 64)))
 	}
@@ -400,6 +424,15 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 	if t.Environment != "" && pr.Agent.Environment != t.Environment {
 		return p.refuse(ctx, &ev, policy.Decision{}, CodeEnvironment,
 			fmt.Sprintf("A %s agent cannot reach tool %q of a %s upstream.", pr.Agent.Environment, t.Name, t.Environment))
+	}
+
+	st := callState{agent: pr.Agent.ID}
+	code, msg, probeDone := p.admit(c, t, ev.ArgsHash, &st)
+	if probeDone != nil {
+		defer probeDone()
+	}
+	if code != "" {
+		return p.refuse(ctx, &ev, policy.Decision{}, code, msg)
 	}
 
 	args, err := argcheck.DecodeArguments(c.Arguments)
@@ -433,6 +466,11 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 	}
 	score := risk.Assess(rin)
 	ev.Risk, ev.RiskFactors = score.Value, score.FactorNames()
+	if bl := p.opts.Contain.Baselines; bl != nil {
+		if ev.Deviations = bl.Check(pr.Agent.ID, t.Name, args); len(ev.Deviations) > 0 {
+			p.signal(&st, contain.SignalDeviations, 1)
+		}
+	}
 	d, err := pol.Evaluate(&policy.Facts{
 		Agent: policy.Agent{ID: pr.Agent.ID, Owner: pr.Agent.Owner, Purpose: pr.Agent.Purpose,
 			Environment: pr.Agent.Environment, Labels: pr.Agent.Labels, Autonomy: pr.Agent.Autonomy},
@@ -443,7 +481,7 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		Tool:       policy.Tool{Name: t.Name, Upstream: t.Upstream, Class: t.Class},
 		Args:       args,
 		Session:    policy.Session{ID: c.SessionID, Calls: c.SessionCalls},
-		Risk:       policy.Risk{Score: score.Value, Factors: ev.RiskFactors},
+		Risk:       policy.Risk{Score: score.Value, Factors: ev.RiskFactors, Deviations: ev.Deviations},
 		Flow:       view,
 		Now:        now,
 	})
@@ -466,24 +504,65 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		because = ": " + explanation
 		ev.Explanation = explanation
 	}
+	if d.Flow && d.Effect != policy.Allow {
+		// Untrusted content chose where this call's effect lands: an injection at work.
+		p.signal(&st, contain.SignalInjections, 1)
+	}
+	if st.suggest && t.Class != policy.ClassRead && d.Effect != policy.Deny {
+		return p.suggest(ctx, &ev, d, score.Value, "the agent's circuit breaker leaves it suggest-only",
+			"This agent's circuit breaker has tripped and leaves it suggest-only: the call was recorded as a suggestion for a person and did not run.")
+	}
 	level := p.Autonomy(pr.Agent.ID, pr.Agent.Autonomy)
 	if p.opts.EnforceAutonomy && t.Class != policy.ClassRead && d.Effect != policy.Deny {
 		switch lvl := level; {
 		case lvl <= AutonomySuggest:
-			ev.Kind, ev.Decision, ev.Reason = audit.KindCallSuggested, string(d.Effect), string(CodeSuggested)
-			ev.Rules, ev.PolicyVersion = d.Rules, d.Version
-			ev.Message = "recorded as a suggestion: the agent is suggest-only"
-			if err := p.recordAfter(ctx, &ev); err != nil {
-				return Outcome{Decision: d, Risk: score.Value, Refusal: &Refusal{Code: CodeAuditUnavailable, Message: "The audit log cannot record this suggestion, so it is refused."}}
-			}
-			return Outcome{Decision: d, Risk: score.Value, Refusal: &Refusal{Code: CodeSuggested, Rules: d.Rules,
-				Message: "This agent is suggest-only (autonomy 0): the call was recorded as a suggestion for a person and did not run."}}
+			return p.suggest(ctx, &ev, d, score.Value, "the agent is suggest-only",
+				"This agent is suggest-only (autonomy 0): the call was recorded as a suggestion for a person and did not run.")
 		case lvl == AutonomyApproveToAct && d.Effect == policy.Allow:
 			d.Effect, d.Rules = policy.Approve, append(d.Rules, RuleApproveToAct)
 		case lvl == AutonomyLowRisk && d.Effect == policy.Allow && score.Value >= p.opts.RiskThreshold:
 			d.Effect, d.Rules = policy.Approve, append(d.Rules, RuleRiskThreshold)
 		}
 	}
+	var idemFinish func(res json.RawMessage, callErr error)
+	idem := p.opts.Contain.Idempotency
+	if idem == nil || d.Effect == policy.Deny {
+		c.IdempotencyKey = ""
+	}
+	if c.IdempotencyKey != "" {
+		ev.IdempotencyKey = c.IdempotencyKey
+		// Before approval: a retry of a call that ran needs no second approval.
+		rec, err := idem.Begin(ctx, pr.Agent.ID, c.IdempotencyKey, t.Name, ev.ArgsHash, c.RequestID)
+		if out, done := p.idempotent(ctx, &ev, d, rec, err); done {
+			out.Risk = score.Value
+			return out
+		}
+		finished := false
+		defer func() {
+			if !finished {
+				// The call never reached its tool: a retry may run it.
+				if err := idem.Abandon(context.WithoutCancel(ctx), pr.Agent.ID, c.IdempotencyKey, false); err != nil {
+					p.opts.Logger.ErrorContext(ctx, "idempotency key not released", "request_id", c.RequestID, "err", err)
+				}
+			}
+		}()
+		idemFinish = func(res json.RawMessage, callErr error) {
+			finished = true
+			var err error
+			switch {
+			case callErr == nil:
+				err = idem.Finish(context.WithoutCancel(ctx), pr.Agent.ID, c.IdempotencyKey, res)
+			case errors.Is(callErr, upstream.ErrUnavailable):
+				err = idem.Abandon(context.WithoutCancel(ctx), pr.Agent.ID, c.IdempotencyKey, false)
+			default:
+				err = idem.Abandon(context.WithoutCancel(ctx), pr.Agent.ID, c.IdempotencyKey, true)
+			}
+			if err != nil {
+				p.opts.Logger.ErrorContext(ctx, "idempotency record not written", "request_id", c.RequestID, "err", err)
+			}
+		}
+	}
+
 	switch d.Effect {
 	case policy.Allow:
 	case policy.Approve:
@@ -492,6 +571,12 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		}
 		id, r := p.opts.Approve(ctx, &Hold{Call: c, Tool: t, Decision: d, Explanation: explanation, Risk: score})
 		ev.Approval = id
+		if k, killed := killedBy(ctx); killed {
+			// The kill voids the approval: the wait ended, and whatever was decided the
+			// call does not run.
+			ev.Scope = k.Scope.String()
+			r = &Refusal{Code: CodeKilled, Message: killedMessage(k)}
+		}
 		if r != nil {
 			if ev.Approval == "" {
 				ev.Approval = r.ApprovalID
@@ -503,6 +588,7 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		}
 	default:
 		p.denials.add(pr.Agent.ID, now)
+		p.signal(&st, contain.SignalDenials, 1)
 		if p.opts.EnforceAutonomy && d.Flow && level > AutonomySuggest {
 			if to, ok := p.demote(pr.Agent.ID, level); ok && p.opts.OnDemote != nil {
 				p.opts.OnDemote(ctx, pr.Agent.ID, level, to, fmt.Sprintf("call %s to %s denied by %s: %s", c.RequestID, t.Name, ruleList(d.Rules), explanation))
@@ -521,16 +607,42 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 	if pr.MaxCalls > 0 && (p.opts.Budgets == nil || !p.opts.Budgets.Use(pr.TokenID, 1, pr.MaxCalls, pr.Expiry)) {
 		return p.refuse(ctx, &ev, d, CodeBudgetExhausted, fmt.Sprintf("This credential's budget of %d calls is used up.", pr.MaxCalls))
 	}
+	var reservation *contain.Reservation
+	if lg := p.opts.Contain.Ledger; lg != nil {
+		var err error
+		reservation, err = lg.Reserve(contain.Charge{Context: budgetKey(c), Agent: pr.Agent.ID, User: pr.User, Task: pr.Task,
+			Tool: t.Name, Args: args, Cost: t.Cost, ReportedSpend: c.ReportedSpend, ReportedTokens: c.ReportedTokens})
+		if err != nil {
+			return p.refuse(ctx, &ev, d, CodeBudgetExhausted, budgetMessage(err))
+		}
+		var caps map[string]float64
+		ev.Spend, ev.Tokens, caps = reservation.Charged()
+		if len(caps) > 0 {
+			ev.Charges = caps
+		}
+		if ev.Spend > 0 {
+			p.signal(&st, contain.SignalSpend, ev.Spend)
+		}
+	}
+	if k, killed := killedBy(ctx); killed {
+		reservation.Release()
+		ev.Scope = k.Scope.String()
+		return p.refuse(ctx, &ev, d, CodeKilled, killedMessage(k))
+	}
 
 	ev.Kind, ev.Decision = audit.KindCallIntent, string(d.Effect)
 	ev.Rules, ev.PolicyVersion = d.Rules, d.Version
 	if err := p.record(ctx, &ev); err != nil {
+		reservation.Release()
 		return Outcome{Decision: d, Refusal: &Refusal{Code: CodeAuditUnavailable, Message: "The audit log cannot record this call, so it is refused."}}
 	}
 
 	start := time.Now()
-	res, callErr := p.opts.Upstreams.Call(ctx, t.Upstream, t.UpstreamName, c.Arguments)
+	res, attempts, callErr := p.callUpstream(ctx, t, c.Arguments)
 	latency := time.Since(start)
+	if idemFinish != nil {
+		idemFinish(res, callErr)
+	}
 
 	out := audit.Event{
 		Time: p.opts.Now(), Kind: audit.KindCallOutcome, RequestID: c.RequestID, SessionID: c.SessionID,
@@ -539,11 +651,20 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		Decision: string(d.Effect), Rules: d.Rules, PolicyVersion: d.Version, LatencyMicros: latency.Microseconds(),
 		Approval: ev.Approval,
 	}
+	if attempts > 1 {
+		out.Detail = fmt.Sprintf("%d attempts", attempts)
+	}
 	var refusal *Refusal
 	if callErr != nil {
 		refusal = &Refusal{Code: CodeUpstreamError, Message: upstreamMessage(callErr)}
 		if errors.Is(callErr, upstream.ErrUnavailable) {
 			refusal.Code = CodeToolUnavailable
+		}
+		if k, killed := killedBy(ctx); killed {
+			refusal = &Refusal{Code: CodeKilled, Message: "The call was cancelled in flight: " + killedMessage(k)}
+			out.Scope = k.Scope.String()
+		} else {
+			p.signal(&st, contain.SignalErrors, 1)
 		}
 		out.Reason, out.Message = string(refusal.Code), refusal.Message
 		res = nil
@@ -553,6 +674,15 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		fs.Ran(flow.Run{RequestID: c.RequestID, Tool: t.Name, Args: args, Labels: &t.Flow, Result: res, Time: now})
 		out.ResultBytes = int64(len(res))
 		out.ResultError = isToolError(res)
+		if out.ResultError {
+			p.signal(&st, contain.SignalErrors, 1)
+		}
+		if t.Class == policy.ClassDestructive {
+			p.signal(&st, contain.SignalDestructive, 1)
+		}
+		if bl := p.opts.Contain.Baselines; bl != nil {
+			bl.Learn(pr.Agent.ID, t.Name, args)
+		}
 		if p.opts.Capture.Results {
 			out.Result, out.Captured = p.capture(res, audit.CapturedResult)
 		}
@@ -563,6 +693,68 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		return Outcome{Decision: d, Refusal: &Refusal{Code: CodeAuditUnavailable, Message: "The call ran, but the audit log cannot record its outcome, so the result is withheld."}}
 	}
 	return Outcome{Result: res, Refusal: refusal, Decision: d, Risk: score.Value}
+}
+
+// suggest records a call as a suggestion for a person instead of running it.
+func (p *Pipeline) suggest(ctx context.Context, ev *audit.Event, d policy.Decision, risk int, why, msg string) Outcome {
+	ev.Kind, ev.Decision, ev.Reason = audit.KindCallSuggested, string(d.Effect), string(CodeSuggested)
+	ev.Rules, ev.PolicyVersion = d.Rules, d.Version
+	ev.Message = "recorded as a suggestion: " + why
+	if err := p.recordAfter(ctx, ev); err != nil {
+		return Outcome{Decision: d, Risk: risk, Refusal: &Refusal{Code: CodeAuditUnavailable, Message: "The audit log cannot record this suggestion, so it is refused."}}
+	}
+	return Outcome{Decision: d, Risk: risk, Refusal: &Refusal{Code: CodeSuggested, Rules: d.Rules, Message: msg}}
+}
+
+// idempotent settles what Begin said about a call's idempotency key: done reports that
+// the call ends here — answered from the key's record, or refused.
+func (p *Pipeline) idempotent(ctx context.Context, ev *audit.Event, d policy.Decision, rec *contain.IdemRecord, err error) (Outcome, bool) {
+	switch {
+	case err == nil && rec == nil:
+		return Outcome{}, false
+	case err == nil:
+		ev.Kind, ev.Decision, ev.Rules, ev.PolicyVersion = audit.KindCallDeduplicated, string(d.Effect), d.Rules, d.Version
+		ev.Message = "answered from the record of request " + rec.RequestID + ", not executed again"
+		ev.ResultBytes = int64(len(rec.Result))
+		if err := p.recordAfter(ctx, ev); err != nil {
+			return Outcome{Decision: d, Refusal: &Refusal{Code: CodeAuditUnavailable, Message: "The audit log cannot record this call, so it is refused."}}, true
+		}
+		return Outcome{Result: rec.Result, Decision: d}, true
+	case errors.Is(err, contain.ErrIdemConflict):
+		return p.refuse(ctx, ev, d, CodeIdempotencyConflict, sentence(contain.ErrIdemConflict)), true
+	case errors.Is(err, contain.ErrIdemInvalidKey):
+		return p.refuse(ctx, ev, d, CodeInvalidArguments, sentence(contain.ErrIdemInvalidKey)), true
+	case errors.Is(err, contain.ErrIdemUnknown):
+		return p.refuse(ctx, ev, d, CodeIdempotencyUnknown, sentence(contain.ErrIdemUnknown)), true
+	case errors.Is(err, contain.ErrIdemResultNotKept):
+		return p.refuse(ctx, ev, d, CodeIdempotencyUnknown, sentence(contain.ErrIdemResultNotKept)), true
+	}
+	p.opts.Logger.ErrorContext(ctx, "idempotency key not checked", "request_id", ev.RequestID, "err", err)
+	if k, killed := killedBy(ctx); killed {
+		ev.Scope = k.Scope.String()
+		return p.refuse(ctx, ev, d, CodeKilled, killedMessage(k)), true
+	}
+	return p.refuse(ctx, ev, d, CodeIdempotencyUnknown, "The idempotency key could not be checked, so the call is refused; retry it later."), true
+}
+
+// sentence turns an error meant for agents into one sentence.
+func sentence(err error) string {
+	s := err.Error()
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:] + "."
+}
+
+func budgetMessage(err error) string {
+	var ex *contain.Exhausted
+	if errors.As(err, &ex) {
+		return "The call does not fit its budget: " + ex.Error() + "."
+	}
+	if errors.Is(err, contain.ErrLedgerFull) {
+		return sentence(contain.ErrLedgerFull)
+	}
+	return "The call's budget could not be charged: " + err.Error() + "."
 }
 
 func (p *Pipeline) refuse(ctx context.Context, ev *audit.Event, d policy.Decision, code Code, msg string) Outcome {

@@ -46,7 +46,7 @@ var (
 	agentFields   = []string{"id", "owner", "purpose", "environment", "labels", "autonomy"}
 	toolFields    = []string{"name", "upstream", "class"}
 	sessionFields = []string{"id", "calls", "untrusted", "private"}
-	riskFields    = []string{"score", "factors"}
+	riskFields    = []string{"score", "factors", "deviations"}
 )
 
 func newEnv() (*celEnv, error) {
@@ -258,12 +258,14 @@ func (riskSchema) find(f *Facts, field string) (any, bool) {
 		return types.Int(f.Risk.Score), true
 	case "factors":
 		return types.NewStringList(types.DefaultTypeAdapter, f.Risk.Factors), true
+	case "deviations":
+		return types.NewStringList(types.DefaultTypeAdapter, f.Risk.Deviations), true
 	}
 	return nil, false
 }
 
 func (riskSchema) fields(f *Facts) map[string]any {
-	return map[string]any{"score": f.Risk.Score, "factors": f.Risk.Factors}
+	return map[string]any{"score": f.Risk.Score, "factors": f.Risk.Factors, "deviations": f.Risk.Deviations}
 }
 
 type sessionSchema struct{}

@@ -155,6 +155,9 @@ type Tool struct {
 type Risk struct {
 	Score   int
 	Factors []string
+	// Deviations are the ways the call departs from the agent's learned baseline:
+	// "new_tool", "rate", "hour", "arg:<name>"; empty while the agent is learning.
+	Deviations []string
 }
 
 // Session is the agent's session.

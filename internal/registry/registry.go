@@ -76,6 +76,14 @@ type Declaration struct {
 	Flow flow.Labels
 	// Undo says how to undo a call, for approvers; "" if the tool declares nothing.
 	Undo string
+	// Cost is charged to the task's spend budget for each call.
+	Cost float64
+	// Timeout bounds one call; 0 leaves it to the upstream's call timeout.
+	Timeout time.Duration
+	// Idempotent tools do no more when called twice with the same arguments; only they
+	// are retried, Retries times at most.
+	Idempotent bool
+	Retries    int
 }
 
 // Tool is an immutable snapshot of one declared tool.

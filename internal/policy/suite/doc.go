@@ -22,7 +22,7 @@
 //	    session: {calls: 3}              # optional: id, calls, untrusted, private
 //	    flow: {untrusted: [recipient], trusted: [], user: [], sinks: [recipient],
 //	           calls: {read_file: 1}, totals: {transfer_money.amount: 120}}   # optional
-//	    risk: {score: 80, factors: ["class external (+40)"]}                # optional
+//	    risk: {score: 80, factors: ["class external (+40)"], deviations: ["new_tool"]}  # optional
 //	    now: 2026-03-02T09:00:00Z        # optional; default [DefaultNow]
 //	    expect: allow                    # allow, deny or approve
 //	    rules: [payments-known-recipients]   # optional: the exact Decision.Rules

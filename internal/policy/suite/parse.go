@@ -358,6 +358,8 @@ func (d *decoder) caseSpec(n *yaml.Node, def *yaml.Node) (Case, bool) {
 					c.Facts.Risk.Score = int(n)
 				case "factors":
 					c.Facts.Risk.Factors, _ = d.strings(v, "risk.factors")
+				case "deviations":
+					c.Facts.Risk.Deviations, _ = d.strings(v, "risk.deviations")
 				default:
 					d.errorf(k.Line, "risk: unknown key %q", key)
 				}
