@@ -57,6 +57,7 @@ type Gateway struct {
 	// ConfigPath is the file the gateway runs from, with Options.ConfigFile.
 	ConfigPath string
 
+	opts daemon.Options
 	stop func()
 }
 
@@ -98,14 +99,22 @@ func Start(t testing.TB, o Options) *Gateway {
 		t.Fatalf("test config: %v", err)
 	}
 	g.Config = cfg
-	opts := daemon.Options{DemoState: &g.Demo}
+	g.opts = daemon.Options{DemoState: &g.Demo}
 	if o.ConfigFile {
 		g.ConfigPath = filepath.Join(dir, "chaperone.yaml")
 		g.RewriteConfig(t, nil)
-		opts.ConfigPath = g.ConfigPath
+		g.opts.ConfigPath = g.ConfigPath
 	}
+	g.run(t)
+	return g
+}
+
+// run builds and runs the daemon of g's configuration and waits until every tool is
+// reconciled.
+func (g *Gateway) run(t testing.TB) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	d, err := daemon.New(ctx, cfg, opts)
+	d, err := daemon.New(ctx, g.Config, g.opts)
 	if err != nil {
 		cancel()
 		t.Fatalf("daemon.New: %v", err)
@@ -136,7 +145,15 @@ func Start(t testing.TB, o Options) *Gateway {
 		}
 		return true
 	})
-	return g
+}
+
+// Restart stops the gateway and starts it again over the same data directory and
+// configuration, as an operator's restart would. Its URLs change (new ports); the demo
+// upstream starts afresh.
+func (g *Gateway) Restart(t testing.TB) {
+	t.Helper()
+	g.stop()
+	g.run(t)
 }
 
 // RewriteConfig writes the gateway's configuration file anew, changed by mutate (if not

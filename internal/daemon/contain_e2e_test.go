@@ -451,3 +451,49 @@ func TestRateLimitLoopsIdempotencyEndToEnd(t *testing.T) {
 		t.Errorf("call.deduplicated events: %+v", d)
 	}
 }
+
+// TestContainmentSurvivesRestart: a restart keeps a kill, an open breaker, a cap's use
+// (rebuilt from the audit log) and an agent's baseline.
+func TestContainmentSurvivesRestart(t *testing.T) {
+	g := startContain(t, nil, func(c *config.Config) {
+		c.Containment.Caps = []config.Cap{{Name: "emails", Tools: []string{"send_email"}, Per: "agent", Window: config.Duration(time.Hour), Max: 3}}
+		c.Containment.Breakers = config.Breakers{Triggers: []config.BreakerTrigger{{Signal: "denials", Threshold: 2, Window: config.Duration(time.Minute)}}}
+		c.Containment.Baselines.MinCalls = 2
+		c.Approvals.Enabled = new(bool)
+	})
+	cs := g.Connect(t, g.Agents["test-agent"].Token, "")
+	for i := range 2 {
+		if r := chaperonetest.Refusal(t, chaperonetest.Call(t, cs, "send_email", map[string]any{"to": fmt.Sprintf("r%d@example.com", i), "subject": "s", "body": "b"})); r != "" {
+			t.Fatalf("email %d: %q", i, r)
+		}
+	}
+	// An operator trips another agent's breaker: it stays open until reset, restarts too.
+	var b contain.BreakerStatus
+	admin(t, g, "POST", "/v1/breakers/planner/trip", map[string]any{"by": "ops", "reason": "under review"}, 200, &b)
+	if b.State != contain.BreakerOpen {
+		t.Fatalf("planner's breaker before the restart: %+v", b)
+	}
+	admin(t, g, "POST", "/v1/kills", map[string]any{"scope": "tool:create_ticket", "by": "ops", "reason": "r"}, 201, nil)
+
+	g.Restart(t)
+	cs = g.Connect(t, g.Agents["test-agent"].Token, "")
+	got := []string{}
+	for i := range 2 {
+		got = append(got, chaperonetest.Refusal(t, chaperonetest.Call(t, cs, "send_email", map[string]any{"to": fmt.Sprintf("s%d@example.com", i), "subject": "s", "body": "b"})))
+	}
+	if strings.Join(got, ",") != ",budget_exhausted" {
+		t.Errorf("emails after the restart with 2 of 3 used before: %q, want one more then budget_exhausted", got)
+	}
+	admin(t, g, "GET", "/v1/breakers/planner", nil, 200, &b)
+	if b.State != contain.BreakerOpen || b.Signal != contain.SignalOperator {
+		t.Errorf("planner's breaker after the restart: %+v, want still open, by an operator", b)
+	}
+	if r := chaperonetest.Refusal(t, chaperonetest.Call(t, cs, "create_ticket", map[string]any{"title": "t", "body": "b"})); r != "killed" {
+		t.Errorf("a killed tool after the restart: %q", r)
+	}
+	var p contain.Profile
+	admin(t, g, "GET", "/v1/agents/test-agent/baseline", nil, 200, &p)
+	if p.Calls < 3 || p.Tools["send_email"] < 3 {
+		t.Errorf("test-agent's baseline after the restart: %+v, want the calls before it too", p)
+	}
+}
