@@ -157,8 +157,9 @@ func (d *Daemon) replayLedger(ctx context.Context, l *contain.Ledger, from time.
 			switch {
 			case e.Kind == audit.KindCallIntent:
 				l.Replay(e.Time, key, e.Agent, e.User, e.Task, e.Tool, e.Spend, e.Tokens, e.Charges, true)
-			case e.Kind == audit.KindCallRefused && (e.Spend > 0 || e.Tokens > 0):
-				// Reported use of a call refused for its budget: spent all the same.
+			case e.Spend > 0 || e.Tokens > 0:
+				// What the agent reported with a call that did not run (refused, suggested,
+				// answered from an idempotency record): spent all the same.
 				l.Replay(e.Time, key, e.Agent, e.User, e.Task, e.Tool, e.Spend, e.Tokens, nil, false)
 			}
 		}

@@ -259,3 +259,31 @@ func BenchmarkHandleContain(b *testing.B) {
 		})
 	}
 }
+
+// TestReportedSpendOfRefusedCall: what an agent reports it spent counts against its task
+// even when the call it came with is refused, and is on the refusal's record.
+func TestReportedSpendOfRefusedCall(t *testing.T) {
+	lg, err := contain.NewLedger(contain.LedgerOptions{Limits: contain.Limits{MaxSpend: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := containHarness(t, "rules:\n  - {id: no, match: {tools: [post]}, effect: deny}\n  - {id: look, match: {tools: [look]}, effect: allow}\n", pipeline.Containment{Ledger: lg})
+	c := newCall("post", `{}`)
+	c.ReportedSpend, c.ReportedTokens = 0.75, 900
+	if out := h.p.Handle(t.Context(), c); out.Refusal == nil || out.Refusal.Code != pipeline.CodeDeniedByPolicy {
+		t.Fatalf("denied call: %+v", out.Refusal)
+	}
+	_, evs := h.aud.recorded()
+	if e := evs[len(evs)-1]; e.Kind != audit.KindCallRefused || e.Spend != 0.75 || e.Tokens != 900 {
+		t.Errorf("refusal event spend %v tokens %d, want 0.75 and 900", e.Spend, e.Tokens)
+	}
+	c = newCall("look", `{}`)
+	c.ReportedSpend = 0.5
+	out := h.p.Handle(t.Context(), c)
+	if out.Refusal == nil || out.Refusal.Code != pipeline.CodeBudgetExhausted {
+		t.Errorf("a call after 0.75 + 0.5 of 1 spent: %+v, want budget_exhausted", out.Refusal)
+	}
+	if _, spend, tokens := lg.Usage("t\x00" + testAgent.ID + "\x00t-1"); spend != 1.25 || tokens != 900 {
+		t.Errorf("usage = %v spend, %d tokens; want 1.25 and 900 (each report counted once)", spend, tokens)
+	}
+}

@@ -389,6 +389,18 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		ArgsHash:  audit.HashArgs(c.Arguments),
 	}
 	ev.ArgsSummary = audit.SummarizeArgs(c.Arguments)
+	// What the agent reports it spent was spent, whatever becomes of this call: it counts
+	// against the task's budget even when the call is refused before its reservation
+	// (which charges it itself), and its record lets a restart count it again.
+	ev.Spend, ev.Tokens = c.ReportedSpend, c.ReportedTokens
+	reportedCharged := false
+	if lg := p.opts.Contain.Ledger; lg != nil && (c.ReportedSpend > 0 || c.ReportedTokens > 0) {
+		defer func() {
+			if !reportedCharged {
+				lg.Replay(now, budgetKey(c), pr.Agent.ID, pr.User, pr.Task, c.Tool, c.ReportedSpend, c.ReportedTokens, nil, false)
+			}
+		}()
+	}
 	if p.opts.Capture.Arguments {
 		ev.Arguments, ev.Captured = p.capture(c.Arguments, audit.CapturedArguments)
 		ev.Prompt = c.Prompt
@@ -612,6 +624,7 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		var err error
 		reservation, err = lg.Reserve(contain.Charge{Context: budgetKey(c), Agent: pr.Agent.ID, User: pr.User, Task: pr.Task,
 			Tool: t.Name, Args: args, Cost: t.Cost, ReportedSpend: c.ReportedSpend, ReportedTokens: c.ReportedTokens})
+		reportedCharged = true
 		if err != nil {
 			return p.refuse(ctx, &ev, d, CodeBudgetExhausted, budgetMessage(err))
 		}
