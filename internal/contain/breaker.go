@@ -562,7 +562,8 @@ func (b *Breakers) until(a *brAgent) time.Time {
 // Observe records weight of signal for the agent; a weight that is not positive and
 // finite, or a signal no trigger names, is ignored. Closed: if a trigger's total within
 // its window reaches its threshold, the breaker opens. Half-open: any signal a trigger
-// names reopens it at once, with a fresh cool-down, since the probe failed. Open: the
+// names reopens it at once, with a fresh cool-down, since the probe failed — except spend,
+// which reopens it only at its threshold. Open: the
 // weight is counted and nothing else happens.
 func (b *Breakers) Observe(agent string, signal Signal, weight float64) {
 	if !(weight > 0) || math.IsInf(weight, 1) {
@@ -593,7 +594,9 @@ func (b *Breakers) Observe(agent string, signal Signal, weight float64) {
 		e := t.epoch(now)
 		w.add(e, weight)
 		if hit < 0 && a.state != BreakerOpen {
-			if tot := w.total(e); tot >= t.trip || a.state == BreakerHalfOpen {
+			// Spend is not misbehaviour in itself: during a probe it fails only at its
+			// threshold, like any spend velocity.
+			if tot := w.total(e); tot >= t.trip || (a.state == BreakerHalfOpen && signal != SignalSpend) {
 				hit, hitTotal = i, tot
 			}
 		}

@@ -257,6 +257,26 @@ func TestBreakerSpend(t *testing.T) {
 			t.Errorf("changes = %+v, want one spend trip at a total of 1", c)
 		}
 	})
+	t.Run("a probe that spends within the velocity closes the breaker", func(t *testing.T) {
+		t.Parallel()
+		b, clock, _ := brNewBreakers(t, brOneTrigger(SignalSpend, 10, time.Minute))
+		b.Observe("a", SignalSpend, 10)
+		brWantState(t, b, "a", BreakerOpen)
+		clock.Advance(10 * time.Minute) // past the cool-down and the window
+		if adm := b.Admit("a"); !adm.Probe {
+			t.Fatalf("Admit after the cool-down = %+v, want the probe", adm)
+		}
+		b.Observe("a", SignalSpend, 1) // a paid probe, far below the velocity
+		brWantState(t, b, "a", BreakerHalfOpen)
+		b.ProbeDone("a", true)
+		brWantState(t, b, "a", BreakerClosed)
+		// A probe whose spend reaches the velocity again reopens it.
+		b.Observe("a", SignalSpend, 10)
+		clock.Advance(10 * time.Minute)
+		b.Admit("a")
+		b.Observe("a", SignalSpend, 10)
+		brWantState(t, b, "a", BreakerOpen)
+	})
 	t.Run("huge amounts", func(t *testing.T) {
 		t.Parallel()
 		b, _, _ := brNewBreakers(t, brOneTrigger(SignalSpend, math.MaxFloat64, time.Hour))
