@@ -159,6 +159,7 @@ func FuzzServeHTTP(f *testing.F) {
 		`{"jsonrpc":"2.0","id":"s","method":"initialize","params":{"protocolVersion":"2025-11-25"}}`,
 		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}}}`,
 		`{"jsonrpc":"2.0","method":"notifications/initialized"}`,
+		`{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t","_meta":{"dev.chaperone/usage":{"input_tokens":5,"cost":0.1},"dev.chaperone/idempotency_key":"k1"}}}`,
 		`[{"jsonrpc":"2.0","id":1,"method":"ping"}]`,
 		`{"jsonrpc":"2.0","id":1,"result":{}}`,
 		`{"jsonrpc":"2.0","id":null,"method":"ping"}`,
