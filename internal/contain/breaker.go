@@ -52,7 +52,7 @@ func Signals() []Signal { return slices.Clone(brSignals[:]) }
 // ParseSignal parses the name of a signal a [Trigger] may name.
 func ParseSignal(s string) (Signal, error) {
 	if brSignalIndex(Signal(s)) < 0 {
-		return "", fmt.Errorf("contain: parse signal %q: want one of %s", brCut(s, 64), brJoin(brSignals[:]))
+		return "", fmt.Errorf("contain: parse signal %q: want one of %s", cut(s, 64), brJoin(brSignals[:]))
 	}
 	return Signal(s), nil
 }
@@ -110,7 +110,7 @@ func ParseDegrade(s string) (Degrade, error) {
 	case DegradeReadOnly, DegradeSuggestOnly, DegradeBlock:
 		return d, nil
 	}
-	return "", fmt.Errorf("contain: parse degrade %q: want one of %s, %s, %s", brCut(s, 64), DegradeReadOnly, DegradeSuggestOnly, DegradeBlock)
+	return "", fmt.Errorf("contain: parse degrade %q: want one of %s, %s, %s", cut(s, 64), DegradeReadOnly, DegradeSuggestOnly, DegradeBlock)
 }
 
 // BreakerState is the state of an agent's breaker.
@@ -443,7 +443,7 @@ func NewBreakers(o BreakerOptions) (*Breakers, error) {
 		}
 		si := brSignalIndex(t.Signal)
 		if si < 0 {
-			errs = append(errs, fmt.Errorf(p+"triggers[%d].signal must be one of %s, got %q", i, brJoin(brSignals[:]), brCut(string(t.Signal), 64)))
+			errs = append(errs, fmt.Errorf(p+"triggers[%d].signal must be one of %s, got %q", i, brJoin(brSignals[:]), cut(string(t.Signal), 64)))
 		}
 		if !(t.Threshold > 0) || math.IsInf(t.Threshold, 0) {
 			errs = append(errs, fmt.Errorf(p+"triggers[%d].threshold must be positive and finite, got %g", i, t.Threshold))
@@ -466,7 +466,7 @@ func NewBreakers(o BreakerOptions) (*Breakers, error) {
 		b.degrade = DegradeReadOnly
 	case DegradeReadOnly, DegradeSuggestOnly, DegradeBlock:
 	default:
-		errs = append(errs, fmt.Errorf(p+"degrade must be one of %s, %s, %s, got %q", DegradeReadOnly, DegradeSuggestOnly, DegradeBlock, brCut(string(b.degrade), 64)))
+		errs = append(errs, fmt.Errorf(p+"degrade must be one of %s, %s, %s, got %q", DegradeReadOnly, DegradeSuggestOnly, DegradeBlock, cut(string(b.degrade), 64)))
 	}
 	switch {
 	case b.cooldown == 0:
@@ -653,7 +653,7 @@ func (b *Breakers) ProbeDone(agent string, ok bool) {
 // bad input fails with one wrapping [ErrBreakerInput].
 func (b *Breakers) Trip(agent, by, reason string) error {
 	if err := brCheckInput(agent, by, reason); err != nil {
-		return fmt.Errorf("contain: trip breaker %q: %w", brCut(agent, 64), err)
+		return fmt.Errorf("contain: trip breaker %q: %w", cut(agent, 64), err)
 	}
 	a := b.lock(agent, true, true)
 	if a.held {
@@ -678,7 +678,7 @@ func (b *Breakers) Trip(agent, by, reason string) error {
 // [ErrBreakerInput].
 func (b *Breakers) Reset(agent, by, reason string) error {
 	if err := brCheckInput(agent, by, reason); err != nil {
-		return fmt.Errorf("contain: reset breaker %q: %w", brCut(agent, 64), err)
+		return fmt.Errorf("contain: reset breaker %q: %w", cut(agent, 64), err)
 	}
 	a := b.lock(agent, false, false)
 	if a == nil {
@@ -707,16 +707,16 @@ func (b *Breakers) Restore(agent string, state BreakerState, signal, detail stri
 	switch {
 	case err != nil:
 	case state != BreakerClosed && state != BreakerOpen && state != BreakerHalfOpen:
-		err = fmt.Errorf("%w: state must be one of %s, %s, %s, got %q", ErrBreakerInput, BreakerClosed, BreakerOpen, BreakerHalfOpen, brCut(string(state), 64))
+		err = fmt.Errorf("%w: state must be one of %s, %s, %s, got %q", ErrBreakerInput, BreakerClosed, BreakerOpen, BreakerHalfOpen, cut(string(state), 64))
 	case signal != "" && Signal(signal) != SignalOperator && brSignalIndex(Signal(signal)) < 0:
-		err = fmt.Errorf("%w: signal must be empty, %s or one of %s, got %q", ErrBreakerInput, SignalOperator, brJoin(brSignals[:]), brCut(signal, 64))
+		err = fmt.Errorf("%w: signal must be empty, %s or one of %s, got %q", ErrBreakerInput, SignalOperator, brJoin(brSignals[:]), cut(signal, 64))
 	case len(detail) > MaxBreakerText || !utf8.ValidString(detail):
 		err = fmt.Errorf("%w: detail must be UTF-8 of at most %d bytes", ErrBreakerInput, MaxBreakerText)
 	case state != BreakerClosed && since.IsZero():
 		err = fmt.Errorf("%w: since is required for a %s breaker", ErrBreakerInput, state)
 	}
 	if err != nil {
-		return fmt.Errorf("contain: restore breaker %q: %w", brCut(agent, 64), err)
+		return fmt.Errorf("contain: restore breaker %q: %w", cut(agent, 64), err)
 	}
 	if state == BreakerClosed {
 		a := b.lock(agent, false, false)
@@ -952,7 +952,7 @@ func brCheckAgent(agent string) error {
 		return fmt.Errorf("%w: agent is required", ErrBreakerInput)
 	case len(agent) > MaxBreakerAgentID:
 		return fmt.Errorf("%w: agent is longer than %d bytes", ErrBreakerInput, MaxBreakerAgentID)
-	case !utf8.ValidString(agent) || strings.ContainsFunc(agent, brControl):
+	case !utf8.ValidString(agent) || strings.ContainsFunc(agent, isControl):
 		return fmt.Errorf("%w: agent must be UTF-8 without control characters", ErrBreakerInput)
 	}
 	return nil
@@ -962,27 +962,8 @@ func brCheckInput(agent, by, reason string) error {
 	if err := brCheckAgent(agent); err != nil {
 		return err
 	}
-	for _, f := range [...]struct{ name, v string }{{"by", by}, {"reason", reason}} {
-		switch {
-		case strings.TrimSpace(f.v) == "":
-			return fmt.Errorf("%w: %s is required", ErrBreakerInput, f.name)
-		case len(f.v) > MaxBreakerText:
-			return fmt.Errorf("%w: %s is longer than %d bytes", ErrBreakerInput, f.name, MaxBreakerText)
-		case !utf8.ValidString(f.v) || strings.ContainsFunc(f.v, brControl):
-			return fmt.Errorf("%w: %s must be UTF-8 without control characters", ErrBreakerInput, f.name)
-		}
-	}
-	return nil
+	return checkActor(ErrBreakerInput, MaxBreakerText, by, reason)
 }
-
-func brCut(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
-}
-
-func brControl(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }
 
 func brJoin(s []Signal) string {
 	var sb strings.Builder

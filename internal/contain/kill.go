@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -98,15 +99,6 @@ func (s *Scope) UnmarshalText(b []byte) error {
 	}
 	*s = sc
 	return nil
-}
-
-func isControl(r rune) bool { return r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) }
-
-func cut(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…"
 }
 
 // Subject is what a call is, for matching against kill scopes. A token or an approval
@@ -354,7 +346,7 @@ func (e *Engagement) Wait(ctx context.Context) int {
 // Engage pulls a kill switch: it is stored, takes effect for every call that enters from
 // now on, and cancels the calls in flight that it covers. Reason and by are required.
 func (s *Switches) Engage(ctx context.Context, scope Scope, by, reason string) (*Engagement, error) {
-	if err := checkKillText(by, reason); err != nil {
+	if err := checkActor(ErrKillInput, MaxKillText, by, reason); err != nil {
 		return nil, fmt.Errorf("contain: kill %s: %w", scope, err)
 	}
 	s.wmu.Lock()
@@ -367,7 +359,7 @@ func (s *Switches) Engage(ctx context.Context, scope Scope, by, reason string) (
 	if err != nil {
 		return nil, fmt.Errorf("contain: kill %s: %w", scope, err)
 	}
-	next := &killSnap{engaged: cloneMap(old.engaged), last: cloneMap(old.last)}
+	next := &killSnap{engaged: maps.Clone(old.engaged), last: maps.Clone(old.last)}
 	next.engaged[scope] = k
 	next.last[scope] = k.EngagedAt
 	s.snap.Store(next)
@@ -392,7 +384,7 @@ func (s *Switches) Engage(ctx context.Context, scope Scope, by, reason string) (
 // Lift releases the scope's kill. What it voided stays void; the calls it refused are
 // not resumed.
 func (s *Switches) Lift(ctx context.Context, scope Scope, by, reason string) (Kill, error) {
-	if err := checkKillText(by, reason); err != nil {
+	if err := checkActor(ErrKillInput, MaxKillText, by, reason); err != nil {
 		return Kill{}, fmt.Errorf("contain: lift %s: %w", scope, err)
 	}
 	s.wmu.Lock()
@@ -405,7 +397,7 @@ func (s *Switches) Lift(ctx context.Context, scope Scope, by, reason string) (Ki
 	if err != nil {
 		return Kill{}, fmt.Errorf("contain: lift %s: %w", scope, err)
 	}
-	next := &killSnap{engaged: cloneMap(old.engaged), last: old.last}
+	next := &killSnap{engaged: maps.Clone(old.engaged), last: old.last}
 	delete(next.engaged, scope)
 	s.snap.Store(next)
 	return k, nil
@@ -425,26 +417,4 @@ func (s *Switches) Engaged() []Kill {
 // History returns every kill, engaged and lifted, from the store, oldest first.
 func (s *Switches) History(ctx context.Context) ([]Kill, error) {
 	return s.store.Kills(ctx)
-}
-
-func checkKillText(by, reason string) error {
-	for _, f := range [...]struct{ name, v string }{{"by", by}, {"reason", reason}} {
-		switch {
-		case strings.TrimSpace(f.v) == "":
-			return fmt.Errorf("%w: %s is required", ErrKillInput, f.name)
-		case len(f.v) > MaxKillText:
-			return fmt.Errorf("%w: %s is longer than %d bytes", ErrKillInput, f.name, MaxKillText)
-		case !utf8.ValidString(f.v) || strings.ContainsFunc(f.v, isControl):
-			return fmt.Errorf("%w: %s must be UTF-8 without control characters", ErrKillInput, f.name)
-		}
-	}
-	return nil
-}
-
-func cloneMap[K comparable, V any](m map[K]V) map[K]V {
-	out := make(map[K]V, len(m)+1)
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }
