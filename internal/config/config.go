@@ -577,9 +577,7 @@ func (c *Config) ApplyDefaults() {
 	if c.Approvals.DeclineReasons == nil {
 		c.Approvals.DeclineReasons = []string{"wrong_recipient", "wrong_amount", "not_requested", "suspicious", "other"}
 	}
-	for i := range c.Approvals.Webhooks {
-		defD(&c.Approvals.Webhooks[i].Timeout, 5*time.Second)
-	}
+	defaultWebhooks(c.Approvals.Webhooks)
 	c.Containment.applyDefaults()
 	for i := range c.Tools {
 		if c.Tools[i].Retries == nil && c.Tools[i].Idempotent {
@@ -598,6 +596,30 @@ var (
 	declineReason = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
 	domainName    = regexp.MustCompile(`^(?i)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$`)
 )
+
+// defaultWebhooks gives webhooks their default timeout, 5s.
+func defaultWebhooks(ws []Webhook) {
+	for i := range ws {
+		if ws[i].Timeout == 0 {
+			ws[i].Timeout = Duration(5 * time.Second)
+		}
+	}
+}
+
+// checkWebhooks reports what is wrong with each webhook of the list named field.
+func checkWebhooks(field string, ws []Webhook) []error {
+	var errs []error
+	for i, w := range ws {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		if err := checkWebhookURL(w.URL); err != nil {
+			errs = append(errs, fmt.Errorf("%s.url: %v", f, err))
+		}
+		if t := w.Timeout.D(); t <= 0 || t > time.Minute {
+			errs = append(errs, fmt.Errorf("%s.timeout: must be between 1ms and 60s, got %s", f, t))
+		}
+	}
+	return errs
+}
 
 // checkWebhookURL accepts https URLs and http on loopback.
 func checkWebhookURL(raw string) error {
@@ -861,15 +883,7 @@ func (c *Config) Validate() error {
 	if !slices.Contains(c.Approvals.DeclineReasons, "other") {
 		bad("approvals.decline_reasons", "must include \"other\" (a reason given as free text)")
 	}
-	for i, w := range c.Approvals.Webhooks {
-		f := fmt.Sprintf("approvals.webhooks[%d]", i)
-		if err := checkWebhookURL(w.URL); err != nil {
-			bad(f+".url", "%v", err)
-		}
-		if t := w.Timeout.D(); t <= 0 || t > time.Minute {
-			bad(f+".timeout", "must be between 1ms and 60s, got %s", t)
-		}
-	}
+	errs = append(errs, checkWebhooks("approvals.webhooks", c.Approvals.Webhooks)...)
 	if c.Approvals.URL != "" {
 		if u, err := url.Parse(c.Approvals.URL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			bad("approvals.url", "must be an http(s) URL, got %q", c.Approvals.URL)

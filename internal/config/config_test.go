@@ -149,6 +149,9 @@ func TestValidate(t *testing.T) {
 			c.Containment.Breakers.Triggers = []BreakerTrigger{{Signal: "vibes", Threshold: -1, Window: Duration(time.Minute)}}
 		}, []string{`containment.breakers.triggers[0].signal: must be one of denials, injections`, "containment.breakers.triggers[0].threshold: must be more than 0, got -1"}},
 		{"breaker degrade", func(c *Config) { c.Containment.Breakers.Degrade = "nap" }, []string{`containment.breakers.degrade: must be read_only, suggest_only or block, got "nap"`}},
+		{"containment webhook over plain http", func(c *Config) {
+			c.Containment.Webhooks = []Webhook{{URL: "http://hooks.example.com/x", Timeout: Duration(time.Second)}}
+		}, []string{`containment.webhooks[0].url: http is allowed only on a loopback address`}},
 		{"idempotency shorter than a call", func(c *Config) { c.Containment.Idempotency.Retention = Duration(time.Minute) },
 			[]string{"containment.idempotency.retention: must be longer than the longest call"}},
 		{"all at once", func(c *Config) {

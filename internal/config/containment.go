@@ -185,11 +185,7 @@ func (c *Containment) applyDefaults() {
 	if c.Idempotency.Retention == 0 {
 		c.Idempotency.Retention = Duration(24 * time.Hour)
 	}
-	for i := range c.Webhooks {
-		if c.Webhooks[i].Timeout == 0 {
-			c.Webhooks[i].Timeout = Duration(5 * time.Second)
-		}
-	}
+	defaultWebhooks(c.Webhooks)
 }
 
 // validate reports every problem of the containment section. tools are the exposed tool
@@ -292,16 +288,7 @@ func (c *Containment) validate(tools []string) []error {
 	if r := c.Idempotency.Retention.D(); r < time.Minute || r > 720*time.Hour {
 		bad("containment.idempotency.retention", "must be between 1m and 720h, got %s", r)
 	}
-	for i, w := range c.Webhooks {
-		f := fmt.Sprintf("containment.webhooks[%d]", i)
-		if err := checkWebhookURL(w.URL); err != nil {
-			bad(f+".url", "%v", err)
-		}
-		if t := w.Timeout.D(); t <= 0 || t > time.Minute {
-			bad(f+".timeout", "must be between 1ms and 60s, got %s", t)
-		}
-	}
-	return errs
+	return append(errs, checkWebhooks("containment.webhooks", c.Webhooks)...)
 }
 
 func joinSignals() string {

@@ -23,19 +23,11 @@ import (
 // webhooks and the audit log notified.
 func newApprovals(cfg *config.Config, store approval.Store, log *audit.Log, logger *slog.Logger) (*approval.Manager, error) {
 	notifiers := []approval.Notifier{auditNotifier{log}}
-	for i, w := range cfg.Approvals.Webhooks {
-		var secret string
-		if w.SecretFile != "" {
-			b, err := os.ReadFile(w.SecretFile)
-			if err != nil {
-				return nil, fmt.Errorf("approvals.webhooks[%d].secret_file: %w", i, err)
-			}
-			secret = strings.TrimSpace(string(b))
-		}
-		wh, err := approval.NewWebhook(w.URL, approval.WebhookOptions{Secret: secret, Timeout: w.Timeout.D()})
-		if err != nil {
-			return nil, fmt.Errorf("approvals.webhooks[%d]: %w", i, err)
-		}
+	hooks, err := newWebhooks("approvals.webhooks", cfg.Approvals.Webhooks)
+	if err != nil {
+		return nil, err
+	}
+	for _, wh := range hooks {
 		notifiers = append(notifiers, wh)
 	}
 	opts := approval.Options{
@@ -50,6 +42,28 @@ func newApprovals(cfg *config.Config, store approval.Store, log *audit.Log, logg
 		opts.ApproveURL = func(id string) string { return base + "/approvals/" + id }
 	}
 	return approval.NewManager(opts), nil
+}
+
+// newWebhooks builds configured webhooks, reading their secret files; field names the
+// configuration list in errors.
+func newWebhooks(field string, ws []config.Webhook) ([]*approval.Webhook, error) {
+	var out []*approval.Webhook
+	for i, w := range ws {
+		var secret string
+		if w.SecretFile != "" {
+			b, err := os.ReadFile(w.SecretFile)
+			if err != nil {
+				return nil, fmt.Errorf("%s[%d].secret_file: %w", field, i, err)
+			}
+			secret = strings.TrimSpace(string(b))
+		}
+		wh, err := approval.NewWebhook(w.URL, approval.WebhookOptions{Secret: secret, Timeout: w.Timeout.D()})
+		if err != nil {
+			return nil, fmt.Errorf("%s[%d]: %w", field, i, err)
+		}
+		out = append(out, wh)
+	}
+	return out, nil
 }
 
 // auditNotifier records every request and decision in the audit log.

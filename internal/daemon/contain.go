@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/chaperone-dev/chaperone/internal/api"
@@ -34,20 +32,8 @@ func (d *Daemon) buildContainment(ctx context.Context) (pipeline.Containment, er
 		return cs, err
 	}
 	d.kills = cs.Kills
-	for i, w := range cc.Webhooks {
-		var secret string
-		if w.SecretFile != "" {
-			b, err := os.ReadFile(w.SecretFile)
-			if err != nil {
-				return cs, fmt.Errorf("containment.webhooks[%d].secret_file: %w", i, err)
-			}
-			secret = strings.TrimSpace(string(b))
-		}
-		wh, err := approval.NewWebhook(w.URL, approval.WebhookOptions{Secret: secret, Timeout: w.Timeout.D()})
-		if err != nil {
-			return cs, fmt.Errorf("containment.webhooks[%d]: %w", i, err)
-		}
-		d.containHooks = append(d.containHooks, wh)
+	if d.containHooks, err = newWebhooks("containment.webhooks", cc.Webhooks); err != nil {
+		return cs, err
 	}
 
 	if len(cc.Breakers.Triggers) > 0 {
