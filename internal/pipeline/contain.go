@@ -80,11 +80,8 @@ func (p *Pipeline) signal(st *callState, s contain.Signal, weight float64) {
 
 // subjectOf is the call as kill switches see it.
 func subjectOf(c *Call, t *registry.Tool) *contain.Subject {
-	pr := c.Principal
-	sub := &contain.Subject{Agents: pr.Chain, User: pr.User, Task: pr.Task, Tool: c.Tool}
-	if len(sub.Agents) == 0 {
-		sub.Agents = []string{pr.Agent.ID}
-	}
+	sub := TokenSubject(c.Principal)
+	sub.Tool = c.Tool
 	if t != nil {
 		sub.Tool, sub.Upstream = t.Name, t.Upstream
 	}
@@ -184,6 +181,45 @@ func budgetKey(c *Call) string {
 // keys it: for rebuilding budgets from the log.
 func BudgetKey(agent, task, session string) string {
 	return budgetKey(&Call{SessionID: session, Principal: &identity.Principal{Agent: &identity.Agent{ID: agent}, Task: task}})
+}
+
+// idemClaim is a call's claim on its idempotency key, held from Begin until the call ends.
+type idemClaim struct {
+	p                     *Pipeline
+	ctx                   context.Context // not cancelled with the call: the record must be written
+	agent, key, requestID string
+	ended                 bool
+}
+
+// end records how the call that reached its tool ended: its result, which retries are
+// answered from; a failure to reach the server, which frees the key for a retry; or any
+// other failure, after which the outcome is unknown and retries are refused.
+func (c *idemClaim) end(res json.RawMessage, callErr error) {
+	c.ended = true
+	idem := c.p.opts.Contain.Idempotency
+	var err error
+	switch {
+	case callErr == nil:
+		err = idem.Finish(c.ctx, c.agent, c.key, res)
+	case errors.Is(callErr, upstream.ErrUnavailable):
+		err = idem.Abandon(c.ctx, c.agent, c.key, false)
+	default:
+		err = idem.Abandon(c.ctx, c.agent, c.key, true)
+	}
+	if err != nil {
+		c.p.opts.Logger.ErrorContext(c.ctx, "idempotency record not written", "request_id", c.requestID, "err", err)
+	}
+}
+
+// release frees the key of a call refused before it reached its tool, so that a retry
+// may run it; after end it does nothing.
+func (c *idemClaim) release() {
+	if c.ended {
+		return
+	}
+	if err := c.p.opts.Contain.Idempotency.Abandon(c.ctx, c.agent, c.key, false); err != nil {
+		c.p.opts.Logger.ErrorContext(c.ctx, "idempotency key not released", "request_id", c.requestID, "err", err)
+	}
 }
 
 // retryBase is the first backoff between attempts of an idempotent tool's call.

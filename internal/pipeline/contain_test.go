@@ -287,3 +287,42 @@ func TestReportedSpendOfRefusedCall(t *testing.T) {
 		t.Errorf("usage = %v spend, %d tokens; want 1.25 and 900 (each report counted once)", spend, tokens)
 	}
 }
+
+// TestIdempotencyKeyReleasedWhenNotRun: a call whose key was claimed but that never
+// reached its tool (held for a person here) frees the key, so the retry runs; the call
+// that ran is then answered from its record, without reaching the tool again.
+func TestIdempotencyKeyReleasedWhenNotRun(t *testing.T) {
+	db, _ := openStore(t)
+	idem, err := contain.NewIdempotency(contain.IdempotencyOptions{Store: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := containHarness(t, "rules:\n  - {id: person, match: {tools: [post]}, effect: approve}\n", pipeline.Containment{Idempotency: idem})
+	approved := false
+	h.p = h.pipeline(pipeline.Options{Contain: pipeline.Containment{Idempotency: idem}, Now: time.Now,
+		Approve: func(ctx context.Context, hd *pipeline.Hold) (string, *pipeline.Refusal) {
+			if !approved {
+				return "apr_1", &pipeline.Refusal{Code: pipeline.CodeApprovalPending, Message: "wait"}
+			}
+			return "apr_1", nil
+		}})
+	call := func() pipeline.Outcome {
+		c := newCall("post", `{}`)
+		c.IdempotencyKey = "k-1"
+		return h.p.Handle(t.Context(), c)
+	}
+	if out := call(); out.Refusal == nil || out.Refusal.Code != pipeline.CodeApprovalPending {
+		t.Fatalf("first call: %+v, want approval_pending", out.Refusal)
+	}
+	approved = true
+	if out := call(); out.Refusal != nil {
+		t.Fatalf("the retry once approved: %+v, want it to run (the key was released)", out.Refusal)
+	}
+	approved = false // a retry of a call that ran needs no second approval
+	if out := call(); out.Refusal != nil || string(out.Result) != string(okResult) {
+		t.Errorf("a retry after it ran: %+v %s, want the recorded result", out.Refusal, out.Result)
+	}
+	if n := len(h.up.recorded()); n != 1 {
+		t.Errorf("the tool ran %d times, want once", n)
+	}
+}

@@ -536,43 +536,17 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 			d.Effect, d.Rules = policy.Approve, append(d.Rules, RuleRiskThreshold)
 		}
 	}
-	var idemFinish func(res json.RawMessage, callErr error)
-	idem := p.opts.Contain.Idempotency
-	if idem == nil || d.Effect == policy.Deny {
-		c.IdempotencyKey = ""
-	}
-	if c.IdempotencyKey != "" {
-		ev.IdempotencyKey = c.IdempotencyKey
+	var claim *idemClaim
+	if key, idem := c.IdempotencyKey, p.opts.Contain.Idempotency; key != "" && idem != nil && d.Effect != policy.Deny {
+		ev.IdempotencyKey = key
 		// Before approval: a retry of a call that ran needs no second approval.
-		rec, err := idem.Begin(ctx, pr.Agent.ID, c.IdempotencyKey, t.Name, ev.ArgsHash, c.RequestID)
+		rec, err := idem.Begin(ctx, pr.Agent.ID, key, t.Name, ev.ArgsHash, c.RequestID)
 		if out, done := p.idempotent(ctx, &ev, d, rec, err); done {
 			out.Risk = score.Value
 			return out
 		}
-		finished := false
-		defer func() {
-			if !finished {
-				// The call never reached its tool: a retry may run it.
-				if err := idem.Abandon(context.WithoutCancel(ctx), pr.Agent.ID, c.IdempotencyKey, false); err != nil {
-					p.opts.Logger.ErrorContext(ctx, "idempotency key not released", "request_id", c.RequestID, "err", err)
-				}
-			}
-		}()
-		idemFinish = func(res json.RawMessage, callErr error) {
-			finished = true
-			var err error
-			switch {
-			case callErr == nil:
-				err = idem.Finish(context.WithoutCancel(ctx), pr.Agent.ID, c.IdempotencyKey, res)
-			case errors.Is(callErr, upstream.ErrUnavailable):
-				err = idem.Abandon(context.WithoutCancel(ctx), pr.Agent.ID, c.IdempotencyKey, false)
-			default:
-				err = idem.Abandon(context.WithoutCancel(ctx), pr.Agent.ID, c.IdempotencyKey, true)
-			}
-			if err != nil {
-				p.opts.Logger.ErrorContext(ctx, "idempotency record not written", "request_id", c.RequestID, "err", err)
-			}
-		}
+		claim = &idemClaim{p: p, ctx: context.WithoutCancel(ctx), agent: pr.Agent.ID, key: key, requestID: c.RequestID}
+		defer claim.release()
 	}
 
 	switch d.Effect {
@@ -653,8 +627,8 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 	start := time.Now()
 	res, attempts, callErr := p.callUpstream(ctx, t, c.Arguments)
 	latency := time.Since(start)
-	if idemFinish != nil {
-		idemFinish(res, callErr)
+	if claim != nil {
+		claim.end(res, callErr)
 	}
 
 	out := audit.Event{
