@@ -50,7 +50,12 @@ func (d *Daemon) buildContainment(ctx context.Context) (pipeline.Containment, er
 		}
 		for _, r := range recs {
 			if err := cs.Breakers.Restore(r.Agent, contain.BreakerState(r.State), r.Signal, r.Detail, r.OpenedAt); err != nil {
-				d.log.WarnContext(ctx, "stored breaker not restored", "agent", r.Agent, "err", err)
+				// A breaker that was open must not come back closed: hold it open until an
+				// operator looks.
+				d.log.ErrorContext(ctx, "stored breaker unreadable; tripping it", "agent", r.Agent, "err", err)
+				if terr := cs.Breakers.Trip(r.Agent, "chaperone", "its stored state could not be restored: "+err.Error()); terr != nil {
+					return cs, fmt.Errorf("containment: breaker of %q: %w", r.Agent, errors.Join(err, terr))
+				}
 			}
 		}
 		d.breakers = cs.Breakers

@@ -23,6 +23,7 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/config"
 	"github.com/chaperone-dev/chaperone/internal/contain"
 	"github.com/chaperone-dev/chaperone/internal/gateway"
+	"github.com/chaperone-dev/chaperone/internal/store/sqlite"
 )
 
 // slowUpstream is a real MCP server over HTTP whose slow_write blocks until its request is
@@ -475,7 +476,22 @@ func TestContainmentSurvivesRestart(t *testing.T) {
 	}
 	admin(t, g, "POST", "/v1/kills", map[string]any{"scope": "tool:create_ticket", "by": "ops", "reason": "r"}, 201, nil)
 
+	// A stored breaker the gateway cannot restore comes back open, not closed.
+	g.Stop(t)
+	db, err := sqlite.Open(t.Context(), g.Config.Store.SQLite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SetBreaker(t.Context(), sqlite.BreakerRecord{Agent: "mangled", State: "open", Signal: "vibes", OpenedAt: time.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
 	g.Restart(t)
+	var m contain.BreakerStatus
+	admin(t, g, "GET", "/v1/breakers/mangled", nil, 200, &m)
+	if m.State != contain.BreakerOpen || m.By != "chaperone" || !strings.Contains(m.Detail, "could not be restored") {
+		t.Errorf("an unreadable stored breaker after the restart: %+v, want it open", m)
+	}
 	cs = g.Connect(t, g.Agents["test-agent"].Token, "")
 	got := []string{}
 	for i := range 2 {
