@@ -513,3 +513,48 @@ func TestContainmentSurvivesRestart(t *testing.T) {
 		t.Errorf("test-agent's baseline after the restart: %+v, want the calls before it too", p)
 	}
 }
+
+// TestKillVoidsApprovals: a kill ends a call waiting for a person with killed, and an
+// approval granted before the kill cannot be used after it is lifted.
+func TestKillVoidsApprovals(t *testing.T) {
+	g := startContain(t, nil, func(c *config.Config) {
+		hold := config.Duration(20 * time.Second)
+		c.Approvals.Hold = &hold
+	})
+	tok := g.Agents["test-agent"].Token
+	// A call the agent waits on.
+	waiting := make(chan *mcp.CallToolResult, 1)
+	go func() { waiting <- chaperonetest.Call(t, g.Connect(t, tok, ""), "transfer_money", payment(10)) }()
+	chaperonetest.WaitFor(t, 10*time.Second, "the held call's request", func() bool {
+		var l []api.Approval
+		admin(t, g, "GET", "/v1/approvals", nil, 200, &l)
+		return len(l) == 1
+	})
+	// A call approved, not yet retried.
+	cs := g.Connect(t, tok, "")
+	second := chaperonetest.CallMeta(t, cs, "transfer_money", payment(20), mcp.Meta{gateway.MetaWait: false})
+	id := chaperonetest.RefusalField(second, "approval_id")
+	admin(t, g, "POST", "/v1/approvals/"+id+"/approve", map[string]any{"by": "alice"}, 200, nil)
+
+	var res api.KillResult
+	admin(t, g, "POST", "/v1/kills", map[string]any{"scope": "agent:test-agent", "by": "ops", "reason": "r"}, 201, &res)
+	if res.CancelledInFlight != 1 || res.VoidedApprovals != 1 {
+		t.Errorf("kill result %+v, want the waiting call cancelled and its request voided", res)
+	}
+	select {
+	case r := <-waiting:
+		if got := chaperonetest.Refusal(t, r); got != "killed" {
+			t.Errorf("the call waiting for a person: %q, want killed", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the call waiting for a person was not cancelled")
+	}
+	admin(t, g, "POST", "/v1/kills/lift", map[string]any{"scope": "agent:test-agent", "by": "ops", "reason": "r"}, 200, nil)
+	retry := chaperonetest.CallMeta(t, cs, "transfer_money", payment(20), mcp.Meta{gateway.MetaApproval: id, gateway.MetaWait: false})
+	if got := chaperonetest.Refusal(t, retry); got != "approval_denied" || !strings.Contains(retry.Content[0].(*mcp.TextContent).Text, "voided by a kill switch") {
+		t.Errorf("retry with an approval granted before the kill: %q %v, want approval_denied (voided)", got, retry.Content)
+	}
+	if n := len(g.Demo.Transfers()); n != 0 {
+		t.Errorf("%d transfers ran, want none", n)
+	}
+}
