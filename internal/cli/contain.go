@@ -138,24 +138,30 @@ func breakerList(ctx context.Context, args []string, stdout, stderr io.Writer) e
 }
 
 func breakerShow(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("breaker show", stderr)
+	var b contain.BreakerStatus
+	if err := getByID(ctx, "breaker show", "give the agent's id: chaperone breaker show AGENT", args, stderr,
+		func(id string) string { return "/v1/breakers/" + url.PathEscape(id) }, &b); err != nil {
+		return err
+	}
+	printBreaker(stdout, b)
+	return nil
+}
+
+// getByID runs a read-only admin command that takes one id: it gets path(id) into out.
+func getByID(ctx context.Context, name, usage string, args []string, stderr io.Writer, path func(id string) string, out any) error {
+	fs := newFlags(name, stderr)
 	client := adminFlags(fs)
 	if err := parse(fs, reorder(fs, args), 1); err != nil {
 		return err
 	}
 	if fs.NArg() != 1 {
-		return usageError{"give the agent's id: chaperone breaker show AGENT"}
+		return usageError{usage}
 	}
 	c, err := client()
 	if err != nil {
 		return err
 	}
-	var b contain.BreakerStatus
-	if err := c.do(ctx, http.MethodGet, "/v1/breakers/"+url.PathEscape(fs.Arg(0)), nil, &b); err != nil {
-		return err
-	}
-	printBreaker(stdout, b)
-	return nil
+	return c.do(ctx, http.MethodGet, path(fs.Arg(0)), nil, out)
 }
 
 func printBreaker(w io.Writer, b contain.BreakerStatus) {
@@ -209,20 +215,9 @@ func breakerSet(trip bool) func(ctx context.Context, args []string, stdout, stde
 }
 
 func taskBudget(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("task budget", stderr)
-	client := adminFlags(fs)
-	if err := parse(fs, reorder(fs, args), 1); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return usageError{"give the task's id: chaperone task budget ID"}
-	}
-	c, err := client()
-	if err != nil {
-		return err
-	}
 	var b api.Budget
-	if err := c.do(ctx, http.MethodGet, "/v1/tasks/"+url.PathEscape(fs.Arg(0))+"/budget", nil, &b); err != nil {
+	if err := getByID(ctx, "task budget", "give the task's id: chaperone task budget ID", args, stderr,
+		func(id string) string { return "/v1/tasks/" + url.PathEscape(id) + "/budget" }, &b); err != nil {
 		return err
 	}
 	bound := func(v float64) string {

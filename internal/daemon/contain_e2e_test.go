@@ -314,6 +314,14 @@ func TestBreakerEndToEnd(t *testing.T) {
 	if len(bs) != 1 || bs[0].Agent != "test-agent" || bs[0].State != contain.BreakerOpen || bs[0].Signal != contain.SignalDenials {
 		t.Fatalf("breakers: %+v", bs)
 	}
+	var out, errb bytes.Buffer
+	if code := cli.Run(t.Context(), []string{"breaker", "show", "test-agent", "--admin-url", g.AdminURL, "--token-file", g.Config.Admin.TokenFile}, &out, &errb); code != 0 ||
+		!strings.Contains(out.String(), "breaker open") || !strings.Contains(out.String(), "denials      3 of 3") {
+		t.Errorf("chaperone breaker show: %d\n%s%s", code, out.String(), errb.String())
+	}
+	if code := cli.Run(t.Context(), []string{"task", "budget", "--admin-url", g.AdminURL}, &out, &errb); code != 2 {
+		t.Errorf("chaperone task budget without an id: exit %d, want 2 (usage)", code)
+	}
 	chaperonetest.WaitFor(t, 5*time.Second, "the breaker webhook", func() bool { return hooks.Load() >= 1 })
 	if b, _ := hookBody.Load().(string); !strings.Contains(b, `"agent":"test-agent"`) || !strings.Contains(b, `"to":"open"`) {
 		t.Errorf("webhook body: %s", b)

@@ -5,33 +5,16 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/chaperone-dev/chaperone/internal/identity"
 	"github.com/chaperone-dev/chaperone/internal/pipeline"
-	"github.com/chaperone-dev/chaperone/internal/policy"
-	"github.com/chaperone-dev/chaperone/internal/registry"
 )
 
 // TestContainmentMeta: the idempotency key and the usage report reach the pipeline; a
 // malformed or out-of-bounds value is a protocol error that names the key and the bound.
 func TestContainmentMeta(t *testing.T) {
-	tok, sha := identity.NewToken()
-	agents, err := identity.NewRegistry([]identity.Registration{{Agent: identity.Agent{ID: "a1"}, TokenSHA256: sha}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	pol, err := policy.Compile([]policy.Source{{Name: "p.yaml", Data: []byte("rules: []\n")}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var got *pipeline.Call
-	g := New(Options{
-		Auth: staticAuth{agents},
-		Calls: fakeCalls{func(c *pipeline.Call) pipeline.Outcome {
-			got = c
-			return pipeline.Outcome{Result: json.RawMessage(`{"content":[]}`)}
-		}},
-		Catalog: registry.New(nil, registry.Options{}), Policy: func() *policy.Policy { return pol },
-		Audit: discardAudit{}, MaxBody: 64 << 10,
+	g, tok := newTestGatewayCalls(t, func(c *pipeline.Call) pipeline.Outcome {
+		got = c
+		return pipeline.Outcome{Result: json.RawMessage(`{"content":[]}`)}
 	})
 	call := func(meta string) map[string]json.RawMessage {
 		got = nil

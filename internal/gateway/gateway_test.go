@@ -42,6 +42,18 @@ func (s staticAuth) Authenticate(h string) (*identity.Principal, identity.Failur
 
 func newTestGateway(tb testing.TB) (*Gateway, string) {
 	tb.Helper()
+	result := json.RawMessage(`{"content":[{"type":"text","text":"ok"}]}`)
+	return newTestGatewayCalls(tb, func(c *pipeline.Call) pipeline.Outcome {
+		if c.Tool == "refuse" {
+			return pipeline.Outcome{Refusal: &pipeline.Refusal{Code: pipeline.CodeDeniedByPolicy, Message: "No.", Rules: []string{"r1"}}}
+		}
+		return pipeline.Outcome{Result: result}
+	})
+}
+
+// newTestGatewayCalls is a gateway whose tool calls handle answers.
+func newTestGatewayCalls(tb testing.TB, handle func(*pipeline.Call) pipeline.Outcome) (*Gateway, string) {
+	tb.Helper()
 	tok, sha := identity.NewToken()
 	agents, err := identity.NewRegistry([]identity.Registration{{Agent: identity.Agent{ID: "a1"}, TokenSHA256: sha}})
 	if err != nil {
@@ -51,15 +63,9 @@ func newTestGateway(tb testing.TB) (*Gateway, string) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	result := json.RawMessage(`{"content":[{"type":"text","text":"ok"}]}`)
 	g := New(Options{
-		Auth: staticAuth{agents},
-		Calls: fakeCalls{func(c *pipeline.Call) pipeline.Outcome {
-			if c.Tool == "refuse" {
-				return pipeline.Outcome{Refusal: &pipeline.Refusal{Code: pipeline.CodeDeniedByPolicy, Message: "No.", Rules: []string{"r1"}}}
-			}
-			return pipeline.Outcome{Result: result}
-		}},
+		Auth:    staticAuth{agents},
+		Calls:   fakeCalls{handle},
 		Catalog: registry.New(nil, registry.Options{}),
 		Policy:  func() *policy.Policy { return pol },
 		Audit:   discardAudit{},

@@ -242,20 +242,7 @@ func BenchmarkHandleContain(b *testing.B) {
 			RateLimits: []pipeline.RateLimit{{Per: "agent", Limiter: rl}}}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			p := pipeline.New(pipeline.Options{
-				Tools: reg, Policy: func() *policy.Policy { return pol }, Audit: fakeDiscardAuditor{},
-				Upstreams: fakeFixedUpstream{result: json.RawMessage(`{"content":[{"type":"text","text":"sent"}]}`)},
-				Contain:   bc.cs,
-			})
-			c := benchCall()
-			mustAllow(b, p, c)
-			ctx := b.Context()
-			b.ReportAllocs()
-			for b.Loop() {
-				if out := p.Handle(ctx, c); out.Refusal != nil {
-					b.Fatal(out.Refusal.Message)
-				}
-			}
+			benchHandle(b, reg, pol, bc.cs)
 		})
 	}
 }

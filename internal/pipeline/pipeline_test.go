@@ -774,20 +774,27 @@ func BenchmarkHandle(b *testing.B) {
 			if pol.Rules() != n {
 				b.Fatalf("policy has %d rules, want %d", pol.Rules(), n)
 			}
-			p := pipeline.New(pipeline.Options{
-				Tools: reg, Policy: func() *policy.Policy { return pol }, Audit: fakeDiscardAuditor{},
-				Upstreams: fakeFixedUpstream{result: json.RawMessage(`{"content":[{"type":"text","text":"sent"}]}`)},
-			})
-			c := benchCall()
-			mustAllow(b, p, c)
-			ctx := b.Context()
-			b.ReportAllocs()
-			for b.Loop() {
-				if out := p.Handle(ctx, c); out.Refusal != nil {
-					b.Fatal(out.Refusal.Message)
-				}
-			}
+			benchHandle(b, reg, pol, pipeline.Containment{})
 		})
+	}
+}
+
+// benchHandle measures one allowed call through a pipeline over reg and pol, with the
+// brakes cs, an in-memory auditor and an upstream that answers at once.
+func benchHandle(b *testing.B, reg *registry.Registry, pol *policy.Policy, cs pipeline.Containment) {
+	p := pipeline.New(pipeline.Options{
+		Tools: reg, Policy: func() *policy.Policy { return pol }, Audit: fakeDiscardAuditor{},
+		Upstreams: fakeFixedUpstream{result: json.RawMessage(`{"content":[{"type":"text","text":"sent"}]}`)},
+		Contain:   cs,
+	})
+	c := benchCall()
+	mustAllow(b, p, c)
+	ctx := b.Context()
+	b.ReportAllocs()
+	for b.Loop() {
+		if out := p.Handle(ctx, c); out.Refusal != nil {
+			b.Fatal(out.Refusal.Message)
+		}
 	}
 }
 
