@@ -319,63 +319,52 @@ func (d *Daemon) approvalVoided(r *approval.Request) bool {
 	return d.kills.VoidedSince(&contain.Subject{Agents: []string{r.Agent}, User: r.User, Task: r.Task}, r.CreatedAt)
 }
 
-// containAPI is the daemon's containment for the admin API.
-type containAPI struct{ d *Daemon }
-
-func (c containAPI) Kill(ctx context.Context, scope, by, reason string) (api.KillResult, error) {
-	return c.d.Kill(ctx, scope, by, reason)
-}
-
-func (c containAPI) Unkill(ctx context.Context, scope, by, reason string) (contain.Kill, error) {
-	return c.d.Unkill(ctx, scope, by, reason)
-}
-
-func (c containAPI) Kills(ctx context.Context, all bool) ([]contain.Kill, error) {
-	return c.d.Kills(ctx, all)
-}
+// containAPI is the daemon's containment for the admin API: Kill, Unkill and Kills are
+// the daemon's own.
+type containAPI struct{ *Daemon }
 
 func (c containAPI) Breakers() ([]contain.BreakerStatus, bool) {
-	if c.d.breakers == nil {
+	if c.breakers == nil {
 		return nil, false
 	}
-	return c.d.breakers.List(), true
+	return c.breakers.List(), true
 }
 
 func (c containAPI) Breaker(agent string) (contain.BreakerStatus, bool) {
-	if c.d.breakers == nil {
+	if c.breakers == nil {
 		return contain.BreakerStatus{}, false
 	}
-	return c.d.breakers.Status(agent), true
+	return c.breakers.Status(agent), true
 }
 
 func (c containAPI) SetBreaker(ctx context.Context, agent string, trip bool, by, reason string) error {
-	if c.d.breakers == nil {
+	if c.breakers == nil {
 		return api.ErrNoBreakers
 	}
 	if trip {
-		return c.d.breakers.Trip(agent, by, reason)
+		return c.breakers.Trip(agent, by, reason)
 	}
-	return c.d.breakers.Reset(agent, by, reason)
+	return c.breakers.Reset(agent, by, reason)
 }
 
 func (c containAPI) Budget(task string) (api.Budget, error) {
-	rec, ok := c.d.tasks.Get(task)
+	rec, ok := c.tasks.Get(task)
 	if !ok {
 		return api.Budget{}, api.ErrUnknownTask
 	}
-	b := api.Budget{Task: rec.ID, Agent: rec.Agent, MaxSteps: c.d.cfg.Containment.Budgets.MaxSteps,
-		MaxSpend: c.d.cfg.Containment.Budgets.MaxSpend, MaxTokens: c.d.cfg.Containment.Budgets.MaxTokens}
-	if c.d.ledger != nil {
-		b.Steps, b.Spend, b.Tokens = c.d.ledger.Usage(pipeline.BudgetKey(rec.Agent, rec.ID, ""))
+	b := api.Budget{Task: rec.ID, Agent: rec.Agent, MaxSteps: c.cfg.Containment.Budgets.MaxSteps,
+		MaxSpend: c.cfg.Containment.Budgets.MaxSpend, MaxTokens: c.cfg.Containment.Budgets.MaxTokens}
+	if c.ledger != nil {
+		b.Steps, b.Spend, b.Tokens = c.ledger.Usage(pipeline.BudgetKey(rec.Agent, rec.ID, ""))
 	}
 	return b, nil
 }
 
 func (c containAPI) Baseline(agent string) (contain.Profile, bool) {
-	if c.d.baselines == nil {
+	if c.baselines == nil {
 		return contain.Profile{}, false
 	}
-	return c.d.baselines.Profile(agent)
+	return c.baselines.Profile(agent)
 }
 
 // saveBaselines stores the baselines that changed since they were last stored.

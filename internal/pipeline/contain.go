@@ -167,20 +167,20 @@ func breakerMessage(adm contain.Admission, what string) string {
 // budgetKey names the context a call's budget belongs to: its task; for a call without
 // one, its MCP session; else its agent.
 func budgetKey(c *Call) string {
-	switch pr := c.Principal; {
-	case pr.Task != "":
-		return "t\x00" + pr.Agent.ID + "\x00" + pr.Task
-	case c.SessionID != "":
-		return "s\x00" + c.SessionID
-	default:
-		return "a\x00" + pr.Agent.ID
-	}
+	return BudgetKey(c.Principal.Agent.ID, c.Principal.Task, c.SessionID)
 }
 
-// BudgetKey is the budget context of a call recorded in the audit log, as the ledger
-// keys it: for rebuilding budgets from the log.
+// BudgetKey is the budget context of a call by agent in task and MCP session, as the
+// ledger keys it; the daemon rebuilds budgets from the audit log with it.
 func BudgetKey(agent, task, session string) string {
-	return budgetKey(&Call{SessionID: session, Principal: &identity.Principal{Agent: &identity.Agent{ID: agent}, Task: task}})
+	switch {
+	case task != "":
+		return "t\x00" + agent + "\x00" + task
+	case session != "":
+		return "s\x00" + session
+	default:
+		return "a\x00" + agent
+	}
 }
 
 // idemClaim is a call's claim on its idempotency key, held from Begin until the call ends.
