@@ -230,7 +230,16 @@ func TestKillEndToEnd(t *testing.T) {
 // TestKillToolAndUpstreamScopes: a tool kill stops that tool for everyone, an upstream
 // kill every tool it serves, and "all" everything.
 func TestKillToolAndUpstreamScopes(t *testing.T) {
-	g := startContain(t, nil, nil)
+	var kinds sync.Map
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var m struct {
+			Chaperone struct{ Kind, Scope, By string }
+		}
+		json.NewDecoder(r.Body).Decode(&m)
+		kinds.Store(m.Chaperone.Kind+" "+m.Chaperone.Scope+" "+m.Chaperone.By, true)
+	}))
+	t.Cleanup(hook.Close)
+	g := startContain(t, nil, func(c *config.Config) { c.Containment.Webhooks = []config.Webhook{{URL: hook.URL}} })
 	cs := g.Connect(t, g.Agents["test-agent"].Token, "")
 	try := func(tool string) string {
 		args := map[string]any{}
@@ -269,6 +278,11 @@ func TestKillToolAndUpstreamScopes(t *testing.T) {
 	kill("all", true)
 	if a := try("read_inbox"); a != "" {
 		t.Errorf("after lifting every kill: %q", a)
+	}
+	for _, want := range []string{"kill.engaged tool:create_ticket ops", "kill.lifted upstream:demo ops", "kill.engaged all ops"} {
+		if _, ok := kinds.Load(want); !ok {
+			t.Errorf("no webhook %q", want)
+		}
 	}
 }
 
