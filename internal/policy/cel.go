@@ -38,6 +38,8 @@ type compiledCond struct {
 	// functions name.
 	flow  bool
 	tools []string
+	// result says the condition reads the result variable.
+	result bool
 }
 
 // Fields of the map variables. The CEL types declare them as maps, so the checker cannot
@@ -47,6 +49,8 @@ var (
 	toolFields    = []string{"name", "upstream", "class"}
 	sessionFields = []string{"id", "calls", "untrusted", "private"}
 	riskFields    = []string{"score", "factors", "deviations"}
+	sensorsFields = []string{"args", "prompt", "session"}
+	resultFields  = []string{"injection", "secrets", "pii", "tricks", "bytes", "error"}
 )
 
 func newEnv() (*celEnv, error) {
@@ -61,6 +65,8 @@ func newEnv() (*celEnv, error) {
 		cel.Variable("session", cel.MapType(cel.StringType, cel.DynType)),
 		cel.Variable("risk", cel.MapType(cel.StringType, cel.DynType)),
 		cel.Variable("now", cel.TimestampType),
+		cel.Variable("sensors", cel.MapType(cel.StringType, cel.DynType)),
+		cel.Variable("result", cel.MapType(cel.StringType, cel.DynType)),
 		ext.Strings(ext.StringsVersion(stringsVersion)),
 		cel.CrossTypeNumericComparisons(true),
 		cel.ParserExpressionSizeLimit(maxCondition),
@@ -97,7 +103,18 @@ func (e *celEnv) compile(src string) compiledCond {
 	if err != nil {
 		return compiledCond{err: err}
 	}
-	return compiledCond{prg: prg, flow: uses, tools: tools}
+	return compiledCond{prg: prg, flow: uses, tools: tools, result: readsIdent(checked.NativeRep(), "result")}
+}
+
+// readsIdent reports whether the expression reads the variable name.
+func readsIdent(a *ast.AST, name string) bool {
+	found := false
+	ast.PreOrderVisit(a.Expr(), ast.NewExprVisitor(func(e ast.Expr) {
+		if e.Kind() == ast.IdentKind && e.AsIdent() == name {
+			found = true
+		}
+	}))
+	return found
 }
 
 // lintFields rejects selecting a field that agent, tool or session do not have, such as
@@ -118,6 +135,10 @@ func lintFields(a *ast.AST) error {
 			fields = sessionFields
 		case "risk":
 			fields = riskFields
+		case "sensors":
+			fields = sensorsFields
+		case "result":
+			fields = resultFields
 		default:
 			return
 		}
@@ -179,6 +200,10 @@ func (a *activation) ResolveName(name string) (any, bool) {
 		return (*record[riskSchema])(f), true
 	case "now":
 		return types.Timestamp{Time: f.Now}, true
+	case "sensors":
+		return (*record[sensorsSchema])(f), true
+	case "result":
+		return (*record[resultSchema])(f), true
 	case flowVar:
 		return (*flowRef)(f), true
 	}

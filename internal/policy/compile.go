@@ -114,6 +114,13 @@ func Compile(sources []Source, tools map[string]ToolInfo) (*Policy, error) {
 	}
 	for i, r := range rules {
 		for _, name := range toolSets[i] {
+			if r.result {
+				// Once, even when the rule names the tool twice (say "a" and "a*").
+				if rs := p.tools[name].results; len(rs) == 0 || rs[len(rs)-1] != r {
+					p.tools[name].results = append(rs, r)
+				}
+				continue
+			}
 			if !r.shadow {
 				p.tools[name].add(r, i)
 			}
@@ -186,6 +193,22 @@ func (c *compiler) rule(s *ruleSpec) (*rule, []string) {
 		}
 	}
 
+	if s.hasOn {
+		switch s.on {
+		case "call":
+		case "result":
+			r.result = true
+			if s.hasEffect && s.effect != string(Deny) {
+				c.errorf(s, s.effectLine, "effect %q on results: a rule on results can only deny (a result passes unless a rule denies it)", s.effect)
+			}
+			if r.shadow {
+				c.errorf(s, s.modeLine, "mode shadow is not supported for rules on results")
+			}
+		default:
+			c.errorf(s, s.onLine, "unknown on %q: want call or result", s.on)
+		}
+	}
+
 	switch {
 	case !s.hasEffect:
 		c.errorf(s, s.line, "missing effect")
@@ -209,7 +232,7 @@ func (c *compiler) rule(s *ruleSpec) (*rule, []string) {
 	tools := c.toolSet(s)
 
 	if s.hasWhen {
-		if cond, ok := c.condition(s); ok {
+		if cond, ok := c.condition(s, r.result); ok {
 			r.prg, r.flow = cond.prg, cond.flow
 		}
 	}
@@ -284,7 +307,7 @@ func (c *compiler) toolSet(s *ruleSpec) []string {
 	return out
 }
 
-func (c *compiler) condition(s *ruleSpec) (compiledCond, bool) {
+func (c *compiler) condition(s *ruleSpec, onResult bool) (compiledCond, bool) {
 	src := s.when
 	switch {
 	case strings.TrimSpace(src) == "":
@@ -301,6 +324,10 @@ func (c *compiler) condition(s *ruleSpec) (compiledCond, bool) {
 	}
 	if cond.err != nil {
 		c.errorf(s, s.whenLine, "condition: %v", cond.err)
+		return compiledCond{}, false
+	}
+	if cond.result && !onResult {
+		c.errorf(s, s.whenLine, "condition: result is only known to rules with on: result")
 		return compiledCond{}, false
 	}
 	bad := false

@@ -31,6 +31,10 @@
 //   - effect is allow, deny, approve or hold ("approve" means the call needs a person;
 //     "hold" adds a person's approval to a call other rules allow, and allows nothing by
 //     itself).
+//   - on is call (the default) or result. A rule on results judges what a call returned,
+//     after it ran, from what the content sensors found in it (the variable result); its
+//     effect must be deny, which withholds the result from the agent. Rules on results
+//     never decide calls and calls never see them; see [Policy.EvaluateResult].
 //
 // Decoding is strict: an unknown key, a duplicate key, a value of the wrong shape, and an
 // empty or null match, match list or when are errors (omit the key to match any call or
@@ -115,6 +119,10 @@
 //	                           is a double, objects are maps, arrays are lists
 //	session  map(string, dyn)  id (string), calls (int: calls so far in the session)
 //	now      google.protobuf.Timestamp  the time of the call
+//	sensors  map(string, dyn)  what the content sensors found in the call's arguments,
+//	                           its prompt and its session (see [Sensors])
+//	result   map(string, dyn)  what they found in the call's result; rules with
+//	                           on: result only (see [Result])
 //
 // Selecting a field agent, tool or session do not have (agent.idd) is a compile error.
 // Reading an argument that is absent (args.amount when there is no amount) is an

@@ -199,6 +199,7 @@ type lintRule struct {
 	spec   *ruleSpec
 	effect Effect
 	shadow bool // mode: shadow
+	result bool // on: result — judges results, never competes with the rules on calls
 	agents map[string]bool
 	// anyAgent is set when match.agents is omitted or holds "*".
 	anyAgent bool
@@ -240,6 +241,7 @@ func (l *linter) add(s *ruleSpec) {
 		spec:     s,
 		effect:   Effect(s.effect),
 		shadow:   specShadow(s),
+		result:   s.hasOn && s.on == "result",
 		anyAgent: !s.agents.present,
 		always:   !s.hasWhen,
 	}
@@ -580,7 +582,7 @@ func (l *linter) shadowed(r *lintRule, dups map[string]*lintRule) (Finding, bool
 			earlier = false
 			continue
 		}
-		if !s.always || s.never || (s.shadow && !r.shadow) || !s.covers(r) {
+		if !s.always || s.never || (s.shadow && !r.shadow) || s.result != r.result || !s.covers(r) {
 			continue
 		}
 		switch {
@@ -631,7 +633,7 @@ func (s *lintRule) covers(r *lintRule) bool {
 // condition.
 func (r *lintRule) dupKey() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%t\x00%s\x00", r.shadow, r.effect)
+	fmt.Fprintf(&b, "%t\x00%t\x00%s\x00", r.shadow, r.result, r.effect)
 	if r.anyAgent {
 		b.WriteString("*")
 	} else {

@@ -79,6 +79,11 @@ type ruleSpec struct {
 	mode     string
 	modeLine int
 	hasMode  bool
+
+	// on is "call" or "result": what the rule judges.
+	on     string
+	onLine int
+	hasOn  bool
 }
 
 // listSpec is one of match.agents, match.tools or match.classes.
@@ -300,6 +305,10 @@ func (p *parser) rule(index int, n *yaml.Node) {
 		case "mode":
 			if s, ok := p.scalar(&r, v, key); ok {
 				r.mode, r.modeLine, r.hasMode = s, v.Line, true
+			}
+		case "on":
+			if s, ok := p.scalar(&r, v, key); ok {
+				r.on, r.onLine, r.hasOn = s, v.Line, true
 			}
 		default:
 			p.ruleErrorf(&r, k.Line, "unknown key %q", key)

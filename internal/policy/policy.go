@@ -94,6 +94,11 @@ type Facts struct {
 	Flow Flow
 	// Now is the time of the call.
 	Now time.Time
+	// Sensors are what the content sensors found in the call's inputs and its session.
+	Sensors Sensors
+	// Result is what the sensors found in the call's result; nil before the call ran.
+	// Only rules with on: result read it (see [Policy.EvaluateResult]).
+	Result *Result
 }
 
 // Flow is what a condition may ask about a call's session beyond its count of calls:
@@ -237,6 +242,8 @@ type rule struct {
 	effect Effect
 	// shadow rules are evaluated for the would-be decision only.
 	shadow bool
+	// result rules judge a call's result, not the call.
+	result bool
 	agents agentSet
 	// prg is the compiled condition; nil if the rule has none.
 	prg cel.Program
@@ -257,6 +264,8 @@ type toolRules struct {
 	// last is the index of the last rule appended, so a rule that names a tool twice
 	// (say "a" and "a*") is indexed once.
 	last int
+	// results holds the rules on results (all deny), in bundle order.
+	results []*rule
 }
 
 // add indexes rule r, the i-th of the bundle, once.
