@@ -26,6 +26,7 @@ const (
 	KindToolPinned     = "tool.pinned"     // a tool definition seen for the first time and pinned
 	KindToolDrift      = "tool.drift"      // an upstream changed a pinned tool definition
 	KindToolApproved   = "tool.approved"   // an operator approved a (changed) tool definition
+	KindToolFlagged    = "tool.flagged"    // a tool definition reads as a prompt injection: held for review
 	KindPolicyLoaded   = "policy.loaded"   // a policy version took effect
 	KindPolicyRejected = "policy.rejected" // a policy version failed to load; the old one stays
 	KindConfigReloaded = "config.reloaded" // the configuration's tool registry and policy paths were reloaded
@@ -108,6 +109,12 @@ type Event struct {
 	Deviations []string `json:"deviations,omitempty"`
 	// IdempotencyKey is the key the agent sent with the call.
 	IdempotencyKey string `json:"idempotency_key,omitempty"`
+	// Sensors are what the content sensors found and did (call.intent, call.refused:
+	// in the arguments and prompt; call.outcome: in the result), one entry each:
+	// "injection:0.93:instruction_override", "secret:aws_access_key", "pii:EMAIL",
+	// "redacted:secret:2", "tokenized:pii:3", "egress:denied:evil.example", ...
+	// Never a value.
+	Sensors []string `json:"sensors,omitempty"`
 	// Scope (kill.engaged, kill.lifted, call.refused with reason killed) is the scope of
 	// the kill switch.
 	Scope    string `json:"scope,omitempty"`
@@ -231,7 +238,7 @@ func normalize(e Event) Event {
 		}
 		e.Charges = m
 	}
-	for _, list := range []*[]string{&e.Rules, &e.Chain, &e.ShadowRules, &e.RiskFactors, &e.Deviations} {
+	for _, list := range []*[]string{&e.Rules, &e.Chain, &e.ShadowRules, &e.RiskFactors, &e.Deviations, &e.Sensors} {
 		if *list != nil {
 			*list = slices.Clone(*list)
 			for i, r := range *list {

@@ -35,6 +35,7 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/argcheck"
 	"github.com/chaperone-dev/chaperone/internal/audit"
 	"github.com/chaperone-dev/chaperone/internal/flow"
+	"github.com/chaperone-dev/chaperone/internal/inspect"
 	"github.com/chaperone-dev/chaperone/internal/upstream"
 )
 
@@ -84,6 +85,8 @@ type Declaration struct {
 	// are retried, Retries times at most.
 	Idempotent bool
 	Retries    int
+	// Sensors are the tool's content-sensor settings.
+	Sensors inspect.ToolSettings
 }
 
 // Tool is an immutable snapshot of one declared tool.
@@ -134,8 +137,13 @@ type Options struct {
 	QuarantineFirstUse bool
 	Pins               PinStore
 	Audit              Auditor
-	Logger             *slog.Logger
-	Now                func() time.Time
+	// Review, if set, reads a definition the registry has not seen approved (first
+	// sight, or a change) and returns why it must not be pinned automatically — a
+	// description or schema that reads as a prompt injection — or "". A flagged tool is
+	// quarantined until an operator approves it.
+	Review func(t *upstream.Tool) string
+	Logger *slog.Logger
+	Now    func() time.Time
 }
 
 // Registry holds the declared tools and their live state.
@@ -241,6 +249,30 @@ func (r *Registry) reconcile(ctx context.Context, d Declaration, prev *Tool, lt 
 	case d.Pin != "":
 		t.Hash = d.Pin
 	}
+	if t.Hash == "" || t.Hash != hash {
+		if finding := r.review(lt); finding != "" {
+			t.Status = StatusQuarantined
+			if t.Hash == "" {
+				t.Reason = "its definition " + finding + ", and awaits an operator's review"
+			} else {
+				t.Reason = "its definition changed since it was approved, and the new one " + finding
+			}
+			if t.driftLogged != hash {
+				r.opts.Logger.WarnContext(ctx, "tool definition flagged", "tool", d.Name, "offered", hash, "finding", finding)
+				ev := &audit.Event{Time: r.opts.Now(), Kind: audit.KindToolFlagged, Tool: d.Name, Upstream: d.Upstream,
+					Detail: fmt.Sprintf("offered %s: %s", hash, finding)}
+				if t.Hash != "" {
+					// A change of an approved definition is a drift first.
+					ev.Kind, ev.Detail = audit.KindToolDrift, fmt.Sprintf("pinned %s, offered %s; the new definition %s", t.Hash, hash, finding)
+				}
+				if err := r.opts.Audit.Append(ctx, ev); err != nil {
+					return t, fmt.Errorf("audit flagged definition: %w", err)
+				}
+				t.driftLogged = hash
+			}
+			return t, nil
+		}
+	}
 	if t.Hash == "" {
 		if r.opts.QuarantineFirstUse {
 			t.Status, t.Reason = StatusQuarantined, "it awaits an operator's first approval"
@@ -269,6 +301,14 @@ func (r *Registry) reconcile(ctx context.Context, d Declaration, prev *Tool, lt 
 		return t, nil
 	}
 	return activate(t)
+}
+
+// review asks Options.Review about a definition; "" if there is nothing to say.
+func (r *Registry) review(lt *upstream.Tool) string {
+	if r.opts.Review == nil {
+		return ""
+	}
+	return r.opts.Review(lt)
 }
 
 func activate(t *Tool) (*Tool, error) {
