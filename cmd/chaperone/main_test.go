@@ -84,7 +84,9 @@ func TestServeDemo(t *testing.T) {
 		args    map[string]any
 		refused bool
 	}{
-		// Before the session has read untrusted, private content, internal mail goes out.
+		// Before the session has read untrusted, private content, internal mail goes out —
+		// unless it carries a credential (the secret sensor and rule no-secrets-out).
+		{"send_email", map[string]any{"to": "colleague@example.com", "subject": "key", "body": "use AKIAZ7Q3XW5N4KD2JH6P"}, true},
 		{"send_email", map[string]any{"to": "colleague@example.com", "subject": "hi", "body": "lunch?"}, false},
 		{"read_inbox", map[string]any{}, false},
 		{"read_file", map[string]any{"path": "/srv/demo/bills/march.txt"}, false},
@@ -121,12 +123,12 @@ func TestServeDemo(t *testing.T) {
 		return string(b)
 	}
 	tail := run(0, "audit", "tail", "-n", "50")
-	for _, want := range []string{"denied_by_policy", "approval_pending", "approval.requested", "invalid_arguments", "call.intent", "call.outcome", "tool.pinned"} {
+	for _, want := range []string{"denied_by_policy", "no-secrets-out", "approval_pending", "approval.requested", "invalid_arguments", "call.intent", "call.outcome", "tool.pinned"} {
 		if !strings.Contains(tail, want) {
 			t.Errorf("audit tail lacks %q:\n%s", want, tail)
 		}
 	}
-	if strings.Contains(tail, "elsewhere.net") {
+	if strings.Contains(tail, "elsewhere.net") || strings.Contains(tail, "AKIAZ7Q3XW5N4KD2JH6P") {
 		t.Errorf("audit tail shows an argument value:\n%s", tail)
 	}
 	if got := run(0, "audit", "verify"); !strings.Contains(got, "chain intact") {

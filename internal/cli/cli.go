@@ -79,6 +79,10 @@ Usage:
   chaperone audit tail [-n N] [--data-dir DIR] show the latest audit events
   chaperone audit export --format trace [--since SEQ] [--out F] [--data-dir DIR]
                                               write the captured calls as a trace for replay
+  chaperone sensors eval --corpus FILE        measure a content sensor on a labelled JSONL corpus
+  chaperone sensors train --corpus FILE --out MODEL
+                                              train the injection model (reproducibly) from labelled rows
+  chaperone sensors scan [--file F] [--json]  run every content sensor on a text and show what they find
   chaperone version
 
 Run 'chaperone COMMAND -h' for a command's flags.
@@ -165,6 +169,12 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		})
 	case "replay":
 		err = replayCmd(ctx, rest, stdout, stderr)
+	case "sensors":
+		err = sub(rest, map[string]func([]string) error{
+			"eval":  func(a []string) error { return sensorsEval(a, stdout, stderr) },
+			"train": func(a []string) error { return sensorsTrain(a, stdout, stderr) },
+			"scan":  func(a []string) error { return sensorsScan(a, os.Stdin, stdout, stderr) },
+		})
 	case "version":
 		fmt.Fprintf(stdout, "chaperone %s\n", daemon.Version)
 	case "help", "-h", "--help":

@@ -63,6 +63,9 @@ type Config struct {
 	// Containment configures the brakes: budgets, caps, rate limits, loop detection,
 	// circuit breakers, baselines and idempotency keys.
 	Containment Containment `yaml:"containment"`
+	// Sensors configures the content sensors: injection, secrets, personal data,
+	// sanitising, spotlighting and egress checks.
+	Sensors Sensors `yaml:"sensors"`
 	// Log configures the daemon's own log.
 	Log Log `yaml:"log"`
 }
@@ -254,6 +257,9 @@ type Tool struct {
 	// when its server could not be reached or did not answer in time. Default 2 for
 	// idempotent tools; 0 to 5; only idempotent tools may have any.
 	Retries *int `yaml:"retries"`
+	// Sensors are the tool's content-sensor settings; unset fields come from
+	// sensors.defaults.
+	Sensors ToolSensors `yaml:"sensors"`
 }
 
 // ToolFlow is what a tool's results are and which arguments choose where its effect lands.
@@ -466,6 +472,10 @@ func (c *Config) resolvePaths(base string) {
 	c.DataDir = abs(c.DataDir)
 	c.Store.SQLite = abs(c.Store.SQLite)
 	c.Admin.TokenFile = abs(c.Admin.TokenFile)
+	c.Sensors.TokenKeyFile = abs(c.Sensors.TokenKeyFile)
+	if m := c.Sensors.Injection.Model; m != "embedded" && m != "rules" {
+		c.Sensors.Injection.Model = abs(m)
+	}
 	for i, p := range c.Policy.Paths {
 		c.Policy.Paths[i] = abs(p)
 	}
@@ -494,6 +504,11 @@ func Expand(c *Config, lookup func(string) (string, bool)) error {
 		}
 		for k, v := range u.Env {
 			u.Env[k] = expand(fmt.Sprintf("upstreams[%d].env.%s", i, k), v)
+		}
+	}
+	if cl := c.Sensors.Injection.Classifier; cl != nil {
+		for k, v := range cl.Headers {
+			cl.Headers[k] = expand("sensors.injection.classifier.headers."+k, v)
 		}
 	}
 	return errors.Join(errs...)
@@ -579,6 +594,7 @@ func (c *Config) ApplyDefaults() {
 	}
 	defaultWebhooks(c.Approvals.Webhooks)
 	c.Containment.applyDefaults()
+	c.Sensors.applyDefaults(c.DataDir)
 	for i := range c.Tools {
 		if c.Tools[i].Retries == nil && c.Tools[i].Idempotent {
 			n := 2
@@ -786,6 +802,7 @@ func (c *Config) Validate() error {
 		if t.Timeout < 0 || t.Timeout.D() > time.Hour {
 			bad(f+".timeout", "must be between 0s and 1h, got %s", t.Timeout.D())
 		}
+		errs = append(errs, t.Sensors.validate(f+".sensors")...)
 		if t.Retries != nil && (*t.Retries < 0 || *t.Retries > 5) {
 			bad(f+".retries", "must be between 0 and 5, got %d", *t.Retries)
 		} else if t.Retries != nil && *t.Retries > 0 && !t.Idempotent {
@@ -910,6 +927,7 @@ func (c *Config) Validate() error {
 		bad("audit.capture_max_bytes", "must be between 1024 and %d, got %d", 16<<20, c.Audit.CaptureMaxBytes)
 	}
 	errs = append(errs, c.Containment.validate(exposedNames)...)
+	errs = append(errs, c.Sensors.validate()...)
 	// A key's record must outlive the call that holds it, or a retry could run it twice.
 	longest := c.Server.WriteTimeout.D()
 	for _, u := range c.Upstreams {
@@ -965,6 +983,11 @@ func (c *Config) Redacted() *Config {
 		u := &cp.Upstreams[i]
 		u.Headers = redactMap(u.Headers)
 		u.Env = redactMap(u.Env)
+	}
+	if cl := c.Sensors.Injection.Classifier; cl != nil {
+		red := *cl
+		red.Headers = redactMap(cl.Headers)
+		cp.Sensors.Injection.Classifier = &red
 	}
 	return &cp
 }

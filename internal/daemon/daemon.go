@@ -59,15 +59,17 @@ type Options struct {
 
 // Daemon is a built gateway, ready to Run.
 type Daemon struct {
-	cfg    *config.Config
-	log    *slog.Logger
-	opts   Options
-	store  *sqlite.DB
-	audit  *audit.Log
-	reg    *registry.Registry
-	gw     *gateway.Gateway
-	ups    map[string]*upstream.Client
-	policy atomic.Pointer[policy.Policy]
+	cfg   *config.Config
+	log   *slog.Logger
+	opts  Options
+	store *sqlite.DB
+	audit *audit.Log
+	reg   *registry.Registry
+	// sensors are the content sensors, shared by the pipeline and the registry review.
+	sensors *pipeline.Sensors
+	gw      *gateway.Gateway
+	ups     map[string]*upstream.Client
+	policy  atomic.Pointer[policy.Policy]
 	// decl is what a reload may change: the declared tools and the policy paths.
 	decl atomic.Pointer[declared]
 
@@ -130,6 +132,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, err 
 	if err != nil {
 		return nil, err
 	}
+	if d.sensors, err = buildSensors(cfg); err != nil {
+		return nil, err
+	}
 	d.decl.Store(decl)
 	if opts.ConfigPath != "" {
 		b, err := os.ReadFile(opts.ConfigPath)
@@ -145,6 +150,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, err 
 		QuarantineFirstUse: cfg.Registry.FirstUse == "quarantine",
 		Pins:               d.store,
 		Audit:              d.audit,
+		Review:             reviewer(d.sensors.Injection),
 		Logger:             d.log.With("component", "registry"),
 	})
 
@@ -218,6 +224,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, err 
 		EnforceAutonomy: cfg.Autonomy.Enforce,
 		RiskThreshold:   cfg.Autonomy.RiskThreshold,
 		Contain:         cs,
+		Sensors:         d.sensors,
 		OnDemote: func(ctx context.Context, agent string, from, to int, reason string) {
 			err := d.audit.Append(ctx, &audit.Event{Time: time.Now(), Kind: audit.KindAgentDemoted, Agent: agent,
 				Decision: strconv.Itoa(to), Detail: fmt.Sprintf("autonomy %d → %d: %s", from, to, reason)})
@@ -500,6 +507,9 @@ func declare(cfg *config.Config) (*declared, error) {
 		d.decls[i].Cost, d.decls[i].Timeout, d.decls[i].Idempotent = t.Cost, t.Timeout.D(), t.Idempotent
 		if t.Retries != nil {
 			d.decls[i].Retries = *t.Retries
+		}
+		if d.decls[i].Sensors, err = toolSettings(cfg, t); err != nil {
+			return nil, fmt.Errorf("tools[%d].sensors: %w", i, err)
 		}
 		d.tools[names[i]] = policy.ToolInfo{Class: t.Class}
 	}

@@ -34,6 +34,9 @@ func DemoConfig(dataDir, listen, adminListen string) (*Demo, error) {
 	// Mail and files hold private content anyone can write to; the tools that act return
 	// only a status.
 	untrustedPrivate := config.ToolFlow{Trust: "untrusted", Data: "private"}
+	// What mail and web pages say reaches the model inside a labelled data block.
+	on := true
+	spotlight := config.ToolSensors{Results: config.ResultSensors{Spotlight: &on}}
 	trustedPublic := func(sinks ...string) config.ToolFlow {
 		return config.ToolFlow{Trust: "trusted", Data: "public", Sinks: sinks}
 	}
@@ -43,12 +46,15 @@ func DemoConfig(dataDir, listen, adminListen string) (*Demo, error) {
 		Admin:     config.Admin{Listen: adminListen},
 		Upstreams: []config.Upstream{{Name: "demo", Builtin: "demo"}},
 		Tools: []config.Tool{
-			{Upstream: "demo", Name: "read_inbox", Class: "read", Flow: untrustedPrivate},
+			{Upstream: "demo", Name: "read_inbox", Class: "read", Flow: untrustedPrivate, Sensors: spotlight},
 			{Upstream: "demo", Name: "read_file", Class: "read", Flow: untrustedPrivate, Arguments: argcheck.Overlay{
 				"path": {PathPrefixes: []string{"/srv/demo"}, MaxLength: maxLen(512)},
 			}},
 			{Upstream: "demo", Name: "fetch_url", Class: "external", Flow: config.ToolFlow{Trust: "untrusted", Data: "public", Sinks: []string{"url"}}, Arguments: argcheck.Overlay{
 				"url": {URLHosts: []string{"docs.example.com"}},
+			}, Sensors: config.ToolSensors{
+				Results: config.ResultSensors{Sanitize: "text", Spotlight: &on},
+				Egress:  config.Egress{Allow: []string{"docs.example.com"}},
 			}},
 			{Upstream: "demo", Name: "create_ticket", Class: "write", Flow: config.ToolFlow{Trust: "trusted", Data: "public", Sinks: []string{}}},
 			{Upstream: "demo", Name: "send_email", Class: "external", Flow: trustedPublic("to"), Arguments: argcheck.Overlay{

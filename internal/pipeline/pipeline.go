@@ -222,6 +222,8 @@ type Options struct {
 	// Contain are the brakes: kill switches, breakers, budgets, rate limits, loop
 	// detection, baselines and idempotency keys.
 	Contain Containment
+	// Sensors are the content sensors; nil runs none. Call its Init first.
+	Sensors *Sensors
 }
 
 // Capture selects the call content recorded in audit events, as it is, unredacted
@@ -367,10 +369,20 @@ func flowKey(c *Call) string {
 }
 
 // EndSession forgets the flow state of an MCP session that ended.
-func (p *Pipeline) EndSession(id string) { p.opts.Flow.End("s\x00" + id) }
+func (p *Pipeline) EndSession(id string) {
+	p.opts.Flow.End("s\x00" + id)
+	if s := p.opts.Sensors; s != nil {
+		s.states.end("s\x00" + id)
+	}
+}
 
 // ExpireFlow forgets the flow state of contexts idle for longer than the store keeps them.
-func (p *Pipeline) ExpireFlow(now time.Time) int { return p.opts.Flow.Expire(now) }
+func (p *Pipeline) ExpireFlow(now time.Time) int {
+	if s := p.opts.Sensors; s != nil {
+		s.states.expire(now.Add(-senseIdle))
+	}
+	return p.opts.Flow.Expire(now)
+}
 
 // Handle runs one call through every stage.
 func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
@@ -403,7 +415,7 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 	}
 	if p.opts.Capture.Arguments {
 		ev.Arguments, ev.Captured = p.capture(c.Arguments, audit.CapturedArguments)
-		ev.Prompt = c.Prompt
+		ev.Prompt = p.redactSecrets(c.Prompt)
 	}
 
 	t, ok := p.opts.Tools.Lookup(c.Tool)
@@ -447,12 +459,35 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		return p.refuse(ctx, &ev, policy.Decision{}, code, msg)
 	}
 
-	args, err := argcheck.DecodeArguments(c.Arguments)
+	// Placeholders of personal data the tool may receive are swapped back first: what is
+	// validated, judged and tracked is what the tool will get.
+	key := flowKey(c)
+	sendArgs := c.Arguments
+	if p.opts.Sensors != nil {
+		var notes []string
+		sendArgs, notes = p.detokenize(t, key, c.Arguments)
+		ev.Sensors = append(ev.Sensors, notes...)
+	}
+	args, err := argcheck.DecodeArguments(sendArgs)
 	if err == nil {
 		err = t.Validator.Validate(args)
 	}
 	if err != nil {
 		return p.refuse(ctx, &ev, policy.Decision{}, CodeInvalidArguments, invalidMessage(err))
+	}
+	var sensed callSense
+	if p.opts.Sensors != nil {
+		var code Code
+		var msg string
+		sensed, code, msg = p.senseCall(ctx, c, t, args, key, now)
+		ev.Sensors = append(ev.Sensors, sensed.notes...)
+		if code != "" {
+			if code == CodeEgressDenied {
+				p.denials.add(pr.Agent.ID, now)
+				p.signal(&st, contain.SignalDenials, 1)
+			}
+			return p.refuse(ctx, &ev, policy.Decision{}, code, p.redactSecrets(msg))
+		}
 	}
 
 	pol := p.opts.Policy()
@@ -460,7 +495,7 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		d := policy.Decision{Effect: policy.Deny, Reason: "no policy is loaded"}
 		return p.refuse(ctx, &ev, d, CodePolicyError, "The policy could not be evaluated, so the call is refused.")
 	}
-	fs, err := p.opts.Flow.Session(flowKey(c), now)
+	fs, err := p.opts.Flow.Session(key, now)
 	if err != nil {
 		return p.refuse(ctx, &ev, policy.Decision{}, CodeFlowUnavailable, "The gateway is tracking as many agent sessions as it may, so this call is refused; try again later.")
 	}
@@ -483,7 +518,7 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 			p.signal(&st, contain.SignalDeviations, 1)
 		}
 	}
-	d, err := pol.Evaluate(&policy.Facts{
+	facts := &policy.Facts{
 		Agent: policy.Agent{ID: pr.Agent.ID, Owner: pr.Agent.Owner, Purpose: pr.Agent.Purpose,
 			Environment: pr.Agent.Environment, Labels: pr.Agent.Labels, Autonomy: pr.Agent.Autonomy},
 		User:       pr.User,
@@ -496,11 +531,14 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		Risk:       policy.Risk{Score: score.Value, Factors: ev.RiskFactors, Deviations: ev.Deviations},
 		Flow:       view,
 		Now:        now,
-	})
+		Sensors:    sensed.facts,
+	}
+	d, err := pol.Evaluate(facts)
 	explanation := ""
 	if d.Flow && d.Effect != policy.Allow {
-		explanation = view.Explain()
+		explanation = p.redactSecrets(view.Explain())
 	}
+	facts.Flow = nil // the view is only good under the lock
 	fs.RUnlock()
 	if err != nil {
 		d = policy.Decision{Effect: policy.Deny, Version: pol.Version(), Reason: "the policy could not be evaluated"}
@@ -625,7 +663,7 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 	}
 
 	start := time.Now()
-	res, attempts, callErr := p.callUpstream(ctx, t, c.Arguments)
+	res, attempts, callErr := p.callUpstream(ctx, t, sendArgs)
 	latency := time.Since(start)
 	if claim != nil {
 		claim.end(res, callErr)
@@ -656,9 +694,33 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		out.Reason, out.Message = string(refusal.Code), refusal.Message
 		res = nil
 	} else {
+		labels, seen := &t.Flow, res
+		if p.opts.Sensors != nil {
+			rs := p.senseResult(ctx, t, key, res, p.resultJudge(fs, facts, t, pol, now), now)
+			out.Sensors = rs.notes
+			if rs.untrusted {
+				labels = untrustedLabels(t.Flow)
+			}
+			if rs.refusal != nil {
+				// The call ran, but the agent does not get its result: the context has not
+				// seen it, only that the call happened.
+				fs.Ran(flow.Run{RequestID: c.RequestID, Tool: t.Name, Args: args, Labels: labels, Time: now})
+				out.Reason, out.Message, out.ResultBytes = string(rs.refusal.Code), rs.refusal.Message, int64(len(res))
+				if len(rs.rules) > 0 {
+					out.Rules = rs.rules
+				}
+				if err := p.recordAfter(ctx, &out); err != nil {
+					return Outcome{Decision: d, Refusal: &Refusal{Code: CodeAuditUnavailable, Message: "The call ran, but the audit log cannot record its outcome, so the result is withheld."}}
+				}
+				return Outcome{Refusal: rs.refusal, Decision: d, Risk: score.Value}
+			}
+			res = rs.result
+		}
 		// What the result brought in belongs to the context now, whatever becomes of the
 		// outcome's record: forgetting it could only make the context look cleaner.
-		fs.Ran(flow.Run{RequestID: c.RequestID, Tool: t.Name, Args: args, Labels: &t.Flow, Result: res, Time: now})
+		// The flow state learns the result as the tool returned it: provenance is about the
+		// real values, whatever placeholders or redactions the agent was shown.
+		fs.Ran(flow.Run{RequestID: c.RequestID, Tool: t.Name, Args: args, Labels: labels, Result: seen, Time: now})
 		out.ResultBytes = int64(len(res))
 		out.ResultError = isToolError(res)
 		if out.ResultError {
@@ -801,6 +863,8 @@ func (p *Pipeline) capture(raw json.RawMessage, what string) (json.RawMessage, s
 	if int64(len(raw)) > p.opts.Capture.MaxBytes {
 		return nil, audit.CapturedTooLarge
 	}
+	// Credentials never reach the audit log, captured or not.
+	raw = p.redactJSON(raw)
 	trimmed := bytes.TrimSpace(raw)
 	if len(trimmed) == 0 || string(trimmed) == "null" {
 		return nil, what
