@@ -695,6 +695,7 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		res = nil
 	} else {
 		labels, seen := &t.Flow, res
+		toolErr, toolErrKnown := false, false
 		if p.opts.Sensors != nil {
 			rs := p.senseResult(ctx, t, key, res, p.resultJudge(fs, facts, t, pol, now), now)
 			out.Sensors = rs.notes
@@ -715,6 +716,7 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 				return Outcome{Refusal: rs.refusal, Decision: d, Risk: score.Value}
 			}
 			res = rs.result
+			toolErr, toolErrKnown = rs.facts.Error, rs.result != nil
 		}
 		// What the result brought in belongs to the context now, whatever becomes of the
 		// outcome's record: forgetting it could only make the context look cleaner.
@@ -722,7 +724,10 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		// real values, whatever placeholders or redactions the agent was shown.
 		fs.Ran(flow.Run{RequestID: c.RequestID, Tool: t.Name, Args: args, Labels: labels, Result: seen, Time: now})
 		out.ResultBytes = int64(len(res))
-		out.ResultError = isToolError(res)
+		if !toolErrKnown {
+			toolErr = isToolError(res)
+		}
+		out.ResultError = toolErr
 		if out.ResultError {
 			p.signal(&st, contain.SignalErrors, 1)
 		}

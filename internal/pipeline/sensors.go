@@ -413,7 +413,8 @@ func (p *Pipeline) senseResult(ctx context.Context, t *registry.Tool, key string
 		rs.refusal = &Refusal{Code: CodeSensorUnavailable, Message: "The result could not be read by the content sensors, so it is withheld."}
 		return rs
 	}
-	rs.facts.Bytes, rs.facts.Error = int64(len(res)), isToolError(res)
+	isErr, _ := doc.root["isError"].(bool)
+	rs.facts.Bytes, rs.facts.Error = int64(len(res)), isErr
 
 	if set.ResultInjection != inspect.InjectionOff && len(doc.fields) > 0 {
 		inj, err := p.injection(ctx, doc.joined())
