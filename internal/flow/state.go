@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"hash/maphash"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -88,6 +89,10 @@ type Session struct {
 	bytes    int
 	overflow bool
 	hist     history
+	// injection is the strongest injection finding among the results the session took
+	// in, and the signals behind it.
+	injection        float64
+	injectionSignals []string
 
 	lastUsed atomic.Int64 // unix nanos
 }
@@ -124,6 +129,14 @@ func (s *Session) Private() (bool, Origin) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.private, s.origin(s.privateFrom)
+}
+
+// Injection returns the score of the strongest injection found in a result the session
+// took in (0 if none) and the signals behind it. The caller owns the slice.
+func (s *Session) Injection() (float64, []string) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.injection, slices.Clone(s.injectionSignals)
 }
 
 // Overflowed reports whether the session has seen more untrusted values than it can
@@ -167,6 +180,11 @@ type Run struct {
 	// Result is the upstream's CallToolResult; nil if the call returned none.
 	Result json.RawMessage
 	Time   time.Time
+	// Injection is the score of an injection the content sensors found in the result
+	// (0: none found), and InjectionSignals the signals behind it. The session keeps the
+	// strongest for as long as it lives.
+	Injection        float64
+	InjectionSignals []string
 }
 
 // Ran records a call that ran: it counts in the history, and its result's content and
@@ -175,6 +193,9 @@ func (s *Session) Ran(r Run) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.hist.add(r.Tool, r.Args, r.Time)
+	if r.Injection > s.injection {
+		s.injection, s.injectionSignals = r.Injection, slices.Clone(r.InjectionSignals)
+	}
 	res, ok := parseResult(r.Result)
 	if !ok {
 		return

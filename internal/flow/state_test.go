@@ -358,3 +358,23 @@ func TestResultWithoutContentBringsNothing(t *testing.T) {
 		}
 	}
 }
+
+func TestSessionKeepsStrongestInjection(t *testing.T) {
+	s := NewSession(Limits{})
+	if score, signals := s.Injection(); score != 0 || signals != nil {
+		t.Fatalf("new session Injection() = %v, %v", score, signals)
+	}
+	at := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	s.Ran(Run{RequestID: "r1", Tool: "read_inbox", Time: at, Injection: 0.7, InjectionSignals: []string{"model"}})
+	s.Ran(Run{RequestID: "r2", Tool: "read_inbox", Time: at, Injection: 0.9, InjectionSignals: []string{"instruction_override"}})
+	s.Ran(Run{RequestID: "r3", Tool: "read_inbox", Time: at})
+	s.Ran(Run{RequestID: "r4", Tool: "read_inbox", Time: at, Injection: 0.6, InjectionSignals: []string{"model"}})
+	score, signals := s.Injection()
+	if score != 0.9 || len(signals) != 1 || signals[0] != "instruction_override" {
+		t.Errorf("Injection() = %v, %v; want the strongest, 0.9 instruction_override", score, signals)
+	}
+	signals[0] = "changed"
+	if _, again := s.Injection(); again[0] != "instruction_override" {
+		t.Error("Injection() returned the session's own slice")
+	}
+}

@@ -479,7 +479,7 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 	if p.opts.Sensors != nil {
 		var code Code
 		var msg string
-		sensed, code, msg = p.senseCall(ctx, c, t, args, key, now)
+		sensed, code, msg = p.senseCall(ctx, c, t, args)
 		ev.Sensors = append(ev.Sensors, sensed.notes...)
 		if code != "" {
 			if code == CodeEgressDenied {
@@ -501,6 +501,11 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 	}
 	if c.Prompt != "" {
 		fs.AddPrompt(c.Prompt)
+	}
+	if score, signals := fs.Injection(); score > 0 {
+		// Only detections are recorded, so any score is one.
+		sensed.facts.Session = policy.Injection{Score: score, Detected: true, Signals: signals}
+		ev.Sensors = append(ev.Sensors, fmt.Sprintf("session:injection:%.2f", score))
 	}
 	fs.RLock()
 	view := flow.NewView(fs, args, &t.Flow, now)
@@ -695,17 +700,20 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		res = nil
 	} else {
 		labels, seen := &t.Flow, res
+		var injection policy.Injection
 		toolErr, toolErrKnown := false, false
 		if p.opts.Sensors != nil {
 			rs := p.senseResult(ctx, t, key, res, p.resultJudge(fs, facts, t, pol, now), now)
 			out.Sensors = rs.notes
 			if rs.untrusted {
 				labels = untrustedLabels(t.Flow)
+				injection = rs.facts.Injection
 			}
 			if rs.refusal != nil {
 				// The call ran, but the agent does not get its result: the context has not
 				// seen it, only that the call happened.
-				fs.Ran(flow.Run{RequestID: c.RequestID, Tool: t.Name, Args: args, Labels: labels, Time: now})
+				fs.Ran(flow.Run{RequestID: c.RequestID, Tool: t.Name, Args: args, Labels: labels, Time: now,
+					Injection: injection.Score, InjectionSignals: injection.Signals})
 				out.Reason, out.Message, out.ResultBytes = string(rs.refusal.Code), rs.refusal.Message, int64(len(res))
 				if len(rs.rules) > 0 {
 					out.Rules = rs.rules
@@ -722,7 +730,8 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		// outcome's record: forgetting it could only make the context look cleaner.
 		// The flow state learns the result as the tool returned it: provenance is about the
 		// real values, whatever placeholders or redactions the agent was shown.
-		fs.Ran(flow.Run{RequestID: c.RequestID, Tool: t.Name, Args: args, Labels: labels, Result: seen, Time: now})
+		fs.Ran(flow.Run{RequestID: c.RequestID, Tool: t.Name, Args: args, Labels: labels, Result: seen, Time: now,
+			Injection: injection.Score, InjectionSignals: injection.Signals})
 		out.ResultBytes = int64(len(res))
 		if !toolErrKnown {
 			toolErr = isToolError(res)

@@ -108,21 +108,25 @@ func scan[T any](ctx context.Context, s *Sensors, size int, f func() T) (T, erro
 	}
 }
 
-// senseState is what the sensors remember about one call context.
+// senseState is what the sensors remember about one call context: the placeholders of
+// the personal data its results were given. (The injections it took in are part of its
+// flow state.)
 type senseState struct {
-	mu        sync.Mutex
-	vault     *inspect.Vault
-	injection policy.Injection // the strongest injection a result brought in
-	used      time.Time
+	mu    sync.Mutex
+	vault *inspect.Vault
+	used  time.Time
 }
 
-// senseStates holds the state of each call context, keyed like the flow state.
+// senseStates holds the state of each call context that was given placeholders, keyed
+// like the flow state.
 type senseStates struct {
 	mu sync.Mutex
 	m  map[string]*senseState
 }
 
-// maxSenseStates bounds the contexts remembered; the one idle longest makes room.
+// maxSenseStates bounds the contexts remembered; the one idle longest makes room. A
+// context whose vault is forgotten cannot have its placeholders swapped back: its tools
+// get the placeholders, never a value they should not.
 const maxSenseStates = 100_000
 
 func (ss *senseStates) get(key string, now time.Time) *senseState {
@@ -196,7 +200,7 @@ type callSense struct {
 // senseCall runs the sensors on a call's inputs: egress checks of the destinations in
 // its arguments, the injection detector on the user's prompt, and the secret and
 // personal-data sensors on the arguments. A non-empty code refuses the call.
-func (p *Pipeline) senseCall(ctx context.Context, c *Call, t *registry.Tool, args map[string]any, key string, now time.Time) (callSense, Code, string) {
+func (p *Pipeline) senseCall(ctx context.Context, c *Call, t *registry.Tool, args map[string]any) (callSense, Code, string) {
 	s := p.opts.Sensors
 	var cs callSense
 	set := &t.Sensors
@@ -229,14 +233,6 @@ func (p *Pipeline) senseCall(ctx context.Context, c *Call, t *registry.Tool, arg
 					truncate(v.Destination.Value, 120), where, t.Name, v.Reason)
 			}
 		}
-	}
-
-	st := s.states.get(key, now)
-	st.mu.Lock()
-	cs.facts.Session = st.injection
-	st.mu.Unlock()
-	if cs.facts.Session.Score > 0 {
-		cs.notes = append(cs.notes, fmt.Sprintf("session:injection:%.2f", cs.facts.Session.Score))
 	}
 
 	if c.Prompt != "" && s.Injection != nil {
@@ -426,12 +422,6 @@ func (p *Pipeline) senseResult(ctx context.Context, t *registry.Tool, key string
 		if inj.Detected {
 			rs.untrusted = true
 			rs.notes = append(rs.notes, injectionNote("injection", inj))
-			st := s.states.get(key, now)
-			st.mu.Lock()
-			if inj.Score > st.injection.Score {
-				st.injection = inj
-			}
-			st.mu.Unlock()
 		}
 	}
 
