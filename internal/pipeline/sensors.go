@@ -354,6 +354,8 @@ func (p *Pipeline) injection(ctx context.Context, text string) (policy.Injection
 			if !s.FailOpen {
 				return inj, err
 			}
+			// Fail open: nothing found, and the record says the text was not read.
+			inj.Signals = append(inj.Signals, "unscanned")
 		} else {
 			inj.Score, inj.Detected = r.Score, r.Detected
 			for _, e := range r.Evidence {
@@ -596,43 +598,25 @@ func (p *Pipeline) redactJSON(raw json.RawMessage) json.RawMessage {
 	if p.opts.Sensors == nil || p.opts.Sensors.Secrets == nil || len(raw) == 0 {
 		return raw
 	}
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	var v any
-	if err := dec.Decode(&v); err != nil {
+	var root any
+	if err := decodeJSON(raw, &root); err != nil {
 		return raw
 	}
 	changed := false
-	var walk func(v any) any
-	walk = func(v any) any {
-		switch x := v.(type) {
-		case string:
-			if out, n := p.opts.Sensors.Secrets.Redact(x); n > 0 {
-				changed = true
-				return out
-			}
-		case map[string]any:
-			for k, e := range x {
-				x[k] = walk(e)
-			}
-		case []any:
-			for i, e := range x {
-				x[i] = walk(e)
-			}
+	for _, f := range stringFields(&root) {
+		if out, n := p.opts.Sensors.Secrets.Redact(f.text); n > 0 {
+			f.set(out)
+			changed = true
 		}
-		return v
 	}
-	v = walk(v)
 	if !changed {
 		return raw
 	}
-	var b bytes.Buffer
-	enc := json.NewEncoder(&b)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(v); err != nil {
+	out, err := encodeJSON(root)
+	if err != nil {
 		return raw
 	}
-	return bytes.TrimRight(b.Bytes(), "\n")
+	return out
 }
 
 // untrustedLabels returns the labels of a tool's result that an injection was found in:
@@ -660,32 +644,14 @@ func appendOnce(list []string, s string) []string {
 	return append(list, s)
 }
 
-// argStrings returns the string values in decoded arguments, depth first, at most
-// maxSenseStrings of them; object keys are included, since they can carry data too.
+// argStrings returns the string values in decoded arguments (see stringFields).
 func argStrings(args map[string]any) []string {
-	var out []string
-	var walk func(v any, depth int)
-	walk = func(v any, depth int) {
-		if len(out) >= maxSenseStrings || depth > 64 {
-			return
-		}
-		switch x := v.(type) {
-		case string:
-			out = append(out, x)
-		case map[string]any:
-			for k, e := range x {
-				if len(k) > 16 {
-					out = append(out, k)
-				}
-				walk(e, depth+1)
-			}
-		case []any:
-			for _, e := range x {
-				walk(e, depth+1)
-			}
-		}
+	var root any = args
+	fields := stringFields(&root)
+	out := make([]string, len(fields))
+	for i, f := range fields {
+		out[i] = f.text
 	}
-	walk(args, 0)
 	return out
 }
 
@@ -709,9 +675,7 @@ func parseResultDoc(res json.RawMessage) (*resultDoc, error) {
 	if len(bytes.TrimSpace(res)) == 0 {
 		return d, nil
 	}
-	dec := json.NewDecoder(bytes.NewReader(res))
-	dec.UseNumber()
-	if err := dec.Decode(&d.root); err != nil {
+	if err := decodeJSON(res, &d.root); err != nil {
 		return nil, fmt.Errorf("decode result: %w", err)
 	}
 	if items, ok := d.root["content"].([]any); ok {
@@ -731,26 +695,35 @@ func parseResultDoc(res json.RawMessage) (*resultDoc, error) {
 		}
 	}
 	if sc, ok := d.root["structuredContent"]; ok {
-		d.walk(sc, func(v any) { d.root["structuredContent"] = v }, 0)
+		collectStrings(sc, func(s string) { d.root["structuredContent"] = s }, &d.fields, 0)
 	}
 	return d, nil
 }
 
-// walk adds the strings in v, each with a setter built on set, which replaces v.
-func (d *resultDoc) walk(v any, set func(any), depth int) {
-	if len(d.fields) >= maxSenseStrings || depth > 64 {
+// stringFields returns every string in the decoded JSON value *root (object keys aside),
+// depth first, each with a setter that replaces it in place.
+func stringFields(root *any) []resultField {
+	var out []resultField
+	collectStrings(*root, func(s string) { *root = s }, &out, 0)
+	return out
+}
+
+// collectStrings appends the strings in v to out; set replaces v itself. It stops at
+// maxSenseStrings strings and 64 levels of nesting.
+func collectStrings(v any, set func(string), out *[]resultField, depth int) {
+	if len(*out) >= maxSenseStrings || depth > 64 {
 		return
 	}
 	switch x := v.(type) {
 	case string:
-		d.fields = append(d.fields, resultField{text: x, set: func(s string) { set(s) }})
+		*out = append(*out, resultField{text: x, set: set})
 	case map[string]any:
 		for k, e := range x {
-			d.walk(e, func(nv any) { x[k] = nv }, depth+1)
+			collectStrings(e, func(s string) { x[k] = s }, out, depth+1)
 		}
 	case []any:
 		for i, e := range x {
-			d.walk(e, func(nv any) { x[i] = nv }, depth+1)
+			collectStrings(e, func(s string) { x[i] = s }, out, depth+1)
 		}
 	}
 }
@@ -777,11 +750,21 @@ func (d *resultDoc) joined() string {
 	return b.String()
 }
 
-func (d *resultDoc) encode() (json.RawMessage, error) {
+func (d *resultDoc) encode() (json.RawMessage, error) { return encodeJSON(d.root) }
+
+// decodeJSON decodes raw into v keeping numbers as they were written.
+func decodeJSON(raw json.RawMessage, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	return dec.Decode(v)
+}
+
+// encodeJSON encodes v compactly, without escaping HTML characters.
+func encodeJSON(v any) (json.RawMessage, error) {
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(d.root); err != nil {
+	if err := enc.Encode(v); err != nil {
 		return nil, err
 	}
 	return bytes.TrimRight(b.Bytes(), "\n"), nil
