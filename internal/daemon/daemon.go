@@ -738,32 +738,44 @@ func (d *Daemon) status() api.Status {
 // adminToken reads the admin token file, creating it with a fresh random token (0600) if it
 // does not exist.
 func adminToken(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err == nil {
-		t := strings.TrimSpace(string(b))
-		if len(t) < 32 {
-			return "", fmt.Errorf("admin token file %s: token shorter than 32 characters", path)
-		}
-		return t, nil
-	}
-	if !errors.Is(err, os.ErrNotExist) {
-		return "", fmt.Errorf("admin token: %w", err)
-	}
-	var raw [32]byte
-	rand.Read(raw[:])
-	t := "chpadm_" + base64.RawURLEncoding.EncodeToString(raw[:])
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return "", fmt.Errorf("admin token: %w", err)
-	}
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	t, err := secretFile(path, func() string {
+		var raw [32]byte
+		rand.Read(raw[:])
+		return "chpadm_" + base64.RawURLEncoding.EncodeToString(raw[:])
+	})
 	if err != nil {
 		return "", fmt.Errorf("admin token: %w", err)
 	}
-	if _, err := f.WriteString(t + "\n"); err != nil {
-		f.Close()
-		return "", fmt.Errorf("admin token: %w", err)
+	if len(t) < 32 {
+		return "", fmt.Errorf("admin token file %s: token shorter than 32 characters", path)
 	}
-	return t, f.Close()
+	return t, nil
+}
+
+// secretFile returns the trimmed content of a secret file, creating it first — only
+// readable by its owner, and never over a file that appeared meanwhile — with the
+// value fresh makes, if it does not exist.
+func secretFile(path string, fresh func() string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return "", err
+	}
+	v := fresh()
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return "", err
+	}
+	if _, err := f.WriteString(v + "\n"); err != nil {
+		f.Close()
+		return "", err
+	}
+	return v, f.Close()
 }
 
 // upstreamSet routes calls to the upstream that owns a tool.

@@ -4,12 +4,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io/fs"
 	"net"
 	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 
@@ -79,32 +76,17 @@ func injectionDetector(c config.InjectionSensor) (*inspect.InjectionDetector, er
 	return inspect.NewInjectionDetector(m, c.Threshold), nil
 }
 
-// loadOrCreateKey reads a key file, creating it with 32 random bytes on first start.
+// loadOrCreateKey reads a hex key file, creating it with 32 random bytes on first start.
 func loadOrCreateKey(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
+	h, err := secretFile(path, func() string {
 		key := make([]byte, 32)
 		rand.Read(key)
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, err
-		}
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return nil, err
-		}
-		_, werr := f.Write([]byte(hex.EncodeToString(key) + "\n"))
-		if cerr := f.Close(); werr == nil {
-			werr = cerr
-		}
-		if werr != nil {
-			return nil, werr
-		}
-		return key, nil
-	}
+		return hex.EncodeToString(key)
+	})
 	if err != nil {
 		return nil, err
 	}
-	key, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	key, err := hex.DecodeString(h)
 	if err != nil || len(key) < 16 {
 		return nil, fmt.Errorf("%s: want at least 16 bytes as hex", path)
 	}
