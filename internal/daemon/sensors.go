@@ -5,7 +5,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"net"
 	"os"
 	"sort"
 	"strings"
@@ -38,7 +37,6 @@ func buildSensors(cfg *config.Config) (*pipeline.Sensors, error) {
 		PII:       pii,
 		Budget:    sc.Budget.D(),
 		FailOpen:  sc.OnError == "open",
-		Resolver:  net.DefaultResolver,
 		VaultKey:  key,
 		Nonce:     nonce,
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"strconv"
 	"strings"
@@ -48,7 +49,8 @@ type Sensors struct {
 	// FailOpen makes a sensor that fails or overruns its budget count as having found
 	// nothing; by default the call is refused or its result withheld.
 	FailOpen bool
-	// Resolver resolves host names for tools whose egress settings ask for it.
+	// Resolver resolves host names for tools whose egress settings ask for it. Default
+	// net.DefaultResolver.
 	Resolver inspect.Resolver
 	// VaultKey keys the personal-data placeholders (at least 16 bytes).
 	VaultKey []byte
@@ -69,6 +71,9 @@ const maxSenseStrings = 10_000
 func (s *Sensors) Init() error {
 	if s.Budget <= 0 {
 		s.Budget = 50 * time.Millisecond
+	}
+	if s.Resolver == nil {
+		s.Resolver = net.DefaultResolver
 	}
 	e, err := inspect.CompileEgress(inspect.EgressPolicy{})
 	if err != nil {
@@ -217,7 +222,7 @@ func (p *Pipeline) senseCall(ctx context.Context, c *Call, t *registry.Tool, arg
 			eg = s.defaultEgress
 		}
 		verdicts := eg.Check(dests)
-		if set.Resolve && s.Resolver != nil {
+		if set.Resolve {
 			rctx, cancel := context.WithTimeout(ctx, s.Budget)
 			verdicts = append(verdicts, eg.Resolve(rctx, s.Resolver, dests)...)
 			cancel()
