@@ -68,7 +68,7 @@ type Event struct {
 	Message       string    `json:"message,omitempty"`        // one human sentence
 	Rules         []string  `json:"rules,omitempty"`          // ids of the rules that decided
 	PolicyVersion string    `json:"policy_version,omitempty"` // the policy version that decided
-	LatencyMicros int64     `json:"latency_us,omitempty"`     // upstream latency
+	LatencyMicros int64     `json:"latency_us,omitempty"`     // upstream latency; on kill.engaged the time to contain, on approval.approved and .denied the time to decide
 	ResultBytes   int64     `json:"result_bytes,omitempty"`   // size of the upstream result
 	ResultError   bool      `json:"result_error,omitempty"`   // the upstream returned isError
 	Detail        string    `json:"detail,omitempty"`         // free text for registry events (e.g. old and new definition hash)
@@ -105,6 +105,9 @@ type Event struct {
 	Spend   float64            `json:"spend,omitempty"`
 	Tokens  int64              `json:"tokens,omitempty"`
 	Charges map[string]float64 `json:"charges,omitempty"`
+	// Steps (task.ended) is how many calls of the task reached their tool; with Spend and
+	// Tokens it is what the task cost.
+	Steps int64 `json:"steps,omitempty"`
 	// Deviations are the ways the call departed from the agent's learned baseline.
 	Deviations []string `json:"deviations,omitempty"`
 	// IdempotencyKey is the key the agent sent with the call.
@@ -117,7 +120,12 @@ type Event struct {
 	Sensors []string `json:"sensors,omitempty"`
 	// Scope (kill.engaged, kill.lifted, call.refused with reason killed) is the scope of
 	// the kill switch.
-	Scope    string `json:"scope,omitempty"`
+	Scope string `json:"scope,omitempty"`
+	// Pruned marks a tombstone: an event whose retention ran out and whose content was
+	// removed behind a signed checkpoint. A tombstone keeps Seq, Time, Kind, RequestID,
+	// PrevHash and Hash, so the chain still links through it; its content cannot be
+	// checked any more (see [Verify]). The log never appends one.
+	Pruned   bool   `json:"pruned,omitempty"`
 	PrevHash string `json:"prev_hash"` // Hash of event Seq-1; "" for Seq 1
 	Hash     string `json:"hash"`      // "sha256:<hex>" of the canonical form; see ComputeHash
 }
@@ -274,6 +282,8 @@ func validate(e *Event) error {
 	switch {
 	case e.Kind == "":
 		return fmt.Errorf("audit: append: event has no kind: %w", ErrInvalidEvent)
+	case e.Pruned:
+		return fmt.Errorf("audit: append %s: a tombstone cannot be appended: %w", e.Kind, ErrInvalidEvent)
 	case e.Time.IsZero():
 		return fmt.Errorf("audit: append %s: event has no time: %w", e.Kind, ErrInvalidEvent)
 	case e.Time.Year() < 1 || e.Time.Year() > 9999:

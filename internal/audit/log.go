@@ -35,6 +35,10 @@ type LogOptions struct {
 	QueueSize int
 	// CommitTimeout bounds one call to the store. Default 10s.
 	CommitTimeout time.Duration
+	// OnCommit, if set, is called by the writer with every batch it has committed, in
+	// order, before their callers are woken. It must be quick and must not keep the
+	// slice or call the Log: metrics are computed from it.
+	OnCommit func([]Event)
 }
 
 const (
@@ -95,7 +99,7 @@ func NewLog(ctx context.Context, store Store, opts LogOptions) (*Log, error) {
 	if err != nil {
 		return nil, fmt.Errorf("audit: read chain head: %w", err)
 	}
-	w := &writer{store: store, commitTimeout: opts.CommitTimeout}
+	w := &writer{store: store, commitTimeout: opts.CommitTimeout, onCommit: opts.OnCommit}
 	if ok {
 		w.seq, w.hash = last.Seq, last.Hash
 	}
@@ -245,6 +249,7 @@ func (l *Log) fill(batch []*pending) []*pending {
 type writer struct {
 	store         Store
 	commitTimeout time.Duration
+	onCommit      func([]Event)
 	events        []Event // reused between batches
 
 	seq   int64  // Seq of the last committed event, 0 if none
@@ -275,6 +280,9 @@ func (w *writer) commit(ctx context.Context, batch []*pending) error {
 		w.events = append(w.events, p.event)
 	}
 	err := w.store.AppendEvents(ctx, w.events)
+	if err == nil && w.onCommit != nil {
+		w.onCommit(w.events)
+	}
 	clear(w.events) // drop references to caller strings
 	if err != nil {
 		w.stale = true
