@@ -75,10 +75,12 @@ Usage:
   chaperone keys list                         show the token signing keys
   chaperone keys rotate                       start signing tokens with a new key
   chaperone replay --config F --trace T.jsonl  re-run recorded sessions through the pipeline (--diff DIR)
-  chaperone audit verify [--data-dir DIR]     check the audit log's hash chain, offline
+  chaperone audit verify [--data-dir DIR] [--key PUB] [--checkpoints FILE] [--from CP]
+                                              check the audit log's chain and signed checkpoints, offline
   chaperone audit tail [-n N] [--data-dir DIR] show the latest audit events
-  chaperone audit export --format trace [--since SEQ] [--out F] [--data-dir DIR]
-                                              write the captured calls as a trace for replay
+  chaperone audit export --format jsonl|trace|ocsf [--from T] [--to T] [--agent A] [--task T]
+                         [--decision D] [--kind K] [--since SEQ] [--out F] [--data-dir DIR]
+                                              export events (JSON Lines, a replay trace, OCSF), secrets removed
   chaperone sensors eval --corpus FILE        measure a content sensor on a labelled JSONL corpus
   chaperone sensors train --corpus FILE --out MODEL
                                               train the injection model (reproducibly) from labelled rows

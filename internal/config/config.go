@@ -66,6 +66,8 @@ type Config struct {
 	// Sensors configures the content sensors: injection, secrets, personal data,
 	// sanitising, spotlighting and egress checks.
 	Sensors Sensors `yaml:"sensors"`
+	// Telemetry configures OpenTelemetry traces and the Prometheus metrics endpoint.
+	Telemetry Telemetry `yaml:"telemetry"`
 	// Log configures the daemon's own log.
 	Log Log `yaml:"log"`
 }
@@ -369,6 +371,10 @@ type Audit struct {
 	// outcomes). The intent of an allowed call is durable before the upstream is called
 	// either way. Default "durable".
 	After string `yaml:"after"`
+	// Checkpoints are the signed anchors of the chain; see [Checkpoints].
+	Checkpoints Checkpoints `yaml:"checkpoints"`
+	// Retention prunes old events' content behind signed checkpoints; see [Retention].
+	Retention Retention `yaml:"retention"`
 }
 
 // CapturesArguments reports whether call arguments are captured.
@@ -473,6 +479,10 @@ func (c *Config) resolvePaths(base string) {
 	c.Store.SQLite = abs(c.Store.SQLite)
 	c.Admin.TokenFile = abs(c.Admin.TokenFile)
 	c.Sensors.TokenKeyFile = abs(c.Sensors.TokenKeyFile)
+	c.Audit.Checkpoints.KeyFile = abs(c.Audit.Checkpoints.KeyFile)
+	for i := range c.Audit.Checkpoints.Publish {
+		c.Audit.Checkpoints.Publish[i].File = abs(c.Audit.Checkpoints.Publish[i].File)
+	}
 	if m := c.Sensors.Injection.Model; m != "embedded" && m != "rules" {
 		c.Sensors.Injection.Model = abs(m)
 	}
@@ -504,6 +514,19 @@ func Expand(c *Config, lookup func(string) (string, bool)) error {
 		}
 		for k, v := range u.Env {
 			u.Env[k] = expand(fmt.Sprintf("upstreams[%d].env.%s", i, k), v)
+		}
+	}
+	for k, v := range c.Telemetry.Traces.Headers {
+		c.Telemetry.Traces.Headers[k] = expand("telemetry.traces.headers."+k, v)
+	}
+	for i, p := range c.Audit.Checkpoints.Publish {
+		for _, h := range []*AnchorHTTP{p.Webhook, p.ObjectStore} {
+			if h == nil {
+				continue
+			}
+			for k, v := range h.Headers {
+				h.Headers[k] = expand(fmt.Sprintf("audit.checkpoints.publish[%d].headers.%s", i, k), v)
+			}
 		}
 	}
 	if cl := c.Sensors.Injection.Classifier; cl != nil {
@@ -595,6 +618,8 @@ func (c *Config) ApplyDefaults() {
 	defaultWebhooks(c.Approvals.Webhooks)
 	c.Containment.applyDefaults()
 	c.Sensors.applyDefaults(c.DataDir)
+	c.Audit.evidenceDefaults(c.DataDir)
+	c.Telemetry.defaults()
 	for i := range c.Tools {
 		if c.Tools[i].Retries == nil && c.Tools[i].Idempotent {
 			n := 2
@@ -928,6 +953,8 @@ func (c *Config) Validate() error {
 	}
 	errs = append(errs, c.Containment.validate(exposedNames)...)
 	errs = append(errs, c.Sensors.validate()...)
+	errs = append(errs, c.Audit.validateEvidence()...)
+	errs = append(errs, c.Telemetry.validate()...)
 	// A key's record must outlive the call that holds it, or a retry could run it twice.
 	longest := c.Server.WriteTimeout.D()
 	for _, u := range c.Upstreams {
@@ -988,6 +1015,17 @@ func (c *Config) Redacted() *Config {
 		red := *cl
 		red.Headers = redactMap(cl.Headers)
 		cp.Sensors.Injection.Classifier = &red
+	}
+	cp.Telemetry.Traces.Headers = redactMap(c.Telemetry.Traces.Headers)
+	cp.Audit.Checkpoints.Publish = slices.Clone(c.Audit.Checkpoints.Publish)
+	for i := range cp.Audit.Checkpoints.Publish {
+		for _, h := range []**AnchorHTTP{&cp.Audit.Checkpoints.Publish[i].Webhook, &cp.Audit.Checkpoints.Publish[i].ObjectStore} {
+			if *h != nil {
+				red := **h
+				red.Headers = redactMap(red.Headers)
+				*h = &red
+			}
+		}
 	}
 	return &cp
 }

@@ -76,6 +76,9 @@ func (n auditNotifier) Notify(ctx context.Context, ev approval.Event) error {
 		Task: r.Task, Tool: r.Tool, Upstream: r.Upstream, Rules: r.Rules, PolicyVersion: r.PolicyVersion,
 		Risk: r.Risk, RiskFactors: r.RiskFactors, Explanation: r.Explanation, Decision: string(r.Status),
 	}
+	if !r.DecidedAt.IsZero() && (ev.Kind == approval.EventApproved || ev.Kind == approval.EventDenied) {
+		e.LatencyMicros = r.DecidedAt.Sub(r.CreatedAt).Microseconds() // the time to decide
+	}
 	switch ev.Kind {
 	case approval.EventApproved:
 		by := make([]string, len(r.Approvals))

@@ -261,7 +261,9 @@ func (d *Daemon) Kill(ctx context.Context, scope, by, reason string) (api.KillRe
 	if res.StillRunning > 0 {
 		detail += fmt.Sprintf("; %d cancelled calls still running after %s", res.StillRunning, containWait)
 	}
-	d.recordContain(ctx, &audit.Event{Time: e.Kill.EngagedAt, Kind: audit.KindKillEngaged, Scope: sc.String(), Reason: reason, Detail: detail})
+	// LatencyMicros is the time to contain: from the switch to the last cancelled call's end.
+	d.recordContain(ctx, &audit.Event{Time: e.Kill.EngagedAt, Kind: audit.KindKillEngaged, Scope: sc.String(), Reason: reason, Detail: detail,
+		LatencyMicros: res.ContainedMicros})
 	d.log.WarnContext(ctx, "kill switch engaged", "scope", sc.String(), "by", by, "reason", reason, "cancelled", res.CancelledInFlight, "contained", time.Duration(res.ContainedMicros)*time.Microsecond)
 	d.notify(ctx, audit.KindKillEngaged, fmt.Sprintf("Kill switch engaged on %s by %s: %s", sc, by, reason), map[string]any{
 		"scope": sc.String(), "by": by, "reason": reason, "cancelled_in_flight": res.CancelledInFlight,

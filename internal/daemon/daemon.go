@@ -38,7 +38,9 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/policy"
 	"github.com/chaperone-dev/chaperone/internal/registry"
 	"github.com/chaperone-dev/chaperone/internal/store/sqlite"
+	"github.com/chaperone-dev/chaperone/internal/telemetry"
 	"github.com/chaperone-dev/chaperone/internal/upstream"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Version is the gateway's version, reported as serverInfo.
@@ -99,9 +101,16 @@ type Daemon struct {
 	idem         *contain.Idempotency
 	containHooks []*approval.Webhook
 
-	mcpLn, adminLn net.Listener
-	adminToken     string
-	syncCh         map[string]chan struct{}
+	// Evidence and telemetry: metrics (nil when off), the tracer (nil when no traces are
+	// exported) and the signer of audit checkpoints (nil when off).
+	metrics       *telemetry.Metrics
+	tracer        trace.Tracer
+	traceShutdown func(context.Context) error
+	checkpointer  *audit.Checkpointer
+
+	mcpLn, adminLn, metricsLn net.Listener
+	adminToken                string
+	syncCh                    map[string]chan struct{}
 	// synced has one channel per upstream, closed after its first successful reconciliation.
 	synced map[string]chan struct{}
 }
@@ -124,8 +133,14 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, err 
 	if d.store, err = sqlite.Open(ctx, cfg.Store.SQLite); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	if d.audit, err = audit.NewLog(ctx, d.store, audit.LogOptions{}); err != nil {
+	if err := d.buildTelemetry(ctx); err != nil {
+		return nil, err
+	}
+	if d.audit, err = audit.NewLog(ctx, d.store, audit.LogOptions{OnCommit: d.onCommit}); err != nil {
 		return nil, fmt.Errorf("open audit log: %w", err)
+	}
+	if err := d.buildCheckpointer(); err != nil {
+		return nil, err
 	}
 
 	decl, err := declare(cfg)
@@ -169,7 +184,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, err 
 	if d.agents, err = identity.NewDirectory(ctx, identity.DirectoryOptions{Store: d.store, Audit: d.audit, Static: regs}); err != nil {
 		return nil, fmt.Errorf("agents: %w", err)
 	}
-	if d.tasks, err = identity.NewTasks(ctx, identity.TasksOptions{Store: d.store, Audit: d.audit}); err != nil {
+	if d.tasks, err = identity.NewTasks(ctx, identity.TasksOptions{Store: d.store, Audit: d.audit, Usage: d.taskUsage}); err != nil {
 		return nil, fmt.Errorf("tasks: %w", err)
 	}
 
@@ -225,6 +240,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, err 
 		RiskThreshold:   cfg.Autonomy.RiskThreshold,
 		Contain:         cs,
 		Sensors:         d.sensors,
+		Tracer:          d.tracer,
+		TraceCapture:    cfg.Telemetry.Traces.Capture,
 		OnDemote: func(ctx context.Context, agent string, from, to int, reason string) {
 			err := d.audit.Append(ctx, &audit.Event{Time: time.Now(), Kind: audit.KindAgentDemoted, Agent: agent,
 				Decision: strconv.Itoa(to), Detail: fmt.Sprintf("autonomy %d → %d: %s", from, to, reason)})
@@ -239,6 +256,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, err 
 		}
 		popts.Approve = (&approver{m: d.approvals, hold: cfg.Approvals.HoldFor(), voided: d.approvalVoided}).approve
 	}
+	if d.metrics != nil {
+		popts.OnCall = d.metrics.ObserveCall
+	}
 	d.pipeline = pipeline.New(popts)
 	d.gw = gateway.New(gateway.Options{
 		Auth:  &identity.Authenticator{Static: static, Tokens: d.issuer, Agents: d.agents, Tasks: d.tasks, Revoked: d.tokenRevoked},
@@ -246,7 +266,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, err 
 		Logger: d.log.With("component", "gateway"), MaxBody: cfg.Server.MaxBodyBytes,
 		MaxSessions: cfg.Server.MaxSessions, SessionIdle: cfg.Server.SessionIdle.D(),
 		Name: "chaperone", Version: Version, ResourceMetadata: d.oauth.ResourceMetadataURL(),
+		Tracer: d.tracer,
 	})
+	if err := d.metricsListener(); err != nil {
+		return nil, err
+	}
 	if cfg.Admin.Listen != "off" {
 		if d.adminToken, err = adminToken(cfg.Admin.TokenFile); err != nil {
 			return nil, err
@@ -324,6 +348,13 @@ func (d *Daemon) Run(ctx context.Context) error {
 			}
 		}
 	}()
+	d.evidenceLoops(ctx, func(f func()) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f()
+		}()
+	})
 	if iv := d.cfg.Policy.WatchInterval.D(); iv > 0 && (d.opts.PolicySources == nil || d.opts.ConfigPath != "") {
 		wg.Add(1)
 		go func() {
@@ -340,14 +371,20 @@ func (d *Daemon) Run(ctx context.Context) error {
 	servers := []*http.Server{d.httpServer(mux)}
 	lns := []net.Listener{d.mcpLn}
 	if d.adminLn != nil {
-		servers = append(servers, d.httpServer(api.New(api.Options{
+		servers = append(servers, d.httpServer(d.withMetrics(api.New(api.Options{
 			Token: d.adminToken, Registry: d.reg, Reload: d.ReloadPolicy, Policy: d.policy.Load,
 			Status: d.status, Logger: d.log.With("component", "api"),
 			Agents: d.agents, Tasks: d.tasks, RotateKeys: d.RotateKeys, Keys: d.keyInfo, Shadow: d.pipeline.ShadowStats,
 			Approvals: d.approvalsAPI(), Autonomy: d.autonomyReport, SetAutonomy: d.setAutonomy,
 			Containment: containAPI{d},
-		})))
+		}))))
 		lns = append(lns, d.adminLn)
+	}
+	if d.metricsLn != nil {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", d.metrics.Handler())
+		servers = append(servers, d.httpServer(mux))
+		lns = append(lns, d.metricsLn)
 	}
 	for i, s := range servers {
 		go func() {
@@ -395,11 +432,24 @@ func (d *Daemon) close() error {
 	if d.adminLn != nil {
 		d.adminLn.Close()
 	}
+	if d.metricsLn != nil {
+		d.metricsLn.Close()
+	}
 	if d.audit != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		errs = append(errs, d.audit.Close(ctx))
+		// The last events are anchored too: a checkpoint at shutdown.
+		d.checkpoint(ctx)
 		cancel()
 		d.audit = nil
+	}
+	if d.traceShutdown != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		if err := d.traceShutdown(ctx); err != nil {
+			d.log.Warn("trace export at shutdown", "err", err)
+		}
+		cancel()
+		d.traceShutdown = nil
 	}
 	if d.store != nil {
 		errs = append(errs, d.store.Close())

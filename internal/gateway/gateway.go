@@ -34,6 +34,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/chaperone-dev/chaperone/internal/audit"
 	"github.com/chaperone-dev/chaperone/internal/identity"
 	"github.com/chaperone-dev/chaperone/internal/pipeline"
@@ -158,6 +160,9 @@ type Options struct {
 	// announced in the WWW-Authenticate challenge; "" to leave it out.
 	ResourceMetadata string
 	Now              func() time.Time
+	// Tracer, if set, starts a span for every tools/call (and for refused credentials),
+	// joined to the agent's trace when the request carries W3C trace context.
+	Tracer trace.Tracer
 }
 
 // Gateway is the MCP endpoint. It is an http.Handler.
@@ -266,8 +271,11 @@ type message struct {
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	rid := newID("req")
+	a := arrival{start: time.Now(), header: r.Header}
 	pr, failure, err := g.opts.Auth.Authenticate(r.Header.Get("Authorization"))
+	a.authEnd = time.Now()
 	if err != nil {
+		g.traceFailedAuth(ctx, a, rid, string(failure))
 		g.auditAuthFailure(ctx, rid, r, failure)
 		w.Header().Set("WWW-Authenticate", g.challenge(failure))
 		writeError(w, http.StatusUnauthorized, nil, codeUnauthenticated, "unauthenticated: a valid bearer token is required")
@@ -363,7 +371,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "tools/list":
 		g.listTools(w, pr, &m, proto)
 	case "tools/call":
-		g.callTool(ctx, w, rid, pr, sess, &m, proto, acceptsSSE(r))
+		g.callTool(ctx, w, a, rid, pr, sess, &m, proto, acceptsSSE(r))
 	default:
 		writeError(w, http.StatusOK, m.ID, codeMethodNotFound, fmt.Sprintf("method not found: %q is not offered by this gateway", truncate(m.Method, 64)))
 	}
@@ -531,7 +539,7 @@ func (g *Gateway) listTools(w http.ResponseWriter, pr *identity.Principal, m *me
 	writeResult(w, m.ID, b.Bytes())
 }
 
-func (g *Gateway) callTool(ctx context.Context, w http.ResponseWriter, rid string, pr *identity.Principal, sess *session, m *message, proto string, sse bool) {
+func (g *Gateway) callTool(ctx context.Context, w http.ResponseWriter, a arrival, rid string, pr *identity.Principal, sess *session, m *message, proto string, sse bool) {
 	var p struct {
 		Name      string          `json:"name"`
 		Arguments json.RawMessage `json:"arguments"`
@@ -544,6 +552,7 @@ func (g *Gateway) callTool(ctx context.Context, w http.ResponseWriter, rid strin
 			Usage    json.RawMessage `json:"dev.chaperone/usage"`
 			// ProgressToken asks for progress notifications while the call runs.
 			ProgressToken json.RawMessage `json:"progressToken"`
+			traceMeta
 		} `json:"_meta"`
 	}
 	if err := json.Unmarshal(m.Params, &p); err != nil || p.Name == "" {
@@ -553,9 +562,11 @@ func (g *Gateway) callTool(ctx context.Context, w http.ResponseWriter, rid strin
 	c := &pipeline.Call{RequestID: rid, Principal: pr, Tool: p.Name, Arguments: p.Arguments,
 		ApprovalID: p.Meta.Approval, NoWait: p.Meta.Wait != nil && !*p.Meta.Wait, Reason: p.Meta.Reason,
 		IdempotencyKey: p.Meta.IdemKey}
+	var reported *usage
 	if len(p.Meta.Usage) > 0 && string(p.Meta.Usage) != "null" {
 		var u usage
 		var err error
+		reported = &u
 		if jerr := json.Unmarshal(p.Meta.Usage, &u); jerr != nil {
 			err = fmt.Errorf("_meta %q must be an object of input_tokens, output_tokens (integers) and cost (a number)", MetaUsage)
 		} else {
@@ -587,6 +598,8 @@ func (g *Gateway) callTool(ctx context.Context, w http.ResponseWriter, rid strin
 		c.SessionID = sess.id
 		c.SessionCalls = sess.calls.Add(1)
 	}
+	ctx, span := g.startCall(ctx, a, &p.Meta.traceMeta, rid, pr, sess, m.ID, proto, p.Name, reported)
+	defer span.End()
 	var pw *progressWriter
 	if tok := p.Meta.ProgressToken; len(tok) > 0 && validID(tok) != nil && sse {
 		// A call held for a person tells the client it is waiting, over an event stream.

@@ -92,6 +92,9 @@ type TasksOptions struct {
 	Audit Recorder
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Usage, if set, reports what a task of an agent has cost so far (the calls that
+	// reached their tool, spend, model tokens); its task.ended event carries it.
+	Usage func(agent, task string) (steps int64, spend float64, tokens int64)
 }
 
 // Tasks tracks the tasks access tokens are bound to. [Tasks.Active] is the hot path: a
@@ -101,6 +104,7 @@ type Tasks struct {
 	store TaskStore
 	audit Recorder
 	now   func() time.Time
+	usage func(agent, task string) (int64, float64, int64)
 
 	// wmu serialises writers across their store I/O, so the store and memory agree on
 	// the order of changes. Readers never take it.
@@ -120,7 +124,7 @@ func NewTasks(ctx context.Context, o TasksOptions) (*Tasks, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	t := &Tasks{store: o.Store, audit: o.Audit, now: o.Now, byID: map[string]*TaskRecord{}}
+	t := &Tasks{store: o.Store, audit: o.Audit, now: o.Now, usage: o.Usage, byID: map[string]*TaskRecord{}}
 	recs, err := o.Store.Tasks(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("identity: new tasks: %w", err)
@@ -265,6 +269,9 @@ func (t *Tasks) end(ctx context.Context, id, by, reason string) error {
 		t.byID[id] = &rec
 		t.mu.Unlock()
 		ev.Agent, ev.User = rec.Agent, rec.User
+		if t.usage != nil {
+			ev.Steps, ev.Spend, ev.Tokens = t.usage(rec.Agent, id)
+		}
 	}
 	t.wmu.Unlock()
 

@@ -22,6 +22,9 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/chaperone-dev/chaperone/internal/argcheck"
 	"github.com/chaperone-dev/chaperone/internal/audit"
 	"github.com/chaperone-dev/chaperone/internal/contain"
@@ -224,6 +227,14 @@ type Options struct {
 	Contain Containment
 	// Sensors are the content sensors; nil runs none. Call its Init first.
 	Sensors *Sensors
+	// Tracer, if set, records a span for every stage of a call, as children of the span
+	// in the call's context (the ingress's); nil records none, at no cost.
+	Tracer trace.Tracer
+	// TraceCapture adds the call's arguments and result to its span, credentials redacted.
+	TraceCapture bool
+	// OnCall, if set, is told what became of every call (see [Outcome] and decisionOf:
+	// allow, approve, or the refusal code) and how long Handle took.
+	OnCall func(decision string, d time.Duration)
 }
 
 // Capture selects the call content recorded in audit events, as it is, unredacted
@@ -385,7 +396,7 @@ func (p *Pipeline) ExpireFlow(now time.Time) int {
 }
 
 // Handle runs one call through every stage.
-func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
+func (p *Pipeline) Handle(ctx context.Context, c *Call) (final Outcome) {
 	now := p.opts.Now()
 	pr := c.Principal
 	ev := audit.Event{
@@ -417,6 +428,20 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		ev.Arguments, ev.Captured = p.capture(c.Arguments, audit.CapturedArguments)
 		ev.Prompt = p.redactSecrets(c.Prompt)
 	}
+	stg := p.stages()
+	if stg != nil || p.opts.OnCall != nil {
+		callCtx, start := ctx, time.Now()
+		defer func() {
+			stg.end(&final)
+			if p.opts.OnCall != nil {
+				p.opts.OnCall(decisionOf(&final), time.Since(start))
+			}
+			if stg != nil {
+				p.annotate(callCtx, c, &ev, &final)
+			}
+		}()
+	}
+	stg.next(ctx, SpanAdmit)
 
 	t, ok := p.opts.Tools.Lookup(c.Tool)
 	if ks := p.opts.Contain.Kills; ks != nil {
@@ -461,6 +486,7 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 
 	// Placeholders of personal data the tool may receive are swapped back first: what is
 	// validated, judged and tracked is what the tool will get.
+	stg.next(ctx, SpanValidate)
 	key := flowKey(c)
 	sendArgs := c.Arguments
 	if p.opts.Sensors != nil {
@@ -479,7 +505,7 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 	if p.opts.Sensors != nil {
 		var code Code
 		var msg string
-		sensed, code, msg = p.senseCall(ctx, c, t, args)
+		sensed, code, msg = p.senseCall(stg.next(ctx, SpanSensorsCall), c, t, args)
 		ev.Sensors = append(ev.Sensors, sensed.notes...)
 		if code != "" {
 			if code == CodeEgressDenied {
@@ -490,6 +516,7 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		}
 	}
 
+	stg.next(ctx, SpanPolicy)
 	pol := p.opts.Policy()
 	if pol == nil {
 		d := policy.Decision{Effect: policy.Deny, Reason: "no policy is loaded"}
@@ -550,6 +577,9 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		p.opts.Logger.ErrorContext(ctx, "policy evaluation failed", "request_id", c.RequestID, "err", err)
 		return p.refuse(ctx, &ev, d, CodePolicyError, "The policy could not be evaluated, so the call is refused.")
 	}
+	if sp := stg.current(); sp.IsRecording() {
+		sp.SetAttributes(AttrDecision.String(string(d.Effect)), AttrRules.StringSlice(d.Rules), AttrPolicyVersion.String(d.Version), AttrRisk.Int(score.Value))
+	}
 	if d.Shadow != nil {
 		ev.ShadowDecision, ev.ShadowRules = string(d.Shadow.Effect), d.Shadow.Rules
 		p.shadow.record(pol, d)
@@ -598,7 +628,7 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		if p.opts.Approve == nil {
 			return p.refuse(ctx, &ev, d, CodeApprovalRequired, fmt.Sprintf("This call needs a person's approval (%s%s), and approvals are not enabled on this gateway.", ruleList(d.Rules), because))
 		}
-		id, r := p.opts.Approve(ctx, &Hold{Call: c, Tool: t, Decision: d, Explanation: explanation, Risk: score})
+		id, r := p.opts.Approve(stg.next(ctx, SpanApproval), &Hold{Call: c, Tool: t, Decision: d, Explanation: explanation, Risk: score})
 		ev.Approval = id
 		if k, killed := killedBy(ctx); killed {
 			// The kill voids the approval: the wait ended, and whatever was decided the
@@ -633,6 +663,7 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		return out
 	}
 
+	stg.next(ctx, SpanBudget)
 	if pr.MaxCalls > 0 && (p.opts.Budgets == nil || !p.opts.Budgets.Use(pr.TokenID, 1, pr.MaxCalls, pr.Expiry)) {
 		return p.refuse(ctx, &ev, d, CodeBudgetExhausted, fmt.Sprintf("This credential's budget of %d calls is used up.", pr.MaxCalls))
 	}
@@ -662,14 +693,25 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 
 	ev.Kind, ev.Decision = audit.KindCallIntent, string(d.Effect)
 	ev.Rules, ev.PolicyVersion = d.Rules, d.Version
+	stg.next(ctx, SpanAuditIntent)
 	if err := p.record(ctx, &ev); err != nil {
 		reservation.Release()
 		return Outcome{Decision: d, Refusal: &Refusal{Code: CodeAuditUnavailable, Message: "The audit log cannot record this call, so it is refused."}}
 	}
 
+	uctx := stg.next(ctx, SpanUpstreamPrefix+t.Name, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(AttrMCPMethod.String("tools/call"), AttrToolName.String(t.Name), AttrUpstream.String(t.Upstream)))
 	start := time.Now()
-	res, attempts, callErr := p.callUpstream(ctx, t, sendArgs)
+	res, attempts, callErr := p.callUpstream(uctx, t, sendArgs)
 	latency := time.Since(start)
+	if sp := stg.current(); sp.IsRecording() {
+		if callErr != nil {
+			sp.RecordError(callErr)
+			sp.SetStatus(codes.Error, "upstream call failed")
+		} else if isToolError(res) {
+			sp.SetAttributes(AttrErrorType.String("tool_error"))
+		}
+	}
 	if claim != nil {
 		claim.end(res, callErr)
 	}
@@ -703,7 +745,7 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 		var injection policy.Injection
 		toolErr, toolErrKnown := false, false
 		if p.opts.Sensors != nil {
-			rs := p.senseResult(ctx, t, key, res, p.resultJudge(fs, facts, t, pol, now), now)
+			rs := p.senseResult(stg.next(ctx, SpanSensorsResult), t, key, res, p.resultJudge(fs, facts, t, pol, now), now)
 			out.Sensors = rs.notes
 			if rs.untrusted {
 				labels = untrustedLabels(t.Flow)
@@ -750,6 +792,7 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) Outcome {
 			out.Result, out.Captured = p.capture(res, audit.CapturedResult)
 		}
 	}
+	stg.next(ctx, SpanAuditOutcome)
 	if err := p.recordAfter(ctx, &out); err != nil {
 		// The call ran, but its outcome is not on record: withhold the result (fail closed).
 		// The intent without outcome is what `chaperone audit verify` reports.

@@ -688,7 +688,7 @@ func (f fakeFixedUpstream) Call(context.Context, string, string, json.RawMessage
 const benchSchema = `{"type":"object","properties":{"to":{"type":"string","format":"email"},"amount":{"type":"number","minimum":0}},"required":["to"]}`
 
 // benchGateway returns 200 declared tools on 20 upstreams, all active, and a registry.
-func benchGateway(b *testing.B) ([]registry.Declaration, *registry.Registry) {
+func benchGateway(b testing.TB) ([]registry.Declaration, *registry.Registry) {
 	classes := []string{policy.ClassRead, policy.ClassWrite, policy.ClassExternal, policy.ClassDestructive}
 	var decls []registry.Declaration
 	live := map[string][]upstream.Tool{}

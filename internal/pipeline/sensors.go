@@ -217,31 +217,39 @@ func (p *Pipeline) senseCall(ctx context.Context, c *Call, t *registry.Tool, arg
 		}
 	}
 	if len(dests) > 0 {
+		ectx, esp := p.span(ctx, SpanSensorEgress)
 		eg := set.Egress
 		if eg == nil {
 			eg = s.defaultEgress
 		}
 		verdicts := eg.Check(dests)
 		if set.Resolve {
-			rctx, cancel := context.WithTimeout(ctx, s.Budget)
+			rctx, cancel := context.WithTimeout(ectx, s.Budget)
 			verdicts = append(verdicts, eg.Resolve(rctx, s.Resolver, dests)...)
 			cancel()
 		}
 		for _, v := range verdicts {
 			if !v.Allowed {
+				if esp.IsRecording() {
+					esp.SetAttributes(AttrFound.StringSlice([]string{"egress_denied"}), AttrRefusal.String(string(CodeEgressDenied)))
+				}
 				cs.notes = append(cs.notes, "egress:denied:"+noteValue(v.Destination.Host))
 				where := v.Destination.Arg
 				if where == "" {
 					where = "an argument"
 				}
+				esp.End()
 				return cs, CodeEgressDenied, fmt.Sprintf("The call would send to %s (%s), which tool %q may not reach: %s.",
 					truncate(v.Destination.Value, 120), where, t.Name, v.Reason)
 			}
 		}
+		esp.End()
 	}
 
 	if c.Prompt != "" && s.Injection != nil {
-		inj, err := p.injection(ctx, c.Prompt)
+		ictx, isp := p.span(ctx, SpanSensorInject)
+		inj, err := p.injection(ictx, c.Prompt)
+		traceInjection(isp, inj, err)
 		if err != nil {
 			return cs, CodeSensorUnavailable, "A content sensor could not check the prompt in time, so the call is refused."
 		}
@@ -257,22 +265,29 @@ func (p *Pipeline) senseCall(ctx context.Context, c *Call, t *registry.Tool, arg
 		size += len(x)
 	}
 	type found struct{ secrets, pii []string }
+	var tm sensorTimes
 	f, err := scan(ctx, s, size, func() found {
 		var f found
+		tm.start()
 		for _, x := range texts {
 			if s.Secrets != nil {
 				for _, fd := range s.Secrets.Scan(x) {
 					f.secrets = appendOnce(f.secrets, fd.Kind)
 				}
 			}
+		}
+		tm.split()
+		for _, x := range texts {
 			if s.PII != nil {
 				for _, fd := range s.PII.Scan(x) {
 					f.pii = appendOnce(f.pii, fd.Kind)
 				}
 			}
 		}
+		tm.split()
 		return f
 	})
+	p.traceScans(ctx, &tm, err, f.secrets, f.pii)
 	if err != nil {
 		if !s.FailOpen {
 			return cs, CodeSensorUnavailable, "A content sensor could not check the arguments in time, so the call is refused."
@@ -420,7 +435,9 @@ func (p *Pipeline) senseResult(ctx context.Context, t *registry.Tool, key string
 	rs.facts.Bytes, rs.facts.Error = int64(len(res)), isErr
 
 	if set.ResultInjection != inspect.InjectionOff && len(doc.fields) > 0 {
-		inj, err := p.injection(ctx, doc.joined())
+		ictx, isp := p.span(ctx, SpanSensorInject)
+		inj, err := p.injection(ictx, doc.joined())
+		traceInjection(isp, inj, err)
 		if err != nil {
 			rs.refusal = &Refusal{Code: CodeSensorUnavailable, Message: "A content sensor could not check the result in time, so it is withheld."}
 			return rs
@@ -437,8 +454,10 @@ func (p *Pipeline) senseResult(ctx context.Context, t *registry.Tool, key string
 		secretSpans  [][]inspect.Finding
 		piiSpans     [][]inspect.Finding
 	}
+	var tm sensorTimes
 	f, err := scan(ctx, s, doc.size(), func() found {
 		f := found{secretSpans: make([][]inspect.Finding, len(doc.fields)), piiSpans: make([][]inspect.Finding, len(doc.fields))}
+		tm.start()
 		for i, fl := range doc.fields {
 			if s.Secrets != nil {
 				f.secretSpans[i] = s.Secrets.Scan(fl.text)
@@ -446,6 +465,9 @@ func (p *Pipeline) senseResult(ctx context.Context, t *registry.Tool, key string
 					f.secrets = appendOnce(f.secrets, fd.Kind)
 				}
 			}
+		}
+		tm.split()
+		for i, fl := range doc.fields {
 			if s.PII != nil {
 				f.piiSpans[i] = s.PII.Scan(fl.text)
 				for _, fd := range f.piiSpans[i] {
@@ -453,8 +475,10 @@ func (p *Pipeline) senseResult(ctx context.Context, t *registry.Tool, key string
 				}
 			}
 		}
+		tm.split()
 		return f
 	})
+	p.traceScans(ctx, &tm, err, f.secrets, f.pii)
 	if err != nil {
 		if !s.FailOpen {
 			rs.refusal = &Refusal{Code: CodeSensorUnavailable, Message: "A content sensor could not check the result in time, so it is withheld."}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/chaperone-dev/chaperone/internal/audit"
+	"github.com/chaperone-dev/chaperone/internal/auditexport"
 )
 
 // Bounds on an export.
@@ -30,6 +31,10 @@ type ExportOptions struct {
 	// After exports only the calls recorded after the event with this seq (0: all). An
 	// outcome whose intent is at or before After is ignored.
 	After int64
+	// Match selects the calls to export (nil: all): a call is exported when Match
+	// reports true for its call.intent or call.refused event. Its call.outcome follows
+	// it whether or not Match would select the outcome itself.
+	Match func(*audit.Event) bool
 }
 
 // ExportStats says what [Export] wrote and what it left out.
@@ -47,6 +52,14 @@ type ExportStats struct {
 	// Unfinished counts calls written without a result because their outcome is not in the
 	// log (the gateway stopped mid-call) or came too late (see maxWaiting).
 	Unfinished int
+	// Filtered counts the calls Match did not select.
+	Filtered int
+	// Pruned counts the calls (selected by Match, if set) whose intent or refusal is a
+	// tombstone: retention removed their content.
+	Pruned int
+	// Redacted counts the calls written with a secret redacted from their prompt, tool
+	// name, arguments or result.
+	Redacted int
 	// Captured reports whether any call event read had content capture on.
 	Captured bool
 	// LastSeq is the seq of the last event read; pass it as After to continue later.
@@ -75,8 +88,15 @@ func (s ExportStats) Skipped() int {
 // Calls whose arguments were not captured cannot be exported (a trace call needs its
 // arguments) and are counted in the [ExportStats], as are results that were not. The output
 // depends only on the events: the same log gives the same bytes.
+//
+// A trace never carries a detected secret: the prompt, tool name, arguments and result
+// of every call written pass through an [auditexport.Redactor], which replaces each
+// secret in their text (inside JSON string values, keeping the JSON valid) with
+// "[REDACTED:<kind>]". Calls with something redacted are counted in Redacted; replaying
+// them sees the redacted values.
 func Export(ctx context.Context, src audit.Source, w io.Writer, opts ExportOptions) (ExportStats, error) {
-	x := &exporter{w: bufio.NewWriter(w), byReq: map[string]*exportCall{}, sessions: map[string]*exportSession{}}
+	x := &exporter{w: bufio.NewWriter(w), byReq: map[string]*exportCall{}, sessions: map[string]*exportSession{},
+		match: opts.Match, redact: auditexport.NewRedactor()}
 	x.stats.LastSeq = opts.After
 	for {
 		evs, err := src.ScanEvents(ctx, x.stats.LastSeq, exportPage)
@@ -131,6 +151,8 @@ type exporter struct {
 	byReq      map[string]*exportCall // the waiting calls, by request id
 	sessions   map[string]*exportSession
 	line       bytes.Buffer // the record being written
+	match      func(*audit.Event) bool
+	redact     *auditexport.Redactor
 }
 
 func (x *exporter) add(e *audit.Event) error {
@@ -164,6 +186,16 @@ func (x *exporter) add(e *audit.Event) error {
 		return nil
 	}
 	if e.Kind != audit.KindCallOutcome {
+		if x.match != nil && !x.match(e) {
+			if !e.Pruned {
+				x.stats.Filtered++
+			}
+			return nil
+		}
+		if e.Pruned {
+			x.stats.Pruned++
+			return nil
+		}
 		if e.Captured != "" {
 			x.stats.Captured = true
 		}
@@ -220,10 +252,22 @@ func (x *exporter) flush() error {
 		x.stats.NotObject++
 		return nil
 	}
+	args, redactedArgs, err := x.redact.JSON(args)
+	if err != nil {
+		x.stats.InvalidJSON++
+		return nil
+	}
+	result, redactedResult, err := x.redact.JSON(c.result)
+	if err != nil {
+		result = nil
+		x.stats.ResultsOmitted++
+	}
+	tool, redactedTool := x.redact.String(e.Tool)
+	prompt, redactedPrompt := x.redact.String(e.Prompt)
 	x.line.Reset()
 	if err := writeRecord(&x.line, traceCall{
-		Type: typeCall, Session: s.name, ID: e.RequestID, Tool: e.Tool,
-		Arguments: args, Result: c.result, Time: formatTime(e.Time),
+		Type: typeCall, Session: s.name, ID: e.RequestID, Tool: tool,
+		Arguments: args, Result: result, Time: formatTime(e.Time),
 	}); err != nil {
 		return fmt.Errorf("export: call %s: %w", e.RequestID, err)
 	}
@@ -242,9 +286,9 @@ func (x *exporter) flush() error {
 		s.written = true
 		x.stats.Sessions++
 	}
-	if e.Prompt != "" {
+	if prompt != "" {
 		var rec bytes.Buffer
-		if err := writeRecord(&rec, tracePrompt{Type: typePrompt, Session: s.name, Text: e.Prompt}); err != nil {
+		if err := writeRecord(&rec, tracePrompt{Type: typePrompt, Session: s.name, Text: prompt}); err != nil {
 			return fmt.Errorf("export: prompt of call %s: %w", e.RequestID, err)
 		}
 		if _, err := x.w.Write(rec.Bytes()); err != nil {
@@ -255,6 +299,9 @@ func (x *exporter) flush() error {
 		return fmt.Errorf("export: write trace: %w", err)
 	}
 	x.stats.Calls++
+	if redactedArgs+redactedResult+redactedTool+redactedPrompt > 0 {
+		x.stats.Redacted++
+	}
 	return nil
 }
 

@@ -3,6 +3,7 @@ package replay_test
 import (
 	"bytes"
 	"encoding/json"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -132,5 +133,86 @@ func TestExportNothingCaptured(t *testing.T) {
 	st, err := replay.Export(t.Context(), db, &out, replay.ExportOptions{})
 	if err != nil || out.Len() != 0 || st.Calls != 0 || st.NotCaptured != 1 || st.Captured {
 		t.Errorf("Export(nothing captured) = %+v, %v, output %q; want no output, 1 call not captured", st, err, out.String())
+	}
+}
+
+// Secrets the scanner recognises: an AWS access key id and a GitHub token.
+const (
+	exportAWSKey      = "AKIAZ3MHQ2L7VXKQ4PJD"
+	exportGitHubToken = "ghp_R7b2Kx9Qm4Tz8Lw3Vn6Yp1Hs5Jd0Fc2Ga7Ue"
+)
+
+// TestExportMatchAndRedact: Match selects calls by their intent or refusal, their
+// outcomes follow, tombstones are counted, and no secret of a prompt, tool name,
+// arguments or result reaches the trace.
+func TestExportMatchAndRedact(t *testing.T) {
+	t.Parallel()
+	db, log := sqlitetest.Open(t)
+	t0 := time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
+	n := 0
+	add := func(e audit.Event) {
+		t.Helper()
+		n++
+		e.Time = t0.Add(time.Duration(n) * time.Second)
+		if err := log.Append(t.Context(), &e); err != nil {
+			t.Fatalf("Append(%s %s): %v", e.Kind, e.RequestID, err)
+		}
+	}
+	call := func(kind, req, agent, tool, args string) audit.Event {
+		return audit.Event{Kind: kind, RequestID: req, SessionID: "s-" + agent, Agent: agent, Tool: tool, Decision: "allow",
+			Captured: audit.CapturedArguments, Arguments: json.RawMessage(args)}
+	}
+	result := func(req, text string) audit.Event {
+		r, _ := json.Marshal(map[string]any{"content": []map[string]string{{"type": "text", "text": text}}})
+		return audit.Event{Kind: audit.KindCallOutcome, RequestID: req, Agent: "other", Captured: audit.CapturedResult, Result: r}
+	}
+	c1 := call(audit.KindCallIntent, "r1", "a1", "read", `{"path":"/x","key":"`+exportAWSKey+`","n":1.50}`)
+	c1.Prompt = "use " + exportGitHubToken
+	add(c1)
+	add(call(audit.KindCallIntent, "r2", "a2", "read", `{"path":"/y"}`))
+	add(result("r1", `{"password":"Xk29fj2KdP0qZ7wL"} and `+exportGitHubToken))
+	add(result("r2", "fine"))
+	add(call(audit.KindCallRefused, "r3", "a1", exportAWSKey, `{"q":"`+exportGitHubToken+`"}`))
+	add(call(audit.KindCallIntent, "r4", "a1", "read", `{"path":"/old"}`))
+	add(result("r4", "old"))
+	if _, err := db.PruneEvents(t.Context(), int64(n), nil, func(e *audit.Event) bool { return e.RequestID == "r4" }); err != nil {
+		t.Fatal(err)
+	}
+
+	match := func(e *audit.Event) bool { return e.Agent == "a1" }
+	var out bytes.Buffer
+	st, err := replay.Export(t.Context(), db, &out, replay.ExportOptions{Match: match})
+	if err != nil {
+		t.Fatalf("Export: %v", err)
+	}
+	for _, s := range []string{exportAWSKey, exportGitHubToken, "Xk29fj2KdP0qZ7wL"} {
+		if strings.Contains(out.String(), s) {
+			t.Errorf("the trace carries the secret %q:\n%s", s, out.String())
+		}
+	}
+	want := `{"type":"session","session":"s-a1","agent":"a1","time":"2026-03-01T09:00:01Z"}
+{"type":"prompt","session":"s-a1","text":"use [REDACTED:github_token]"}
+{"type":"call","session":"s-a1","id":"r1","tool":"read","arguments":{"path":"/x","key":"[REDACTED:aws_access_key]","n":1.50},"result":{"content":[{"text":"{\"password\":\"[REDACTED:generic_secret]\"} and [REDACTED:github_token]","type":"text"}]},"time":"2026-03-01T09:00:01Z"}
+{"type":"call","session":"s-a1","id":"r3","tool":"[REDACTED:aws_access_key]","arguments":{"q":"[REDACTED:github_token]"},"time":"2026-03-01T09:00:05Z"}
+`
+	if diff := cmp.Diff(want, out.String()); diff != "" {
+		t.Errorf("Export(Match a1) trace (-want +got):\n%s", diff)
+	}
+	// The tombstone of r4 no longer names its agent: Match cannot select it.
+	wantStats := replay.ExportStats{Sessions: 1, Calls: 2, Filtered: 1, Redacted: 2, Captured: true, LastSeq: int64(n)}
+	if diff := cmp.Diff(wantStats, st); diff != "" {
+		t.Errorf("Export(Match a1) stats (-want +got):\n%s", diff)
+	}
+	if _, err := replay.ReadTrace(strings.NewReader(out.String())); err != nil {
+		t.Errorf("ReadTrace(Export) = %v", err)
+	}
+	var again bytes.Buffer
+	if _, err := replay.Export(t.Context(), db, &again, replay.ExportOptions{Match: match}); err != nil || again.String() != out.String() {
+		t.Errorf("two exports of one log differ (%v)", err)
+	}
+	// Without Match every call is exported but the pruned one, which is counted.
+	st, err = replay.Export(t.Context(), db, io.Discard, replay.ExportOptions{})
+	if err != nil || st.Calls != 3 || st.Pruned != 1 || st.Filtered != 0 || st.Redacted != 2 {
+		t.Errorf("Export(all) = %+v, %v; want 3 calls, 1 pruned, 2 redacted", st, err)
 	}
 }

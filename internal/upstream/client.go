@@ -17,6 +17,8 @@ import (
 
 	"github.com/modelcontextprotocol/go-sdk/jsonrpc"
 	"github.com/modelcontextprotocol/go-sdk/mcp"
+
+	"github.com/chaperone-dev/chaperone/internal/telemetry"
 )
 
 // ErrUnavailable is returned (wrapped) by [Client.Call] and [Client.Tools] when the
@@ -507,6 +509,14 @@ func (c *Client) Call(ctx context.Context, tool string, args json.RawMessage) (j
 		return nil, fmt.Errorf("upstream %q: call tool %q: %w", c.cfg.Name, tool, ErrUnavailable)
 	}
 	params := &mcp.CallToolParams{Name: tool}
+	if tc := telemetry.ToMeta(ctx); tc != nil {
+		// The upstream joins the caller's trace (the MCP semantic conventions carry W3C
+		// trace context in params._meta).
+		params.Meta = mcp.Meta{}
+		for k, v := range tc {
+			params.Meta[k] = v
+		}
+	}
 	if len(args) > 0 {
 		// Checked here so that malformed arguments are not mistaken for a transport
 		// failure when the SDK fails to marshal them.
