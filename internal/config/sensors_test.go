@@ -59,23 +59,7 @@ func TestSensorsValidate(t *testing.T) {
 		{"egress entry", func(c *Config) { c.Tools[0].Sensors.Egress.Allow = []string{"http://"} }, []string{"tools[0].sensors.egress:"}},
 		{"defaults", func(c *Config) { c.Sensors.Defaults.Results.PII = "shred" }, []string{"sensors.defaults.results.pii:"}},
 	} {
-		t.Run(tc.name, func(t *testing.T) {
-			c, err := Parse([]byte(validBase))
-			if err != nil {
-				t.Fatal(err)
-			}
-			c.ApplyDefaults()
-			tc.mutate(c)
-			err = c.Validate()
-			if err == nil {
-				t.Fatalf("Validate() = nil, want %q", tc.want)
-			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("Validate() = %v\nwant it to contain %q", err, w)
-				}
-			}
-		})
+		t.Run(tc.name, func(t *testing.T) { wantInvalid(t, tc.mutate, tc.want) })
 	}
 }
 
@@ -104,5 +88,26 @@ sensors:
 	out, _ := c.Redacted().Marshal()
 	if strings.Contains(string(out), "s3cr3t-guard") {
 		t.Errorf("redacted config shows the classifier's token:\n%s", out)
+	}
+}
+
+// wantInvalid checks that the valid base configuration, changed by mutate, fails to
+// validate with errors containing each of want.
+func wantInvalid(t *testing.T, mutate func(*Config), want []string) {
+	t.Helper()
+	c, err := Parse([]byte(validBase))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.ApplyDefaults()
+	mutate(c)
+	err = c.Validate()
+	if err == nil {
+		t.Fatalf("Validate() = nil, want %q", want)
+	}
+	for _, w := range want {
+		if !strings.Contains(err.Error(), w) {
+			t.Errorf("Validate() = %v\nwant it to contain %q", err, w)
+		}
 	}
 }
