@@ -1,47 +1,21 @@
 package auditexport
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
-	"unicode/utf8"
 
 	"github.com/chaperone-dev/chaperone/internal/audit"
 	"github.com/chaperone-dev/chaperone/internal/inspect"
 )
 
-// Bounds of redaction.
-const (
-	// maxRedactRounds bounds how often a text is handed to the scanner again after a
-	// redaction (each [inspect.SecretScanner.Redact] itself rescans up to three times).
-	// A text in which secrets are still found after that is replaced whole by
-	// redactedWhole.
-	maxRedactRounds = 3
-	// MaxJSONDepth is the deepest nesting of arrays and objects [Redactor.JSON] walks.
-	// Deeper JSON is an error; [Redactor.Event] then replaces the value whole.
-	MaxJSONDepth = 512
-)
-
-// Markers written in place of content that cannot be shown.
-const (
-	// redactedWhole replaces a text in which secrets are still found after
-	// maxRedactRounds rounds of redaction.
-	redactedWhole = "[REDACTED:secret]"
-	// redactedUnreadable replaces captured JSON that cannot be walked (not valid JSON,
-	// or nested deeper than MaxJSONDepth), so that nothing unscanned is exported.
-	redactedUnreadable = `"[REDACTED:unreadable_json]"`
-)
-
-// errTooDeep reports JSON nested deeper than MaxJSONDepth.
-var errTooDeep = fmt.Errorf("json nested deeper than %d levels", MaxJSONDepth)
+// MaxJSONDepth is the deepest nesting of arrays and objects [Redactor.JSON] walks.
+// Deeper JSON is an error; [Redactor.Event] then replaces the value whole.
+const MaxJSONDepth = inspect.MaxRedactJSONDepth
 
 // Redactor removes secrets from the content of audit events before they leave the
-// store. It runs Chaperone's secret scanner ([inspect.SecretScanner]) and replaces
-// each secret found with "[REDACTED:<kind>]". A Redactor is safe for concurrent use;
-// building one compiles the scanner's ruleset, so build it once per export and reuse
-// it.
+// store, with Chaperone's secret scanner ([inspect.SecretScanner.RedactText] and
+// [inspect.SecretScanner.RedactJSON]): each secret found becomes "[REDACTED:<kind>]".
+// A Redactor is safe for concurrent use; building one compiles the scanner's ruleset,
+// so build it once per export and reuse it.
 type Redactor struct {
 	scanner *inspect.SecretScanner
 }
@@ -51,258 +25,12 @@ func NewRedactor() *Redactor {
 	return &Redactor{scanner: inspect.NewSecretScanner()}
 }
 
-// String returns s with every secret the scanner finds replaced by
-// "[REDACTED:<kind>]", and how many it replaced. The result is scanned again until
-// nothing more is found, at most three rounds; a text that still holds a secret
-// after that is replaced whole by "[REDACTED:secret]". A text without secrets is
-// returned as it is, with 0.
-func (r *Redactor) String(s string) (string, int) {
-	if s == "" {
-		return s, 0
-	}
-	total := 0
-	for range maxRedactRounds {
-		out, n := r.scanner.Redact(s)
-		if n == 0 {
-			return s, total
-		}
-		total += n
-		s = out
-		if len(r.scanner.Scan(s)) == 0 {
-			return s, total
-		}
-	}
-	return redactedWhole, total + 1
-}
+// String is [inspect.SecretScanner.RedactText].
+func (r *Redactor) String(s string) (string, int) { return r.scanner.RedactText(s) }
 
-// member redacts the string value v of the object member named key. Some secrets are
-// recognised only by the name they are assigned to ({"password":"..."}), so v is
-// scanned behind its key as well as on its own; only the part of a finding that lies
-// in v is replaced.
-func (r *Redactor) member(key, v string) (string, int) {
-	total := 0
-	for range maxRedactRounds {
-		prefix := key + ": "
-		found := r.scanner.Scan(prefix + v)
-		var b []byte
-		last, n := 0, 0
-		for _, f := range found {
-			start, end := f.Span.Start-len(prefix), f.Span.End-len(prefix)
-			if end <= 0 {
-				continue // in the key: the key is redacted on its own
-			}
-			start = max(start, last)
-			if start >= end {
-				continue
-			}
-			b = append(b, v[last:start]...)
-			b = append(b, "[REDACTED:"...)
-			b = append(b, f.Kind...)
-			b = append(b, ']')
-			last = end
-			n++
-		}
-		if n > 0 {
-			b = append(b, v[last:]...)
-			v = string(b)
-			total += n
-		}
-		out, m := r.String(v)
-		v = out
-		total += m
-		if n == 0 && m == 0 {
-			return v, total
-		}
-	}
-	if r.memberClean(key, v) {
-		return v, total
-	}
-	return redactedWhole, total + 1
-}
-
-// memberClean reports whether the scanner finds nothing in v, on its own or behind key.
-func (r *Redactor) memberClean(key, v string) bool {
-	prefix := key + ": "
-	for _, f := range r.scanner.Scan(prefix + v) {
-		if f.Span.End > len(prefix) {
-			return false
-		}
-	}
-	return len(r.scanner.Scan(v)) == 0
-}
-
-// JSON returns raw with the secrets in its strings redacted, and how many it
-// redacted. It walks the JSON value: every string — object keys and values, at any
-// depth — passes through [Redactor.String], and a string value is also scanned
-// behind the name of its member. The result is valid JSON with the same structure,
-// member order and numbers. When nothing is redacted raw itself is returned,
-// byte for byte; otherwise the result is compact. Empty input is returned as it is.
-// It fails for input that is not one valid JSON value or is nested deeper than
-// [MaxJSONDepth].
+// JSON is [inspect.SecretScanner.RedactJSON].
 func (r *Redactor) JSON(raw json.RawMessage) (json.RawMessage, int, error) {
-	if len(raw) == 0 {
-		return raw, 0, nil
-	}
-	w := jsonRewriter{r: r, dec: json.NewDecoder(bytes.NewReader(raw))}
-	w.dec.UseNumber()
-	w.out = make([]byte, 0, len(raw)+64)
-	tok, err := w.dec.Token()
-	if err != nil {
-		return nil, 0, fmt.Errorf("redact json: %w", err)
-	}
-	if err := w.value(tok, "", false, 0); err != nil {
-		return nil, 0, fmt.Errorf("redact json: %w", err)
-	}
-	if _, err := w.dec.Token(); !errors.Is(err, io.EOF) {
-		return nil, 0, errors.New("redact json: data after the value")
-	}
-	if w.n == 0 {
-		return raw, 0, nil
-	}
-	return w.out, w.n, nil
-}
-
-// jsonRewriter writes a JSON value token by token, redacting its strings.
-type jsonRewriter struct {
-	r   *Redactor
-	dec *json.Decoder
-	out []byte
-	n   int // secrets redacted
-}
-
-// value writes the value that starts with tok. key is the name of the member the value
-// belongs to, when inMember.
-func (w *jsonRewriter) value(tok json.Token, key string, inMember bool, depth int) error {
-	switch t := tok.(type) {
-	case string:
-		var s string
-		var n int
-		if inMember {
-			s, n = w.r.member(key, t)
-		} else {
-			s, n = w.r.String(t)
-		}
-		w.n += n
-		w.out = appendJSONString(w.out, s)
-	case json.Number:
-		w.out = append(w.out, t...)
-	case bool:
-		if t {
-			w.out = append(w.out, "true"...)
-		} else {
-			w.out = append(w.out, "false"...)
-		}
-	case nil:
-		w.out = append(w.out, "null"...)
-	case json.Delim:
-		if depth >= MaxJSONDepth {
-			return errTooDeep
-		}
-		switch t {
-		case '{':
-			return w.object(depth + 1)
-		case '[':
-			return w.array(depth + 1)
-		}
-		return fmt.Errorf("unexpected %q", rune(t))
-	default:
-		return fmt.Errorf("unexpected token %T", tok)
-	}
-	return nil
-}
-
-func (w *jsonRewriter) object(depth int) error {
-	w.out = append(w.out, '{')
-	for i := 0; w.dec.More(); i++ {
-		tok, err := w.dec.Token()
-		if err != nil {
-			return err
-		}
-		key, ok := tok.(string)
-		if !ok {
-			return fmt.Errorf("object key is %T, not a string", tok)
-		}
-		if i > 0 {
-			w.out = append(w.out, ',')
-		}
-		k, n := w.r.String(key)
-		w.n += n
-		w.out = appendJSONString(w.out, k)
-		w.out = append(w.out, ':')
-		tok, err = w.dec.Token()
-		if err != nil {
-			return err
-		}
-		if err := w.value(tok, key, true, depth); err != nil {
-			return err
-		}
-	}
-	if _, err := w.dec.Token(); err != nil { // the closing brace
-		return err
-	}
-	w.out = append(w.out, '}')
-	return nil
-}
-
-func (w *jsonRewriter) array(depth int) error {
-	w.out = append(w.out, '[')
-	for i := 0; w.dec.More(); i++ {
-		tok, err := w.dec.Token()
-		if err != nil {
-			return err
-		}
-		if i > 0 {
-			w.out = append(w.out, ',')
-		}
-		if err := w.value(tok, "", false, depth); err != nil {
-			return err
-		}
-	}
-	if _, err := w.dec.Token(); err != nil { // the closing bracket
-		return err
-	}
-	w.out = append(w.out, ']')
-	return nil
-}
-
-// appendJSONString appends s as a JSON string, escaped as the audit log encodes text:
-// quotes, backslashes and control characters escaped, U+2028 and U+2029 escaped, HTML
-// characters as they are, invalid UTF-8 replaced by U+FFFD.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				b = append(b, '\\', c)
-			case c == '\n':
-				b = append(b, '\\', 'n')
-			case c == '\r':
-				b = append(b, '\\', 'r')
-			case c == '\t':
-				b = append(b, '\\', 't')
-			case c < 0x20:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			default:
-				b = append(b, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		switch {
-		case r == utf8.RuneError && size == 1:
-			b = append(b, "\ufffd"...)
-		case r == '\u2028' || r == '\u2029':
-			b = append(b, '\\', 'u', '2', '0', '2', hex[r&0xf])
-		default:
-			b = append(b, s[i:i+size]...)
-		}
-		i += size
-	}
-	return append(b, '"')
+	return r.scanner.RedactJSON(raw)
 }
 
 // Event returns a copy of e with the secrets in its content redacted, and how many it
@@ -326,7 +54,7 @@ func (r *Redactor) Event(e *audit.Event) (audit.Event, int) {
 	for _, raw := range []*json.RawMessage{&c.Arguments, &c.Result} {
 		out, n, err := r.JSON(*raw)
 		if err != nil {
-			*raw = json.RawMessage(redactedUnreadable)
+			*raw = json.RawMessage(inspect.RedactedUnreadableJSON)
 			total++
 			continue
 		}

@@ -386,9 +386,16 @@ func tokenNew(args []string, stdout, stderr io.Writer) error {
 
 // dataDirFlags adds --data-dir and --db and returns the database path they select.
 func dataDirFlags(fs *flag.FlagSet) func() string {
+	_, db := dataDirAndDB(fs)
+	return db
+}
+
+// dataDirAndDB is dataDirFlags for commands that read other files of the data directory
+// too: it also returns the directory flag.
+func dataDirAndDB(fs *flag.FlagSet) (*string, func() string) {
 	dataDir := fs.String("data-dir", "chaperone-data", "data directory")
 	db := fs.String("db", "", "SQLite database file (default <data-dir>/chaperone.db)")
-	return func() string {
+	return dataDir, func() string {
 		if *db != "" {
 			return *db
 		}

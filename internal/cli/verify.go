@@ -18,30 +18,26 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/store/sqlite"
 )
 
-// listFlag collects a flag given more than once.
-type listFlag []string
+// pathsFlag collects a file flag given more than once. Unlike exportList it does not
+// split on commas, which a path may hold.
+type pathsFlag []string
 
-func (l *listFlag) String() string     { return strings.Join(*l, ",") }
-func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+func (l *pathsFlag) String() string     { return strings.Join(*l, ",") }
+func (l *pathsFlag) Set(v string) error { *l = append(*l, v); return nil }
 
-var _ flag.Value = (*listFlag)(nil)
+var _ flag.Value = (*pathsFlag)(nil)
 
 // auditVerify checks the chain, anchored in the signed checkpoints stored beside it and in
 // any published checkpoint files given, with the trusted public keys.
 func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("audit verify", stderr)
-	dataDir := fs.String("data-dir", "chaperone-data", "data directory")
-	db := fs.String("db", "", "SQLite database file (default <data-dir>/chaperone.db)")
-	var keyFiles, cpFiles listFlag
+	dataDir, dbPath := dataDirAndDB(fs)
+	var keyFiles, cpFiles pathsFlag
 	fs.Var(&keyFiles, "key", "PEM file of the public key(s) checkpoints must be signed with (repeatable; default <data-dir>/audit-signing.key.pub if it exists)")
 	fs.Var(&cpFiles, "checkpoints", "file of published checkpoints, one JSON per line, to check the log against (repeatable)")
 	from := fs.String("from", "", "verify only the events after CHECKPOINT: the seq of a stored checkpoint, \"latest\", or a file holding one checkpoint")
 	if err := parse(fs, args, 0); err != nil {
 		return err
-	}
-	dbPath := *db
-	if dbPath == "" {
-		dbPath = filepath.Join(*dataDir, "chaperone.db")
 	}
 	keys, err := verifyKeys(keyFiles, *dataDir)
 	if err != nil {
@@ -55,7 +51,7 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		published = append(published, cps...)
 	}
-	store, err := sqlite.OpenReadOnly(ctx, dbPath)
+	store, err := sqlite.OpenReadOnly(ctx, dbPath())
 	if err != nil {
 		return err
 	}

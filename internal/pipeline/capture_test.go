@@ -8,10 +8,12 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/chaperone-dev/chaperone/internal/audit"
+	"github.com/chaperone-dev/chaperone/internal/inspect"
 	"github.com/chaperone-dev/chaperone/internal/pipeline"
 	"github.com/chaperone-dev/chaperone/internal/store/sqlite"
 )
@@ -151,5 +153,35 @@ func TestCaptureOffStoresNoValues(t *testing.T) {
 		if !tc.want && !strings.Contains(string(all), "call.refused") {
 			t.Errorf("capture off: database files hold no call.refused event: the search proves nothing")
 		}
+	}
+}
+
+// TestCaptureRedactsWithTheSharedRedactor: captured arguments go through the secret
+// scanner's JSON redactor, which also reads a value behind its member's name, and JSON
+// too deep to walk is not recorded rather than recorded unscanned.
+func TestCaptureRedactsWithTheSharedRedactor(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	const pw = "Xk29fj2KdP0qZ7wL"
+	deep := strings.Repeat(`{"a":`, inspect.MaxRedactJSONDepth+1) + `"AKIAZ7Q3XW5N4KD2JH6P"` + strings.Repeat("}", inspect.MaxRedactJSONDepth+1)
+	for _, tc := range []struct {
+		name, args, captured string
+		leak                 string
+	}{
+		{"secret named by its key", `{"password":"` + pw + `","user":"alice"}`, "arguments", pw},
+		{"too deep to scan", deep, "invalid_json", "AKIAZ7Q3XW5N4KD2JH6P"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			aud := &fakeAuditor{}
+			p := h.pipeline(pipeline.Options{Audit: aud, Sensors: newSensors(t, time.Second), Capture: pipeline.Capture{Arguments: true, MaxBytes: 1 << 20}})
+			p.Handle(t.Context(), newCall("nope", tc.args))
+			_, evs := aud.recorded()
+			if len(evs) != 1 || evs[0].Captured != tc.captured || strings.Contains(string(evs[0].Arguments), tc.leak) {
+				t.Fatalf("captured %q: %s", evs[0].Captured, evs[0].Arguments)
+			}
+			if tc.captured == "arguments" && !strings.Contains(string(evs[0].Arguments), `"user":"alice"`) {
+				t.Errorf("the rest of the arguments was not kept: %s", evs[0].Arguments)
+			}
+		})
 	}
 }

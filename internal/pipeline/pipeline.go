@@ -920,13 +920,17 @@ func (p *Pipeline) capture(raw json.RawMessage, what string) (json.RawMessage, s
 	if int64(len(raw)) > p.opts.Capture.MaxBytes {
 		return nil, audit.CapturedTooLarge
 	}
-	// Credentials never reach the audit log, captured or not.
-	raw = p.redactJSON(raw)
 	trimmed := bytes.TrimSpace(raw)
 	if len(trimmed) == 0 || string(trimmed) == "null" {
 		return nil, what
 	}
 	if !utf8.Valid(raw) {
+		return nil, audit.CapturedInvalid
+	}
+	// Credentials never reach the audit log, captured or not; JSON the redactor cannot
+	// walk is not recorded.
+	raw, ok := p.redactJSON(raw)
+	if !ok {
 		return nil, audit.CapturedInvalid
 	}
 	var b bytes.Buffer

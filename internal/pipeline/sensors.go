@@ -617,35 +617,23 @@ func (p *Pipeline) redactSecrets(s string) string {
 	if p.opts.Sensors == nil || p.opts.Sensors.Secrets == nil || s == "" {
 		return s
 	}
-	out, _ := p.opts.Sensors.Secrets.Redact(s)
+	out, _ := p.opts.Sensors.Secrets.RedactText(s)
 	return out
 }
 
 // redactJSON replaces the credentials in the strings of a JSON value meant for the audit
-// log. JSON it cannot read is returned as it is (capture refuses it anyway).
-func (p *Pipeline) redactJSON(raw json.RawMessage) json.RawMessage {
+// log or a span ([inspect.SecretScanner.RedactJSON]: values are also read behind their
+// member's name). JSON it cannot walk — invalid, or nested too deep — is replaced whole
+// by [inspect.RedactedUnreadableJSON] and ok is false: nothing unscanned passes.
+func (p *Pipeline) redactJSON(raw json.RawMessage) (_ json.RawMessage, ok bool) {
 	if p.opts.Sensors == nil || p.opts.Sensors.Secrets == nil || len(raw) == 0 {
-		return raw
+		return raw, true
 	}
-	var root any
-	if err := decodeJSON(raw, &root); err != nil {
-		return raw
-	}
-	changed := false
-	for _, f := range stringFields(&root) {
-		if out, n := p.opts.Sensors.Secrets.Redact(f.text); n > 0 {
-			f.set(out)
-			changed = true
-		}
-	}
-	if !changed {
-		return raw
-	}
-	out, err := encodeJSON(root)
+	out, _, err := p.opts.Sensors.Secrets.RedactJSON(raw)
 	if err != nil {
-		return raw
+		return json.RawMessage(inspect.RedactedUnreadableJSON), false
 	}
-	return out
+	return out, true
 }
 
 // untrustedLabels returns the labels of a tool's result that an injection was found in:

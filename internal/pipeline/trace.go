@@ -138,11 +138,13 @@ func (p *Pipeline) annotate(ctx context.Context, c *Call, ev *audit.Event, out *
 	}
 	if p.opts.TraceCapture {
 		if len(c.Arguments) > 0 {
-			attrs = append(attrs, AttrToolArguments.String(string(p.redactJSON(c.Arguments))))
+			args, _ := p.redactJSON(c.Arguments)
+			attrs = append(attrs, AttrToolArguments.String(string(args)))
 		}
 		if out.Result != nil {
 			// What the agent was given: the result sensors have already worked on it.
-			attrs = append(attrs, AttrToolResult.String(string(p.redactJSON(out.Result))))
+			res, _ := p.redactJSON(out.Result)
+			attrs = append(attrs, AttrToolResult.String(string(res)))
 		}
 	}
 	if r := out.Refusal; r != nil {
