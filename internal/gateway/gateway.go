@@ -271,9 +271,9 @@ type message struct {
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	rid := newID("req")
-	a := arrival{start: time.Now(), header: r.Header}
+	a := g.arrive(r)
 	pr, failure, err := g.opts.Auth.Authenticate(r.Header.Get("Authorization"))
-	a.authEnd = time.Now()
+	a.authenticated()
 	if err != nil {
 		g.traceFailedAuth(ctx, a, rid, string(failure))
 		g.auditAuthFailure(ctx, rid, r, failure)

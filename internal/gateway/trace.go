@@ -19,9 +19,23 @@ const SpanAuthenticate = "chaperone.authenticate"
 
 // arrival is when a request came in and how long authenticating it took: the call's
 // span, which can only start once the body names the tool, starts at the arrival.
+// Without a tracer it reads no clock.
 type arrival struct {
 	start, authEnd time.Time
 	header         http.Header
+}
+
+func (g *Gateway) arrive(r *http.Request) arrival {
+	if g.opts.Tracer == nil {
+		return arrival{}
+	}
+	return arrival{start: time.Now(), header: r.Header}
+}
+
+func (a *arrival) authenticated() {
+	if !a.start.IsZero() {
+		a.authEnd = time.Now()
+	}
 }
 
 // parentContext returns ctx carrying the agent's trace: the W3C trace context in the

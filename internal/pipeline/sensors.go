@@ -265,7 +265,7 @@ func (p *Pipeline) senseCall(ctx context.Context, c *Call, t *registry.Tool, arg
 		size += len(x)
 	}
 	type found struct{ secrets, pii []string }
-	var tm sensorTimes
+	tm := p.sensorTimes()
 	f, err := scan(ctx, s, size, func() found {
 		var f found
 		tm.start()
@@ -454,7 +454,7 @@ func (p *Pipeline) senseResult(ctx context.Context, t *registry.Tool, key string
 		secretSpans  [][]inspect.Finding
 		piiSpans     [][]inspect.Finding
 	}
-	var tm sensorTimes
+	tm := p.sensorTimes()
 	f, err := scan(ctx, s, doc.size(), func() found {
 		f := found{secretSpans: make([][]inspect.Finding, len(doc.fields)), piiSpans: make([][]inspect.Finding, len(doc.fields))}
 		tm.start()

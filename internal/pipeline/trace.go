@@ -98,10 +98,8 @@ func (p *Pipeline) annotate(ctx context.Context, c *Call, ev *audit.Event, out *
 	if !sp.IsRecording() {
 		return
 	}
-	attrs := []attribute.KeyValue{
-		AttrOperation.String("execute_tool"), AttrToolName.String(c.Tool), AttrToolCallID.String(c.RequestID),
-		AttrAgentID.String(ev.Agent), AttrDecision.String(decisionOf(out)),
-	}
+	// The ingress named the call (tool, call id, agent, operation) when it started the span.
+	attrs := []attribute.KeyValue{AttrDecision.String(decisionOf(out))}
 	str := func(k attribute.Key, v string) {
 		if v != "" {
 			attrs = append(attrs, k.String(v))
@@ -219,14 +217,24 @@ func (s *stageTracker) end(out *Outcome) {
 
 // sensorTimes are the times the secret and personal-data scans started and ended, taken
 // inside the scan (which may run on another goroutine: it is read after scan returns).
+// With tracing off (on false) it reads no clock.
 type sensorTimes struct {
-	t [3]time.Time
-	n int
+	on bool
+	t  [3]time.Time
+	n  int
 }
 
-func (t *sensorTimes) start() { t.t[0], t.n = time.Now(), 1 }
+// sensorTimes returns the clock of one scan: running only when spans are recorded.
+func (p *Pipeline) sensorTimes() sensorTimes { return sensorTimes{on: p.opts.Tracer != nil} }
+
+func (t *sensorTimes) start() {
+	if t.on {
+		t.t[0], t.n = time.Now(), 1
+	}
+}
+
 func (t *sensorTimes) split() {
-	if t.n < len(t.t) {
+	if t.on && t.n < len(t.t) {
 		t.t[t.n] = time.Now()
 		t.n++
 	}
