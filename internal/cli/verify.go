@@ -33,7 +33,7 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fs := newFlags("audit verify", stderr)
 	dataDir, dbPath := dataDirAndDB(fs)
 	var keyFiles, cpFiles pathsFlag
-	fs.Var(&keyFiles, "key", "PEM file of the public key(s) checkpoints must be signed with (repeatable; default <data-dir>/audit-signing.key.pub if it exists)")
+	fs.Var(&keyFiles, "key", "PEM file of the public key(s) checkpoints must be signed with (repeatable; default <data-dir>/audit-signing.key.pub if it exists); given, a log no checkpoint covers fails")
 	fs.Var(&cpFiles, "checkpoints", "file of published checkpoints, one JSON per line, to check the log against (repeatable)")
 	from := fs.String("from", "", "verify only the events after CHECKPOINT: the seq of a stored checkpoint, \"latest\", or a file holding one checkpoint")
 	if err := parse(fs, args, 0); err != nil {
@@ -58,16 +58,18 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	defer store.Close()
 
 	opts := audit.VerifyOptions{Keys: keys}
+	after := int64(0)
 	if *from != "" {
 		f, err := fromCheckpoint(ctx, store, *from)
 		if err != nil {
 			return err
 		}
-		opts.From = &f
-	} else {
-		if opts.Checkpoints, err = allCheckpoints(ctx, store); err != nil {
-			return err
-		}
+		opts.From, after = &f, f.Seq
+	}
+	// The stored checkpoints in the range count too: events deleted after the starting
+	// checkpoint must show.
+	if opts.Checkpoints, err = storedCheckpoints(ctx, store, after); err != nil {
+		return err
 	}
 	opts.Checkpoints = append(opts.Checkpoints, published...)
 	if len(keys) == 0 && (len(opts.Checkpoints) > 0 || opts.From != nil) {
@@ -94,6 +96,11 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		if after := rep.From + rep.Events - a.Seq; after > 0 {
 			fmt.Fprintf(stdout, "note: the %d events after event %d are not covered by a checkpoint yet: their deletion would not show\n", after, a.Seq)
 		}
+	case rep.Events > 0 && len(keyFiles) > 0:
+		// A key was given: the log is expected to be anchored. None matching fails
+		// closed — the checkpoints may have been removed with the events they covered.
+		fmt.Fprintf(stdout, "UNANCHORED: no checkpoint signed by the given key covers this log; events deleted from its end would not show\n")
+		return failError{}
 	case rep.Events > 0:
 		fmt.Fprintf(stdout, "note: no signed checkpoint covers this log: events deleted from its end would not show\n")
 	}
@@ -131,10 +138,9 @@ func verifyKeys(files []string, dataDir string) ([]ed25519.PublicKey, error) {
 	return keys, nil
 }
 
-// allCheckpoints reads every stored checkpoint.
-func allCheckpoints(ctx context.Context, store *sqlite.DB) ([]audit.Checkpoint, error) {
+// storedCheckpoints reads every stored checkpoint after the event after.
+func storedCheckpoints(ctx context.Context, store *sqlite.DB, after int64) ([]audit.Checkpoint, error) {
 	var out []audit.Checkpoint
-	after := int64(0)
 	for {
 		page, err := store.Checkpoints(ctx, after, sqlite.MaxCheckpoints)
 		if err != nil {

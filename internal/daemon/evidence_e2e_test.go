@@ -214,12 +214,20 @@ func TestCheckpointsAnchorTheLogAcrossRestarts(t *testing.T) {
 		t.Fatalf("verify --from:\n%s", out)
 	}
 
-	// Someone with the database deletes the newest events (and the stored checkpoints): the
-	// published anchor still shows it.
 	w, err := sqlite.Open(context.Background(), db)
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The events after cp deleted: verifying from cp still sees the shutdown checkpoint.
+	if _, err := w.SQL().Exec(`DELETE FROM audit_events WHERE seq > ?`, cp.Seq); err != nil {
+		t.Fatal(err)
+	}
+	out, code := runCLICode(t, "audit", "verify", "--data-dir", g.DataDir, "--from", itoa(cp.Seq))
+	if code == 0 || !strings.Contains(out, "deleted from the end") {
+		t.Fatalf("verify --from after deleting the events after it (exit %d):\n%s", code, out)
+	}
+	// Someone with the database deletes the newest events (and the stored checkpoints): the
+	// published anchor still shows it.
 	if _, err := w.SQL().Exec(`DELETE FROM audit_events WHERE seq > ?`, cp.Seq-1); err != nil {
 		t.Fatal(err)
 	}
@@ -227,9 +235,19 @@ func TestCheckpointsAnchorTheLogAcrossRestarts(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.Close()
-	out, code := runCLICode(t, "audit", "verify", "--data-dir", g.DataDir, "--checkpoints", anchorFile)
+	out, code = runCLICode(t, "audit", "verify", "--data-dir", g.DataDir, "--checkpoints", anchorFile)
 	if code == 0 || !strings.Contains(out, "deleted from the end") {
 		t.Fatalf("verify after deleting the newest events (exit %d):\n%s", code, out)
+	}
+	// Without the published file, an auditor who names the key expects an anchored log:
+	// one with no checkpoint left fails rather than passes with a note.
+	out, code = runCLICode(t, "audit", "verify", "--data-dir", g.DataDir, "--key", filepath.Join(g.DataDir, "audit-signing.key.pub"))
+	if code == 0 || !strings.Contains(out, "UNANCHORED") {
+		t.Fatalf("verify --key of a log stripped of its checkpoints (exit %d):\n%s", code, out)
+	}
+	out = runCLI(t, "audit", "verify", "--data-dir", g.DataDir)
+	if !strings.Contains(out, "no signed checkpoint covers this log") {
+		t.Fatalf("verify without a key of an unanchored log:\n%s", out)
 	}
 }
 
