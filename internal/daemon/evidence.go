@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -86,18 +85,18 @@ func (d *Daemon) buildCheckpointer() error {
 // signingKey reads the Ed25519 key at path, or makes one there (0600) with its public
 // half beside it (path + ".pub"), for auditors to pin.
 func signingKey(path string) (ed25519.PrivateKey, error) {
-	var genErr error
-	pemText, err := secretFile(path, func() string {
-		_, k, err := ed25519.GenerateKey(rand.Reader)
-		if err != nil {
-			genErr = err
-			return ""
-		}
-		b, err := audit.MarshalSigningKey(k)
-		genErr = err
-		return strings.TrimSpace(string(b))
-	})
-	if err := errors.Join(err, genErr); err != nil {
+	// A fresh key is made first, so that a failure cannot leave an empty key file behind;
+	// it is used only if the file does not exist yet.
+	_, fresh, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	freshPEM, err := audit.MarshalSigningKey(fresh)
+	if err != nil {
+		return nil, err
+	}
+	pemText, err := secretFile(path, func() string { return strings.TrimSpace(string(freshPEM)) })
+	if err != nil {
 		return nil, err
 	}
 	key, err := audit.ParseSigningKey([]byte(pemText))
@@ -225,7 +224,7 @@ func (d *Daemon) MetricsURL() string {
 	return ""
 }
 
-// MetricsRegistry exposes the metrics, for tests and the console.
+// Metrics are the gateway's metrics (nil when off), for tests and the console.
 func (d *Daemon) Metrics() *telemetry.Metrics { return d.metrics }
 
 // taskUsage is what a task has cost so far, from the budget ledger; zero without one.
