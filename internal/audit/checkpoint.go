@@ -120,7 +120,7 @@ func ParseCheckpoint(raw []byte) (Checkpoint, error) {
 	case c.Seq < 1:
 		return Checkpoint{}, fmt.Errorf("audit: checkpoint seq %d, want at least 1", c.Seq)
 	case !validHash(c.Head):
-		return Checkpoint{}, fmt.Errorf("audit: checkpoint head %q is not sha256:<64 hex digits>", truncateText(c.Head, 80))
+		return Checkpoint{}, fmt.Errorf("audit: checkpoint head %.80q is not sha256:<64 hex digits>", c.Head)
 	case c.Time.IsZero():
 		return Checkpoint{}, errors.New("audit: checkpoint has no time")
 	case c.Key == "" || c.Sig == "":
@@ -218,11 +218,4 @@ func validHash(h string) bool {
 	}
 	_, err := hex.DecodeString(rest)
 	return err == nil && strings.ToLower(rest) == rest
-}
-
-func truncateText(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }

@@ -80,11 +80,11 @@ func (c *Checkpointer) Checkpoint(ctx context.Context) (Checkpoint, bool, error)
 	if err != nil {
 		return Checkpoint{}, false, fmt.Errorf("audit: checkpoint: %w", err)
 	}
-	head, any, err := c.o.Events.LastEvent(ctx)
+	head, found, err := c.o.Events.LastEvent(ctx)
 	if err != nil {
 		return Checkpoint{}, false, fmt.Errorf("audit: checkpoint: read head: %w", err)
 	}
-	if any && (!ok || head.Seq > last.Seq) {
+	if found && (!ok || head.Seq > last.Seq) {
 		cp, err := SignCheckpoint(c.o.Key, head.Seq, head.Hash, c.o.Now())
 		if err != nil {
 			return Checkpoint{}, false, err
