@@ -20,6 +20,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/chaperone-dev/chaperone/internal/argcheck"
+	"github.com/chaperone-dev/chaperone/internal/audit"
 )
 
 // Status is where a [Request] stands.
@@ -369,10 +370,10 @@ func shortQuote(s string) string {
 
 // Event kinds, for [Notifier]s.
 const (
-	EventRequested = "approval.requested"
-	EventApproved  = "approval.approved"
-	EventDenied    = "approval.denied"
-	EventExpired   = "approval.expired"
+	EventRequested = audit.KindApprovalRequested
+	EventApproved  = audit.KindApprovalApproved
+	EventDenied    = audit.KindApprovalDenied
+	EventExpired   = audit.KindApprovalExpired
 )
 
 // Notifier tells people about requests and decisions. Notify gets the request with

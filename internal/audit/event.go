@@ -45,6 +45,12 @@ const (
 	KindKillLifted       = "kill.lifted"       // an operator lifted a kill switch
 	KindBreakerChanged   = "breaker.changed"   // an agent's circuit breaker tripped, went half-open, closed or was reset
 	KindCallDeduplicated = "call.deduplicated" // a retried call answered from its idempotency key's record, not executed again
+
+	// The approval manager's events (internal/approval names them for its notifiers).
+	KindApprovalRequested = "approval.requested" // a held call was put to people
+	KindApprovalApproved  = "approval.approved"  // enough people approved it; LatencyMicros is the time to decide
+	KindApprovalDenied    = "approval.denied"    // a person declined it; LatencyMicros is the time to decide
+	KindApprovalExpired   = "approval.expired"   // nobody decided in time
 )
 
 // Event is one audit record. Field names, their order and their JSON tags are

@@ -494,14 +494,6 @@ func mapFinding(o *ocsfEvent, e *audit.Event) {
 	o.SeverityID, o.IsAlert = sev, true
 }
 
-// Kinds of the events the approval manager records (internal/approval's Event kinds).
-const (
-	kindApprovalRequested = "approval.requested"
-	kindApprovalApproved  = "approval.approved"
-	kindApprovalDenied    = "approval.denied"
-	kindApprovalExpired   = "approval.expired"
-)
-
 // Entity Management activities.
 const (
 	entityCreate = 1
@@ -544,11 +536,11 @@ func mapEntity(o *ocsfEvent, e *audit.Event) (int, bool) {
 	case audit.KindBreakerChanged:
 		o.Entity = &ocsfEntity{Name: e.Agent, Type: "circuit_breaker"}
 		sev = severityHigh
-	case kindApprovalRequested, kindApprovalApproved, kindApprovalDenied, kindApprovalExpired:
+	case audit.KindApprovalRequested, audit.KindApprovalApproved, audit.KindApprovalDenied, audit.KindApprovalExpired:
 		o.Entity = &ocsfEntity{Name: e.Tool, UID: e.Approval, Type: "approval_request"}
 		u.Approval = ""
 		sev = severityLow
-		if e.Kind == kindApprovalRequested {
+		if e.Kind == audit.KindApprovalRequested {
 			act = entityCreate
 		}
 	case audit.KindTaskStarted, audit.KindTaskEnded:

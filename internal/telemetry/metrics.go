@@ -12,15 +12,6 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/audit"
 )
 
-// Event kinds of the approval manager (internal/approval), named here as strings so
-// that this package does not depend on it.
-const (
-	kindApprovalRequested = "approval.requested"
-	kindApprovalApproved  = "approval.approved"
-	kindApprovalDenied    = "approval.denied"
-	kindApprovalExpired   = "approval.expired"
-)
-
 // Reason codes of refused calls (internal/pipeline) that the metrics tell apart.
 const (
 	reasonUnknownTool     = "unknown_tool"
@@ -231,13 +222,13 @@ func (m *Metrics) observe(e *audit.Event) {
 	case audit.KindCallOutcome:
 		m.outcome(e)
 		m.sensors(e, "result")
-	case kindApprovalRequested:
+	case audit.KindApprovalRequested:
 		m.approvalReqs.Inc()
-	case kindApprovalApproved:
+	case audit.KindApprovalApproved:
 		m.approval(e, "approved")
-	case kindApprovalDenied:
+	case audit.KindApprovalDenied:
 		m.approval(e, "declined")
-	case kindApprovalExpired:
+	case audit.KindApprovalExpired:
 		m.approvals.WithLabelValues("expired").Inc()
 	case audit.KindBreakerChanged:
 		m.breakerChanges.WithLabelValues(m.labels.to.value(e.Decision)).Inc()
