@@ -117,19 +117,3 @@ func (c *Checkpointer) Checkpoint(ctx context.Context) (Checkpoint, bool, error)
 	}
 	return last, true, errors.Join(errs...)
 }
-
-// Run makes a checkpoint every interval until ctx is done.
-func (c *Checkpointer) Run(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if _, _, err := c.Checkpoint(ctx); err != nil && ctx.Err() == nil {
-				c.o.Logger.WarnContext(ctx, "audit checkpoint", "err", err)
-			}
-		}
-	}
-}

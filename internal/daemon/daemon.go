@@ -336,17 +336,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		t := time.NewTicker(time.Minute)
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case now := <-t.C:
-				d.pipeline.ExpireFlow(now)
-				d.expireContainment(ctx, now)
-			}
-		}
+		every(ctx, time.Minute, func(now time.Time) {
+			d.pipeline.ExpireFlow(now)
+			d.expireContainment(ctx, now)
+		})
 	}()
 	d.evidenceLoops(ctx, func(f func()) {
 		wg.Add(1)

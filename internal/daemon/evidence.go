@@ -120,7 +120,7 @@ func (d *Daemon) checkpoint(ctx context.Context) {
 	if d.checkpointer == nil {
 		return
 	}
-	if _, _, err := d.checkpointer.Checkpoint(ctx); err != nil {
+	if _, _, err := d.checkpointer.Checkpoint(ctx); err != nil && ctx.Err() == nil {
 		d.log.WarnContext(ctx, "audit checkpoint", "err", err)
 	}
 }
@@ -162,27 +162,34 @@ func (d *Daemon) evidenceLoops(ctx context.Context, spawn func(func())) {
 	if d.checkpointer == nil {
 		return
 	}
-	spawn(func() { d.checkpointer.Run(ctx, d.cfg.Audit.Checkpoints.Every()) })
+	spawn(func() { every(ctx, d.cfg.Audit.Checkpoints.Every(), func(time.Time) { d.checkpoint(ctx) }) })
 	if !d.retention().On() {
 		return
 	}
 	spawn(func() {
-		t := time.NewTicker(d.cfg.Audit.Retention.Interval.D())
-		defer t.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case now := <-t.C:
-				n, err := d.Prune(ctx, now)
-				if err != nil && ctx.Err() == nil {
-					d.log.WarnContext(ctx, "audit pruning", "err", err)
-				} else if n > 0 {
-					d.log.InfoContext(ctx, "audit events pruned behind the newest checkpoint", "events", n)
-				}
+		every(ctx, d.cfg.Audit.Retention.Interval.D(), func(now time.Time) {
+			n, err := d.Prune(ctx, now)
+			if err != nil && ctx.Err() == nil {
+				d.log.WarnContext(ctx, "audit pruning", "err", err)
+			} else if n > 0 {
+				d.log.InfoContext(ctx, "audit events pruned behind the newest checkpoint", "events", n)
 			}
-		}
+		})
 	})
+}
+
+// every calls f with the time at every tick of interval until ctx is done.
+func every(ctx context.Context, interval time.Duration, f func(time.Time)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			f(now)
+		}
+	}
 }
 
 // metricsListener binds the metrics endpoint's own listener, if it has one.
