@@ -2,11 +2,8 @@ package cli
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -68,7 +65,7 @@ func auditExport(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	defer db.Close()
 
-	out, err := exportOpenOutput(stdout, *outPath, *format)
+	out, err := openOutput(stdout, *outPath, *format)
 	if err != nil {
 		return err
 	}
@@ -139,40 +136,6 @@ func (l *exportList) Set(v string) error {
 	return nil
 }
 
-// exportOutput is where an export goes: standard output, or a file written beside its
-// destination and renamed into place by commit, so that a failed export leaves no
-// partial file.
-type exportOutput struct {
-	w      io.Writer
-	commit func() error
-	abort  func()
-}
-
-func exportOpenOutput(stdout io.Writer, path, format string) (*exportOutput, error) {
-	out := &exportOutput{w: stdout, commit: func() error { return nil }, abort: func() {}}
-	if path == "" {
-		return out, nil
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".chaperone-export-*")
-	if err != nil {
-		return nil, fmt.Errorf("write %s: %w", format, err)
-	}
-	out.w = f
-	out.abort = func() { f.Close(); os.Remove(f.Name()) }
-	out.commit = func() error {
-		if err := errors.Join(f.Sync(), f.Close()); err != nil {
-			os.Remove(f.Name())
-			return fmt.Errorf("write %s %s: %w", format, path, err)
-		}
-		if err := os.Rename(f.Name(), path); err != nil {
-			os.Remove(f.Name())
-			return fmt.Errorf("write %s: %w", format, err)
-		}
-		return nil
-	}
-	return out, nil
-}
-
 // exportSummary is the line that says what a jsonl or ocsf export wrote.
 func exportSummary(format string, st auditexport.Stats) string {
 	s := fmt.Sprintf("exported %d events as %s (audit events up to #%d)", st.Written, format, st.LastSeq)
@@ -186,7 +149,7 @@ func exportSummary(format string, st auditexport.Stats) string {
 }
 
 // exportTrace writes the calls the filter selects as a trace for `chaperone replay`.
-func exportTrace(ctx context.Context, src audit.Source, out *exportOutput, f auditexport.Filter, stderr io.Writer) error {
+func exportTrace(ctx context.Context, src audit.Source, out *fileOutput, f auditexport.Filter, stderr io.Writer) error {
 	opts := replay.ExportOptions{After: f.After}
 	if len(f.Agents)+len(f.Tasks)+len(f.Decisions)+len(f.Kinds) > 0 || !f.From.IsZero() || !f.To.IsZero() {
 		opts.Match = f.Match

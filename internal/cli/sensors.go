@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/chaperone-dev/chaperone/internal/inspect"
@@ -139,20 +138,16 @@ func sensorsTrain(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(*out), ".model-*")
+	o, err := openOutput(stdout, *out, "model")
 	if err != nil {
 		return err
 	}
-	_, werr := tmp.Write(b)
-	if cerr := tmp.Close(); werr == nil {
-		werr = cerr
+	if _, err := o.w.Write(b); err != nil {
+		o.abort()
+		return fmt.Errorf("write model %s: %w", *out, err)
 	}
-	if werr == nil {
-		werr = os.Rename(tmp.Name(), *out)
-	}
-	if werr != nil {
-		os.Remove(tmp.Name())
-		return werr
+	if err := o.commit(); err != nil {
+		return err
 	}
 	fmt.Fprintf(stdout, "trained on %d rows; wrote %s (%d bytes, threshold %.2f)\n", len(rows), *out, len(b), m.Threshold())
 	return nil
