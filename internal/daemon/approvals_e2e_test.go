@@ -15,6 +15,7 @@ import (
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
 	"github.com/chaperone-dev/chaperone/internal/api"
+	"github.com/chaperone-dev/chaperone/internal/audit"
 	"github.com/chaperone-dev/chaperone/internal/chaperonetest"
 	"github.com/chaperone-dev/chaperone/internal/cli"
 	"github.com/chaperone-dev/chaperone/internal/config"
@@ -110,6 +111,14 @@ func TestApprovalPendingThenApprovedRunsOnce(t *testing.T) {
 	adminStatus(t, g, "GET", "/v1/approvals/"+id, nil, &shown)
 	if shown.Status != "used" || shown.UsedAt.IsZero() || len(shown.Approvals) != 1 || shown.Approvals[0].By != "bob" {
 		t.Errorf("used request: %+v", shown)
+	}
+	// The decision's record says how long the person took: from the request to approving.
+	for _, e := range allEvents(t, g.Config.Store.SQLite) {
+		if e.Kind == audit.KindApprovalApproved && e.Approval == id {
+			if took := time.Duration(e.LatencyMicros) * time.Microsecond; took <= 0 || took > shown.DecidedAt.Sub(shown.CreatedAt)+time.Millisecond {
+				t.Errorf("approval.approved latency %s; request made %s, decided %s", took, shown.CreatedAt, shown.DecidedAt)
+			}
+		}
 	}
 }
 

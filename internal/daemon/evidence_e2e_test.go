@@ -324,3 +324,53 @@ func TestMetricsEndpointFollowsTheEvidence(t *testing.T) {
 		}
 	}
 }
+
+// TestRetentionPrunesBehindTheCheckpointOnly: audit.retention turns expired events into
+// tombstones, only up to the newest checkpoint, and the log still verifies. The metrics
+// are on a listener of their own here, and then not on the admin listener.
+func TestRetentionPrunesBehindTheCheckpointOnly(t *testing.T) {
+	t.Parallel()
+	g := startSensors(t, func(c *config.Config) {
+		c.Audit.Retention.Kinds = map[string]config.Duration{"call.intent": config.Duration(time.Hour)}
+		c.Telemetry.Metrics.Listen = "127.0.0.1:0"
+	})
+	cs := g.Connect(t, g.Agents["test-agent"].Token, "2025-11-25")
+	chaperonetest.Call(t, cs, "read_inbox", map[string]any{})
+	chaperonetest.Call(t, cs, "read_file", map[string]any{"path": "notes.txt"})
+	if _, ok, err := g.Daemon.Checkpoint(t.Context()); !ok || err != nil {
+		t.Fatalf("Checkpoint = %v, %v", ok, err)
+	}
+	chaperonetest.Call(t, cs, "read_inbox", map[string]any{})
+	later := time.Now().Add(2 * time.Hour)
+	if n, err := g.Daemon.Prune(t.Context(), later); err != nil || n != 2 {
+		t.Fatalf("Prune = %d, %v; want the 2 intents behind the checkpoint", n, err)
+	}
+	if n, err := g.Daemon.Prune(t.Context(), later); err != nil || n != 0 {
+		t.Fatalf("Prune again = %d, %v; the intent after the checkpoint must stay", n, err)
+	}
+
+	url := g.Daemon.MetricsURL()
+	if url == "" || strings.HasPrefix(url, g.AdminURL) {
+		t.Fatalf("MetricsURL = %q, want a listener of its own", url)
+	}
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: HTTP %d", url, resp.StatusCode)
+	}
+	if resp, err := http.Get(g.AdminURL + "/metrics"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Error("/metrics also served on the admin listener")
+		}
+	}
+
+	g.Stop(t)
+	out := runCLI(t, "audit", "verify", "--data-dir", g.DataDir, "--key", filepath.Join(g.DataDir, "audit-signing.key.pub"))
+	if !strings.Contains(out, "chain intact") || !strings.Contains(out, "pruned: 2 events") {
+		t.Fatalf("verify of the pruned log:\n%s", out)
+	}
+}

@@ -300,3 +300,34 @@ func TestEndVisibleAtOnce(t *testing.T) {
 		t.Errorf("%d audit events, want at least task.started and task.ended", n)
 	}
 }
+
+// TestTaskEndCarriesItsCost: the task.ended event says what the task cost, as the usage
+// function reports it, so that cost per completed task can be derived from the log.
+func TestTaskEndCarriesItsCost(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	var asked []string
+	ts, err := identity.NewTasks(t.Context(), identity.TasksOptions{Store: e.db, Audit: e.audit, Now: e.clock.now,
+		Usage: func(agent, task string) (int64, float64, int64) {
+			asked = append(asked, agent+"/"+task)
+			return 7, 1.25, 900
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := ts.Start(t.Context(), identity.TaskRecord{Agent: "mail", ExpiresAt: t0.Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.End(t.Context(), rec.ID, "ops@example.com", "done"); err != nil {
+		t.Fatal(err)
+	}
+	evs := e.events(t)
+	last := evs[len(evs)-1]
+	if last.Kind != "task.ended" || last.Steps != 7 || last.Spend != 1.25 || last.Tokens != 900 {
+		t.Fatalf("task.ended = %+v, want steps 7, spend 1.25, tokens 900", last)
+	}
+	if len(asked) != 1 || asked[0] != "mail/"+rec.ID {
+		t.Fatalf("usage asked for %v", asked)
+	}
+}
