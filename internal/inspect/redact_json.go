@@ -33,8 +33,8 @@ const (
 	RedactedUnreadableJSON = `"[REDACTED:unreadable_json]"`
 )
 
-// secretErrTooDeep reports JSON nested deeper than MaxRedactJSONDepth.
-var secretErrTooDeep = fmt.Errorf("json nested deeper than %d levels", MaxRedactJSONDepth)
+// errSecretTooDeep reports JSON nested deeper than MaxRedactJSONDepth.
+var errSecretTooDeep = fmt.Errorf("json nested deeper than %d levels", MaxRedactJSONDepth)
 
 // RedactText returns s with every secret the scanner finds replaced by
 // "[REDACTED:<kind>]", and how many it replaced. The result is scanned again until
@@ -181,7 +181,7 @@ func (w *secretJSONRewriter) value(tok json.Token, key string, inMember bool, de
 		w.out = append(w.out, "null"...)
 	case json.Delim:
 		if depth >= MaxRedactJSONDepth {
-			return secretErrTooDeep
+			return errSecretTooDeep
 		}
 		switch t {
 		case '{':
