@@ -25,6 +25,21 @@ type Store interface {
 	LastEvent(ctx context.Context) (Event, bool, error)
 }
 
+// ChainStore is a [Store] that several Logs, in several processes (gateway replicas),
+// may append to at once. A Log over a ChainStore does not trust the head it read last:
+// each commit reads the head under the store's chain lock and continues from there, so
+// concurrent writers make one chain with no fork and no gap.
+type ChainStore interface {
+	Store
+	// AppendChained takes the chain's write lock (held until the transaction ends),
+	// reads the stored head (its Seq and Hash; 0 and "" for an empty log), calls chain
+	// with it, which numbers and hashes the events in place so that they continue the
+	// head, writes them and commits, all in one durable transaction. If chain or
+	// anything else fails, nothing is written and the error is returned. chain may be
+	// called more than once if the store retries the transaction.
+	AppendChained(ctx context.Context, events []Event, chain func(headSeq int64, headHash string) error) error
+}
+
 // LogOptions tunes a [Log]. The zero value is ready to use.
 type LogOptions struct {
 	// MaxBatch is the most events the writer commits in one store
@@ -270,25 +285,48 @@ func (w *writer) commit(ctx context.Context, batch []*pending) error {
 			return err
 		}
 	}
-	seq, prev := w.seq, w.hash
 	w.events = w.events[:0]
 	for _, p := range batch {
-		seq++
-		p.event.Seq, p.event.PrevHash, p.event.Hash = seq, prev, ""
-		p.event.Hash = p.event.ComputeHash()
-		prev = p.event.Hash
 		w.events = append(w.events, p.event)
 	}
-	err := w.store.AppendEvents(ctx, w.events)
-	if err == nil && w.onCommit != nil {
-		w.onCommit(w.events)
+	var err error
+	if cs, ok := w.store.(ChainStore); ok {
+		err = cs.AppendChained(ctx, w.events, w.chain)
+	} else if err = w.chain(w.seq, w.hash); err == nil {
+		err = w.store.AppendEvents(ctx, w.events)
+	}
+	if err == nil {
+		for i, p := range batch {
+			p.event.Seq, p.event.PrevHash, p.event.Hash = w.events[i].Seq, w.events[i].PrevHash, w.events[i].Hash
+		}
+		if w.onCommit != nil {
+			w.onCommit(w.events)
+		}
+		last := &w.events[len(w.events)-1]
+		w.seq, w.hash = last.Seq, last.Hash
 	}
 	clear(w.events) // drop references to caller strings
 	if err != nil {
 		w.stale = true
 		return fmt.Errorf("audit: commit %d events: %w", len(batch), err)
 	}
-	w.seq, w.hash = seq, prev
+	return nil
+}
+
+// chain numbers and hashes w.events to continue the head (seq, hash). A head behind
+// what this log committed means the store lost events: the log refuses to write.
+func (w *writer) chain(seq int64, hash string) error {
+	if seq < w.seq {
+		return fmt.Errorf("audit: store ends at event %d but event %d was committed", seq, w.seq)
+	}
+	prev := hash
+	for i := range w.events {
+		seq++
+		e := &w.events[i]
+		e.Seq, e.PrevHash, e.Hash = seq, prev, ""
+		e.Hash = e.ComputeHash()
+		prev = e.Hash
+	}
 	return nil
 }
 

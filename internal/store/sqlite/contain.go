@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/chaperone-dev/chaperone/internal/store"
 	"strings"
 	"time"
 
@@ -100,10 +101,7 @@ func scanKills(rows *sql.Rows) ([]contain.Kill, error) {
 }
 
 // BreakerRecord is an agent's breaker that is not closed, as stored.
-type BreakerRecord struct {
-	Agent, State, Signal, Detail string
-	OpenedAt                     time.Time
-}
+type BreakerRecord = store.BreakerRecord
 
 // SetBreaker stores the agent's breaker state; state "closed" deletes it.
 func (db *DB) SetBreaker(ctx context.Context, r BreakerRecord) error {

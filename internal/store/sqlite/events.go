@@ -10,8 +10,8 @@ import (
 )
 
 var (
-	_ audit.Store  = (*DB)(nil)
-	_ audit.Source = (*DB)(nil)
+	_ audit.ChainStore = (*DB)(nil)
+	_ audit.Source     = (*DB)(nil)
 )
 
 // MaxPage is the most events ScanEvents and TailEvents return in one call.
@@ -21,7 +21,19 @@ const MaxPage = 10_000
 // on error none of them is written. The batch must continue the stored chain:
 // the first event's Seq follows the stored head and its PrevHash is the
 // head's Hash, and each next event follows the one before it.
-func (db *DB) AppendEvents(ctx context.Context, events []audit.Event) (err error) {
+func (db *DB) AppendEvents(ctx context.Context, events []audit.Event) error {
+	return db.appendEvents(ctx, events, nil)
+}
+
+// AppendChained writes events like AppendEvents, but first calls chain with the
+// stored head, read under the write lock (BEGIN IMMEDIATE), to number and hash
+// them: several Logs, in several processes sharing the file, then make one
+// chain.
+func (db *DB) AppendChained(ctx context.Context, events []audit.Event, chain func(headSeq int64, headHash string) error) error {
+	return db.appendEvents(ctx, events, chain)
+}
+
+func (db *DB) appendEvents(ctx context.Context, events []audit.Event, chain func(int64, string) error) (err error) {
 	if len(events) == 0 {
 		return nil
 	}
@@ -34,17 +46,12 @@ func (db *DB) AppendEvents(ctx context.Context, events []audit.Event) (err error
 	if err != nil {
 		return err
 	}
-	// Encode before taking the write lock.
-	records := make([]string, len(events))
-	for i := range events {
-		if i > 0 && (events[i].Seq != events[i-1].Seq+1 || events[i].PrevHash != events[i-1].Hash) {
-			return fmt.Errorf("event %d does not follow event %d", events[i].Seq, events[i-1].Seq)
-		}
-		b, err := events[i].MarshalRecord()
-		if err != nil {
+	// Encode before taking the write lock, unless the lock holder numbers them.
+	var records []string
+	if chain == nil {
+		if records, err = eventRecords(events); err != nil {
 			return err
 		}
-		records[i] = string(b) // TEXT, so that SQLite's JSON functions read it as JSON
 	}
 
 	tx, err := w.BeginTx(ctx, nil)
@@ -63,6 +70,14 @@ func (db *DB) AppendEvents(ctx context.Context, events []audit.Event) (err error
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return fmt.Errorf("read chain head: %w", err)
 	}
+	if chain != nil {
+		if err := chain(headSeq, headHash); err != nil {
+			return err
+		}
+		if records, err = eventRecords(events); err != nil {
+			return err
+		}
+	}
 	if first := events[0]; first.Seq != headSeq+1 || first.PrevHash != headHash {
 		return fmt.Errorf("event %d does not continue the stored chain, which ends at event %d", first.Seq, headSeq)
 	}
@@ -77,6 +92,22 @@ func (db *DB) AppendEvents(ctx context.Context, events []audit.Event) (err error
 		}
 	}
 	return tx.Commit()
+}
+
+// eventRecords checks that events follow one another and encodes their records.
+func eventRecords(events []audit.Event) ([]string, error) {
+	records := make([]string, len(events))
+	for i := range events {
+		if i > 0 && (events[i].Seq != events[i-1].Seq+1 || events[i].PrevHash != events[i-1].Hash) {
+			return nil, fmt.Errorf("event %d does not follow event %d", events[i].Seq, events[i-1].Seq)
+		}
+		b, err := events[i].MarshalRecord()
+		if err != nil {
+			return nil, err
+		}
+		records[i] = string(b) // TEXT, so that SQLite's JSON functions read it as JSON
+	}
+	return records, nil
 }
 
 // LastEvent returns the event with the highest Seq, and false if there is

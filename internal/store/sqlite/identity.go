@@ -102,16 +102,28 @@ func agentArgs(rec identity.AgentRecord) ([]any, error) {
 
 // Agents returns every stored agent, ordered by id.
 func (db *DB) Agents(ctx context.Context) ([]identity.AgentRecord, error) {
-	recs, err := db.queryAgents(ctx)
+	recs, err := db.queryAgents(ctx, "")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: read agents: %w", err)
 	}
 	return recs, nil
 }
 
-func (db *DB) queryAgents(ctx context.Context) ([]identity.AgentRecord, error) {
+// Agent returns the stored agent with the id, and false if there is none.
+func (db *DB) Agent(ctx context.Context, id string) (identity.AgentRecord, bool, error) {
+	recs, err := db.queryAgents(ctx, `WHERE id = ?`, id)
+	if err != nil {
+		return identity.AgentRecord{}, false, fmt.Errorf("sqlite: read agent %q: %w", id, err)
+	}
+	if len(recs) == 0 {
+		return identity.AgentRecord{}, false, nil
+	}
+	return recs[0], true, nil
+}
+
+func (db *DB) queryAgents(ctx context.Context, where string, args ...any) ([]identity.AgentRecord, error) {
 	rows, err := db.r.QueryContext(ctx, `SELECT id, owner, purpose, environment, capabilities, autonomy, labels,
-	status, status_reason, secret_sha256, public_key, created_at, updated_at FROM agents ORDER BY id`)
+	status, status_reason, secret_sha256, public_key, created_at, updated_at FROM agents `+where+` ORDER BY id`, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -229,16 +241,28 @@ func (db *DB) EndTask(ctx context.Context, id, by, reason string, at time.Time) 
 
 // Tasks returns every stored task, ordered by id.
 func (db *DB) Tasks(ctx context.Context) ([]identity.TaskRecord, error) {
-	recs, err := db.queryTasks(ctx)
+	recs, err := db.queryTasks(ctx, "")
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: read tasks: %w", err)
 	}
 	return recs, nil
 }
 
-func (db *DB) queryTasks(ctx context.Context) ([]identity.TaskRecord, error) {
+// Task returns the stored task with the id, and false if there is none.
+func (db *DB) Task(ctx context.Context, id string) (identity.TaskRecord, bool, error) {
+	recs, err := db.queryTasks(ctx, `WHERE id = ?`, id)
+	if err != nil {
+		return identity.TaskRecord{}, false, fmt.Errorf("sqlite: read task %q: %w", id, err)
+	}
+	if len(recs) == 0 {
+		return identity.TaskRecord{}, false, nil
+	}
+	return recs[0], true, nil
+}
+
+func (db *DB) queryTasks(ctx context.Context, where string, args ...any) ([]identity.TaskRecord, error) {
 	rows, err := db.r.QueryContext(ctx, `SELECT id, agent, user, tools, created_at, expires_at, ended_at, ended_by, end_reason
-FROM tasks ORDER BY id`)
+FROM tasks `+where+` ORDER BY id`, args...)
 	if err != nil {
 		return nil, err
 	}

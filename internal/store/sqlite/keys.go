@@ -4,25 +4,20 @@ import (
 	"cmp"
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
+	"github.com/chaperone-dev/chaperone/internal/store"
 	"slices"
 	"time"
 )
 
 // ErrUnknownSigningKey is returned, wrapped, by [DB.RetireSigningKey] for an id no
 // stored key has.
-var ErrUnknownSigningKey = errors.New("unknown signing key")
+var ErrUnknownSigningKey = store.ErrUnknownSigningKey
 
 // SigningKeyRecord is a token signing key as stored. Private is the raw private key:
 // the database file is readable by its owner only (0600), and encryption at rest
 // arrives with the secrets store.
-type SigningKeyRecord struct {
-	ID      string // the key id (kid)
-	Private []byte
-	Created time.Time
-	Retired time.Time // zero while the key signs
-}
+type SigningKeyRecord = store.SigningKeyRecord
 
 // SigningKeys returns every stored signing key, oldest first.
 func (db *DB) SigningKeys(ctx context.Context) ([]SigningKeyRecord, error) {

@@ -6,6 +6,7 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"github.com/chaperone-dev/chaperone/internal/store"
 	"io/fs"
 	"path"
 	"strconv"
@@ -132,7 +133,7 @@ func checkSchema(ctx context.Context, r *sql.DB) error {
 		return fmt.Errorf("read schema: %w", err)
 	}
 	if n == 0 {
-		return errors.New("not a Chaperone database: no schema_migrations table")
+		return fmt.Errorf("%w: no schema_migrations table", store.ErrNoSchema)
 	}
 	ms, err := migrations()
 	if err != nil {
@@ -145,7 +146,7 @@ func checkSchema(ctx context.Context, r *sql.DB) error {
 	latest := ms[len(ms)-1].version
 	switch {
 	case current == 0:
-		return errors.New("not a Chaperone database: no schema version recorded")
+		return fmt.Errorf("%w: no schema version recorded", store.ErrNoSchema)
 	case current > latest:
 		return fmt.Errorf("schema version %d, this binary knows up to %d: %w", current, latest, ErrNewerSchema)
 	}
@@ -164,4 +165,48 @@ func schemaVersion(ctx context.Context, q querier) (int64, error) {
 		return 0, fmt.Errorf("read schema version: %w", err)
 	}
 	return v.Int64, nil
+}
+
+// Migrations lists the schema versions this binary knows, with when each was applied.
+func (db *DB) Migrations(ctx context.Context) ([]store.Migration, error) {
+	ms, err := migrations()
+	if err != nil {
+		return nil, err
+	}
+	applied := map[int64]time.Time{}
+	rows, err := db.r.QueryContext(ctx, `SELECT version, applied_at FROM schema_migrations`)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: read migrations: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var v int64
+		var at string
+		if err := rows.Scan(&v, &at); err != nil {
+			return nil, fmt.Errorf("sqlite: read migrations: %w", err)
+		}
+		t, err := time.Parse(time.RFC3339Nano, at)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: read migrations: version %d: %w", v, err)
+		}
+		applied[v] = t
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: read migrations: %w", err)
+	}
+	out := make([]store.Migration, len(ms))
+	for i, m := range ms {
+		out[i] = store.Migration{Version: m.version, Name: m.name, Applied: applied[m.version]}
+	}
+	return out, nil
+}
+
+// Known lists the migrations this binary carries, all pending.
+func Known() []store.Migration {
+	ms, _ := migrations() // the embedded files are checked by the tests
+	out := make([]store.Migration, len(ms))
+	for i, m := range ms {
+		out[i] = store.Migration{Version: m.version, Name: m.name}
+	}
+	return out
 }

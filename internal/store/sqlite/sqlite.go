@@ -36,6 +36,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/chaperone-dev/chaperone/internal/store"
 	"io/fs"
 	"net/url"
 	"os"
@@ -49,11 +50,11 @@ import (
 // ErrNewerSchema is returned, wrapped, by [Open] and [OpenReadOnly] for a
 // database whose schema version is newer than this binary knows: it was
 // written by a newer Chaperone, and this one must not touch it.
-var ErrNewerSchema = errors.New("database schema is newer than this binary supports")
+var ErrNewerSchema = store.ErrNewerSchema
 
 // ErrReadOnly is returned, wrapped, by the write methods of a [DB] opened
 // with [OpenReadOnly].
-var ErrReadOnly = errors.New("database is open read-only")
+var ErrReadOnly = store.ErrReadOnly
 
 const (
 	busyTimeout = 5 * time.Second // how long a statement waits for another process's lock
@@ -204,4 +205,21 @@ func absPath(path string) (string, error) {
 func dsn(abs string, q url.Values) string {
 	u := url.URL{Scheme: "file", Path: filepath.ToSlash(abs), RawQuery: q.Encode()}
 	return u.String()
+}
+
+var _ store.Store = (*DB)(nil)
+
+// Backend is "sqlite".
+func (db *DB) Backend() string { return "sqlite" }
+
+// Ping checks that the database file can be read.
+func (db *DB) Ping(ctx context.Context) error {
+	if err := db.r.PingContext(ctx); err != nil {
+		return fmt.Errorf("sqlite: ping %q: %w", db.path, err)
+	}
+	var n int
+	if err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM schema_migrations`).Scan(&n); err != nil {
+		return fmt.Errorf("sqlite: ping %q: %w", db.path, err)
+	}
+	return nil
 }
