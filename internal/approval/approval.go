@@ -438,7 +438,8 @@ type Manager struct {
 	// mu guards changed.
 	mu sync.Mutex
 	// changed is closed, and replaced, whenever this Manager changes a request's
-	// status: it wakes every Wait in the process at once.
+	// status, or Changed reports another process did: it wakes every Wait in the
+	// process at once.
 	changed chan struct{}
 }
 
@@ -862,6 +863,12 @@ func (m *Manager) expireDue(ctx context.Context) {
 		m.notify(ctx, EventExpired, &expired[i])
 	}
 }
+
+// Changed wakes every Wait in the process at once, to re-read its request: call it when
+// another process sharing the store has decided a request (told by a change
+// notification), so that the Wait for it returns without waiting for its next poll. A
+// call for no change costs each Wait one store read.
+func (m *Manager) Changed() { m.broadcast() }
 
 // changes returns the channel the next status change closes.
 func (m *Manager) changes() <-chan struct{} {

@@ -175,6 +175,10 @@ type killSnap struct {
 // Switches are the kill switches. [Switches.Enter] is the hot path: one atomic load and
 // at most six map lookups when nothing is killed, plus registering the call as in
 // flight so that a kill can cancel it.
+//
+// Several processes may share the store: a kill engaged or lifted by another process
+// holds here once [Switches.Refresh] has run, which the caller runs on a change
+// notification and periodically.
 type Switches struct {
 	store KillStore
 	now   func() time.Time
@@ -216,7 +220,19 @@ func NewSwitches(ctx context.Context, store KillStore, now func() time.Time) (*S
 	if err != nil {
 		return nil, fmt.Errorf("contain: load kills: %w", err)
 	}
+	s.snap.Store(prSnapOf(kills, nil))
+	return s, nil
+}
+
+// prSnapOf builds the snapshot of kills, the store's complete list. When it replaces
+// old, the last kill of each scope is the later of the two: kills are never deleted,
+// but a time read back from the store may be less precise than the one this process
+// published, and a token voided here must stay void.
+func prSnapOf(kills []Kill, old *killSnap) *killSnap {
 	snap := &killSnap{engaged: map[Scope]Kill{}, last: map[Scope]time.Time{}}
+	if old != nil {
+		snap.last = maps.Clone(old.last)
+	}
 	for _, k := range kills {
 		if k.Engaged() {
 			snap.engaged[k.Scope] = k
@@ -225,8 +241,7 @@ func NewSwitches(ctx context.Context, store KillStore, now func() time.Time) (*S
 			snap.last[k.Scope] = k.EngagedAt
 		}
 	}
-	s.snap.Store(snap)
-	return s, nil
+	return snap
 }
 
 // scopesOf lists the scopes that cover sub, most general first.
@@ -321,10 +336,15 @@ func (s *Switches) InFlight() int {
 	return n
 }
 
-// Engagement is the result of engaging a kill.
+// Engagement is the result of engaging a kill, here ([Switches.Engage]) or in another
+// process ([Switches.Refresh]).
 type Engagement struct {
+	// Kill is the kill engaged; for Refresh, the newest of Kills (zero if none).
 	Kill Kill
-	// Cancelled counts the calls in flight the kill cancelled.
+	// Kills are the kills engaged: for Engage, Kill; for Refresh, every kill it found
+	// newly engaged, oldest first.
+	Kills []Kill
+	// Cancelled counts the calls in flight the kills cancelled.
 	Cancelled int
 	// done is closed, one channel per cancelled call, when the call is over.
 	done []chan struct{}
@@ -345,60 +365,132 @@ func (e *Engagement) Wait(ctx context.Context) int {
 
 // Engage pulls a kill switch: it is stored, takes effect for every call that enters from
 // now on, and cancels the calls in flight that it covers. Reason and by are required.
+//
+// The store decides whether the scope is already killed, not this process's view of
+// it, which another process may have changed a moment ago: when the store refuses the
+// kill with [ErrKillEngaged] (engaged elsewhere, not heard of here yet), Engage
+// refreshes from the store, so that kill takes effect here at once, and returns the
+// error.
 func (s *Switches) Engage(ctx context.Context, scope Scope, by, reason string) (*Engagement, error) {
 	if err := checkActor(ErrKillInput, MaxKillText, by, reason); err != nil {
 		return nil, fmt.Errorf("contain: kill %s: %w", scope, err)
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	old := s.snap.Load()
-	if _, ok := old.engaged[scope]; ok {
-		return nil, fmt.Errorf("contain: kill %s: %w", scope, ErrKillEngaged)
-	}
 	k, err := s.store.EngageKill(ctx, Kill{Scope: scope, Reason: reason, By: by, EngagedAt: s.now().UTC()})
 	if err != nil {
+		if errors.Is(err, ErrKillEngaged) {
+			// Best effort: the caller's error is the store's answer either way.
+			_, _ = s.prRefreshLocked(ctx)
+		}
 		return nil, fmt.Errorf("contain: kill %s: %w", scope, err)
 	}
+	old := s.snap.Load()
 	next := &killSnap{engaged: maps.Clone(old.engaged), last: maps.Clone(old.last)}
 	next.engaged[scope] = k
-	next.last[scope] = k.EngagedAt
+	if k.EngagedAt.After(next.last[scope]) {
+		next.last[scope] = k.EngagedAt
+	}
+	// Publish before scanning the calls in flight (see Enter).
 	s.snap.Store(next)
+	return s.prCancel([]Kill{k}), nil
+}
 
-	e := &Engagement{Kill: k}
-	cause := &KilledError{Kill: k}
+// prCancel cancels every call in flight that one of kills covers, with the first such
+// kill as the cause, and returns the engagement. kills must be published already.
+func (s *Switches) prCancel(kills []Kill) *Engagement {
+	e := &Engagement{Kills: kills}
+	if len(kills) == 0 {
+		return e
+	}
+	e.Kill = kills[len(kills)-1]
+	causes := make([]*KilledError, len(kills))
+	for i := range kills {
+		causes[i] = &KilledError{Kill: kills[i]}
+	}
 	for i := range s.inflight {
 		sh := &s.inflight[i]
 		sh.mu.Lock()
 		for _, c := range sh.calls {
-			if scope.Covers(c.sub) {
-				c.cancel(cause)
-				e.done = append(e.done, c.done)
+			for j := range kills {
+				if kills[j].Scope.Covers(c.sub) {
+					c.cancel(causes[j])
+					e.done = append(e.done, c.done)
+					break
+				}
 			}
 		}
 		sh.mu.Unlock()
 	}
 	e.Cancelled = len(e.done)
-	return e, nil
+	return e
+}
+
+// Refresh reloads the kills from the store, for a change made by another process (told
+// by a notification, or found by a periodic poll): it publishes them — kills engaged
+// elsewhere take effect for every call that enters from now on, kills lifted elsewhere
+// stop refusing calls — and cancels the calls in flight on this process that a newly
+// engaged kill covers, with a [*KilledError] cause as [Switches.Engage] does. It returns
+// what it cancelled, so the caller can Wait for those calls to end.
+//
+// On a store error nothing changes and the error is returned; the caller should retry,
+// since until it succeeds a kill engaged elsewhere does not hold here.
+func (s *Switches) Refresh(ctx context.Context) (*Engagement, error) {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.prRefreshLocked(ctx)
+}
+
+// prRefreshLocked is Refresh with s.wmu held.
+func (s *Switches) prRefreshLocked(ctx context.Context) (*Engagement, error) {
+	kills, err := s.store.Kills(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("contain: refresh kills: %w", err)
+	}
+	old := s.snap.Load()
+	next := prSnapOf(kills, old)
+	var fresh []Kill // engaged now, and not (as this kill) before
+	for _, k := range kills {
+		if !k.Engaged() {
+			continue
+		}
+		if prev, ok := old.engaged[k.Scope]; !ok || prev.ID != k.ID {
+			fresh = append(fresh, k)
+		}
+	}
+	s.snap.Store(next)
+	return s.prCancel(fresh), nil
 }
 
 // Lift releases the scope's kill. What it voided stays void; the calls it refused are
 // not resumed.
+//
+// As for [Switches.Engage], the store decides: a kill engaged by another process and
+// not heard of here yet can be lifted, and lifting a scope that another process has
+// lifted already refreshes from the store and returns [ErrNotKilled].
 func (s *Switches) Lift(ctx context.Context, scope Scope, by, reason string) (Kill, error) {
 	if err := checkActor(ErrKillInput, MaxKillText, by, reason); err != nil {
 		return Kill{}, fmt.Errorf("contain: lift %s: %w", scope, err)
 	}
 	s.wmu.Lock()
 	defer s.wmu.Unlock()
-	old := s.snap.Load()
-	if _, ok := old.engaged[scope]; !ok {
-		return Kill{}, fmt.Errorf("contain: lift %s: %w", scope, ErrNotKilled)
-	}
 	k, err := s.store.LiftKill(ctx, scope, by, reason, s.now().UTC())
 	if err != nil {
+		if errors.Is(err, ErrNotKilled) {
+			// Best effort: the caller's error is the store's answer either way.
+			_, _ = s.prRefreshLocked(ctx)
+		}
 		return Kill{}, fmt.Errorf("contain: lift %s: %w", scope, err)
 	}
+	old := s.snap.Load()
 	next := &killSnap{engaged: maps.Clone(old.engaged), last: old.last}
 	delete(next.engaged, scope)
+	if k.EngagedAt.After(old.last[scope]) {
+		// A kill engaged elsewhere that this process had not heard of: what it voided
+		// stays void here too.
+		next.last = maps.Clone(old.last)
+		next.last[scope] = k.EngagedAt
+	}
 	s.snap.Store(next)
 	return k, nil
 }

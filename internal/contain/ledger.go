@@ -85,12 +85,24 @@ type LedgerOptions struct {
 	ContextIdle time.Duration
 	// Now is the clock; default time.Now.
 	Now func() time.Time
+	// Store, if set, keeps the ledger's state in a store that gateway replicas share
+	// instead of in process memory (see [LedgerStore]); nil keeps it in memory.
+	// MaxContexts bounds memory only: with a store, [Ledger.Expire] bounds what it holds.
+	Store LedgerStore
+	// StoreTimeout bounds each call to Store: default 2s, at most 1m. A call that does
+	// not answer in time is refused with [ErrBudgetUnavailable].
+	StoreTimeout time.Duration
+	// OnStoreError, if set, receives each error of Store, for the log: the error
+	// Reserve returns does not carry the store's text, and Release, Usage, CapUsage and
+	// Expire have no error to return.
+	OnStoreError func(error)
 }
 
 // Ledger keeps the use of each context (task, session or agent) against [Limits] and of
 // each agent, user and task against the [Cap]s, and takes what a call needs atomically.
-// It is safe for concurrent use. State is per process; [Ledger.Replay] rebuilds it from
-// the audit log at start.
+// It is safe for concurrent use. State is per process, and [Ledger.Replay] rebuilds it
+// from the audit log at start; or, with [LedgerOptions.Store], it is in a store that
+// replicas share.
 type Ledger struct {
 	limits   Limits
 	caps     []lgCap
@@ -99,6 +111,11 @@ type Ledger struct {
 	idle     time.Duration
 	now      func() time.Time
 	seed     maphash.Seed
+
+	// store, when set, holds the state instead of shards; see shared.go.
+	store        LedgerStore
+	storeTimeout time.Duration
+	onStoreError func(error)
 
 	contexts atomic.Int64 // contexts tracked, across shards
 	keys     atomic.Int64 // cap keys tracked, across shards
@@ -179,6 +196,9 @@ func NewLedger(o LedgerOptions) (*Ledger, error) {
 		idle:     o.ContextIdle,
 		now:      o.Now,
 		seed:     maphash.MakeSeed(),
+	}
+	if err := l.shStoreOptions(o); err != nil {
+		errs = append(errs, err)
 	}
 	for i, c := range o.Caps {
 		if err := lgValidateCap(c); err != nil {
@@ -300,6 +320,7 @@ type Reservation struct {
 	caps     []lgTaken
 	capBuf   [1]lgTaken // caps of a call under one cap, without another allocation
 	released atomic.Bool
+	shared   *BudgetTaken // what a store took; ctx and the caps' windows are then unset
 }
 
 // lgTaken is one cap's share of a reservation.
@@ -315,6 +336,10 @@ type lgTaken struct {
 // agent reported stays spent. Releasing twice, or a nil reservation, is a no-op.
 func (r *Reservation) Release() {
 	if r == nil || !r.released.CompareAndSwap(false, true) {
+		return
+	}
+	if r.shared != nil {
+		r.l.shRelease(r.shared)
 		return
 	}
 	// One lock at a time: a release need not be atomic, and holding none while taking
@@ -369,7 +394,9 @@ type lgPlan struct {
 // argument counts 0 (the tool receives no amount either). Any other value, NaN or an
 // infinity is an error naming the cap and the argument; so are a non-finite cost or
 // reported spend. A new context or cap key past MaxContexts is an error wrapping
-// [ErrLedgerFull].
+// [ErrLedgerFull]. With a store, the store takes what the call needs in one transaction,
+// and a store that fails or does not answer within StoreTimeout refuses the call with an
+// error wrapping [ErrBudgetUnavailable].
 func (l *Ledger) Reserve(c Charge) (*Reservation, error) {
 	if c.Context == "" {
 		return nil, errors.New("contain: reserve: charge has no context")
@@ -409,6 +436,9 @@ func (l *Ledger) Reserve(c Charge) (*Reservation, error) {
 			}
 		}
 		plans = append(plans, lgPlan{cap: i, key: key, shard: l.capShard(i, key), amt: amt})
+	}
+	if l.store != nil {
+		return l.shReserve(c.Context, cost, reported, rtokens, plans, l.now())
 	}
 	ctxShard := l.ctxShard(c.Context)
 	now := l.now() // before locking: the clock is the caller's code
@@ -516,6 +546,9 @@ func (l *Ledger) window(shard, ci int, key string) (*lgWindow, error) {
 
 // Usage reports a context's steps, spend and tokens so far (zero for an unknown one).
 func (l *Ledger) Usage(context string) (steps int64, spend float64, tokens int64) {
+	if l.store != nil {
+		return l.shUsage(context)
+	}
 	s := &l.shards[l.ctxShard(context)]
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -532,6 +565,9 @@ func (l *Ledger) CapUsage(name, key string) (float64, bool) {
 	if !ok {
 		return 0, false
 	}
+	if l.store != nil {
+		return l.shCapUsage(i, key), true
+	}
 	s := &l.shards[l.capShard(i, key)]
 	cur := lgEpoch(l.now(), l.caps[i].bucket)
 	s.mu.Lock()
@@ -546,8 +582,12 @@ func (l *Ledger) CapUsage(name, key string) (float64, bool) {
 // ledger is rebuilt at start. It never refuses; step says whether the call took a step
 // (it reached its tool). Cap amounts for caps no longer configured, or that no longer
 // apply to the call, and amounts outside their window now are ignored; so is what does
-// not fit under MaxContexts, since memory stays bounded.
+// not fit under MaxContexts, since memory stays bounded. With a store, Replay does
+// nothing: the store holds every use already.
 func (l *Ledger) Replay(at time.Time, context, agent, user, task, tool string, spend float64, tokens int64, caps map[string]float64, step bool) {
+	if l.store != nil {
+		return
+	}
 	if sp, err := lgAmount(spend); err == nil && context != "" {
 		s := &l.shards[l.ctxShard(context)]
 		s.mu.Lock()
@@ -603,8 +643,12 @@ func (l *Ledger) Replay(at time.Time, context, agent, user, task, tool string, s
 
 // Expire forgets the contexts idle for longer than ContextIdle at now and the cap keys
 // with nothing left in their window, and reports how many of each it dropped. The
-// gateway calls it periodically (each minute); it locks one shard at a time.
+// gateway calls it periodically (each minute); it locks one shard at a time. With a
+// store, it expires the store's contexts and cap buckets (see [LedgerStore.ExpireBudgets]).
 func (l *Ledger) Expire(now time.Time) (contexts, keys int) {
+	if l.store != nil {
+		return l.shExpire(now)
+	}
 	cutoff := now.Add(-l.idle)
 	curs := make([]int64, len(l.caps))
 	for i := range l.caps {

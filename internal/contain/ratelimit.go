@@ -111,8 +111,14 @@ func rlDecimal(s string) bool {
 // dropped (a full bucket is the same as no bucket); if none has, the call is refused
 // rather than a partly drained bucket forgotten, since forgetting would hand its key a
 // fresh burst. A shard may thus refuse new keys while others still have room. State
-// is per process. Create a Limiter with [NewLimiter]; the zero value is not usable.
+// is per process; or, for a Limiter from [NewSharedLimiter], in a store that replicas
+// share. Create a Limiter with [NewLimiter] or [NewSharedLimiter]; the zero value is not
+// usable.
 type Limiter struct {
+	// OnError, if set before the Limiter is first used, receives each error of a shared
+	// Limiter's store, for the log: Allow refuses the call and has no error to return.
+	OnError func(error)
+
 	rate  float64 // tokens per second
 	burst float64
 	now   func() time.Time
@@ -120,6 +126,8 @@ type Limiter struct {
 	seeds rlSeeds
 	// shards never changes after NewLimiter; each guards its own buckets.
 	shards []rlShard
+	// sh, when set, holds the buckets in a store instead of shards; see shared.go.
+	sh *shRate
 }
 
 // rlShard is a lock and the buckets it guards.
@@ -176,8 +184,12 @@ func NewLimiter(perSecond float64, burst int, maxKeys int, now func() time.Time)
 // Allow takes one token from key's bucket and reports true. When the bucket has no
 // whole token it takes nothing and reports false with how long until one is due,
 // rounded up to the millisecond and at least 1ms. When key is new and its shard is
-// full of partly drained buckets, Allow refuses with a retryAfter of 1s.
+// full of partly drained buckets, Allow refuses with a retryAfter of 1s; so does a
+// shared Limiter whose store fails or does not answer in time.
 func (l *Limiter) Allow(key string) (ok bool, retryAfter time.Duration) {
+	if l.sh != nil {
+		return l.shAllow(key)
+	}
 	k := l.seeds.key(key)
 	// The clock is read outside the lock; calls that race may apply their times out
 	// of order, which refill ignores rather than count twice.

@@ -2,6 +2,7 @@ package flow
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"hash/maphash"
@@ -95,6 +96,15 @@ type Session struct {
 	injectionSignals []string
 
 	lastUsed atomic.Int64 // unix nanos
+
+	// st and key name the session in its store, for a store with a journal (see
+	// journal.go); st is nil for a session made by NewSession.
+	st  *Store
+	key string
+	// applied is the seq of the last journal entry the session applied; guarded by mu.
+	applied int64
+	// touched is when the session last kept its journal from expiring (unix nanos).
+	touched atomic.Int64
 }
 
 // NewSession returns an empty session.
@@ -161,10 +171,16 @@ func (s *Session) origin(i int32) Origin {
 	return s.origins[i]
 }
 
-// AddPrompt remembers the values of the user's prompt as trusted.
+// AddPrompt remembers the values of the user's prompt as trusted. It does not write to
+// the store's journal: a caller that shares sessions between replicas uses
+// [Session.RecordPrompt].
 func (s *Session) AddPrompt(text string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.sjAddPrompt(text)
+}
+
+func (s *Session) sjAddPrompt(text string) {
 	ExtractText(text, func(v Value) { s.remember(v, seenPrompt, -1) })
 }
 
@@ -188,15 +204,26 @@ type Run struct {
 }
 
 // Ran records a call that ran: it counts in the history, and its result's content and
-// values now belong to the session, labelled as the tool declares.
+// values now belong to the session, labelled as the tool declares. It does not write to
+// the store's journal: a caller that shares sessions between replicas uses
+// [Session.Record].
 func (s *Session) Ran(r Run) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.sjRan(r, false)
+}
+
+// sjRan is Ran with s.mu held. With omitted, the result was too large for the journal
+// and is taken as content the session could not remember (see [Entry]).
+func (s *Session) sjRan(r Run, omitted bool) {
 	s.hist.add(r.Tool, r.Args, r.Time)
 	if r.Injection > s.injection {
 		s.injection, s.injectionSignals = r.Injection, slices.Clone(r.InjectionSignals)
 	}
-	res, ok := parseResult(r.Result)
+	res, ok := toolResult{}, omitted
+	if !omitted {
+		res, ok = parseResult(r.Result)
+	}
 	if !ok {
 		return
 	}
@@ -217,6 +244,10 @@ func (s *Session) Ran(r Run) {
 	}
 	if !s.untrusted {
 		s.untrusted, s.untrustedFrom = true, origin
+	}
+	if omitted {
+		s.overflow = true
+		return
 	}
 	res.values(func(v Value) { s.remember(v, 0, origin) })
 }
@@ -404,6 +435,12 @@ type StoreOptions struct {
 	MaxSessions int
 	// Idle is how long a session is kept after its last use. Default 24h.
 	Idle time.Duration
+	// Journal, if set, shares sessions between gateway replicas: a session is brought up
+	// to date from it before each use, and what it learns through [Session.Record] and
+	// [Session.RecordPrompt] is appended to it. Nil keeps sessions in this process only.
+	Journal Journal
+	// JournalTimeout bounds each use of the journal. Default [DefaultJournalTimeout].
+	JournalTimeout time.Duration
 }
 
 const storeShards = 32
@@ -428,6 +465,9 @@ func NewStore(opts StoreOptions) *Store {
 	if opts.Idle <= 0 {
 		opts.Idle = 24 * time.Hour
 	}
+	if opts.JournalTimeout <= 0 {
+		opts.JournalTimeout = DefaultJournalTimeout
+	}
 	st := &Store{opts: opts, seed: maphash.MakeSeed()}
 	for i := range st.shards {
 		st.shards[i].m = map[string]*Session{}
@@ -440,8 +480,27 @@ func (st *Store) shard(key string) int {
 }
 
 // Session returns the session for key, creating it empty if there is none. It fails
-// with [ErrFull] when the store is full even after dropping idle sessions.
+// with [ErrFull] when the store is full even after dropping idle sessions. With a
+// journal it is [Store.SessionContext] without a context of the caller's.
 func (st *Store) Session(key string, now time.Time) (*Session, error) {
+	return st.SessionContext(context.Background(), key, now)
+}
+
+// SessionContext is [Store.Session]. With a journal, it also brings the session up to
+// date with the entries other replicas appended, and fails if it cannot read them: a
+// session that may have missed what it saw elsewhere must not be used (fail closed).
+func (st *Store) SessionContext(ctx context.Context, key string, now time.Time) (*Session, error) {
+	s, err := st.sjLocal(key, now)
+	if err != nil || st.opts.Journal == nil {
+		return s, err
+	}
+	if err := st.sjSyncShared(ctx, s, now); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (st *Store) sjLocal(key string, now time.Time) (*Session, error) {
 	sh := &st.shards[st.shard(key)]
 	sh.mu.Lock()
 	s := sh.m[key]
@@ -457,6 +516,9 @@ func (st *Store) Session(key string, now time.Time) (*Session, error) {
 		}
 		if s == nil {
 			s = NewSession(st.opts.Limits)
+			if st.opts.Journal != nil {
+				s.st, s.key = st, key
+			}
 			sh.m[key] = s
 			st.count.Add(1)
 		}

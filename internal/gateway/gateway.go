@@ -128,6 +128,12 @@ type Authenticator interface {
 	Authenticate(header string) (*identity.Principal, identity.Failure, error)
 }
 
+// contextAuthenticator is an Authenticator that may look an agent or a task up in a
+// shared store, bounded by the request's context.
+type contextAuthenticator interface {
+	AuthenticateContext(ctx context.Context, header string) (*identity.Principal, identity.Failure, error)
+}
+
 // Calls runs tool calls.
 type Calls interface {
 	Handle(ctx context.Context, c *pipeline.Call) pipeline.Outcome
@@ -163,6 +169,12 @@ type Options struct {
 	// Tracer, if set, starts a span for every tools/call (and for refused credentials),
 	// joined to the agent's trace when the request carries W3C trace context.
 	Tracer trace.Tracer
+	// Sessions, if set, keeps sessions where every gateway replica finds them (see
+	// [SessionStore]); nil keeps them in this process only.
+	Sessions SessionStore
+	// SessionStoreTimeout bounds each use of Sessions. Default
+	// [DefaultSessionStoreTimeout].
+	SessionStoreTimeout time.Duration
 }
 
 // Gateway is the MCP endpoint. It is an http.Handler.
@@ -182,6 +194,9 @@ type session struct {
 	protocol string
 	calls    atomic.Int64
 	lastSeen atomic.Int64 // unix nanos
+	// touched is when this replica last touched the session in the session store (unix
+	// nanos).
+	touched atomic.Int64
 }
 
 // New returns a gateway.
@@ -204,6 +219,7 @@ func New(opts Options) *Gateway {
 	if opts.Name == "" {
 		opts.Name = "chaperone"
 	}
+	sjStoreDefaults(&opts)
 	return &Gateway{opts: opts, sessions: map[string]*session{}}
 }
 
@@ -229,7 +245,8 @@ func (g *Gateway) Run(ctx context.Context) error {
 }
 
 func (g *Gateway) expire() int {
-	cutoff := g.opts.Now().Add(-g.opts.SessionIdle).UnixNano()
+	now := g.opts.Now()
+	cutoff := now.Add(-g.opts.SessionIdle).UnixNano()
 	var ended []string
 	g.mu.Lock()
 	for id, s := range g.sessions {
@@ -239,6 +256,10 @@ func (g *Gateway) expire() int {
 		}
 	}
 	g.mu.Unlock()
+	if g.opts.Sessions != nil {
+		// Idle here is not idle everywhere: only the store says a session is over.
+		ended = g.sjExpireShared(now)
+	}
 	for _, id := range ended {
 		g.ended(id)
 	}
@@ -272,7 +293,14 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	rid := newID("req")
 	a := g.arrive(r)
-	pr, failure, err := g.opts.Auth.Authenticate(r.Header.Get("Authorization"))
+	var pr *identity.Principal
+	var failure identity.Failure
+	var err error
+	if ca, ok := g.opts.Auth.(contextAuthenticator); ok {
+		pr, failure, err = ca.AuthenticateContext(r.Context(), r.Header.Get("Authorization"))
+	} else {
+		pr, failure, err = g.opts.Auth.Authenticate(r.Header.Get("Authorization"))
+	}
 	a.authenticated()
 	if err != nil {
 		g.traceFailedAuth(ctx, a, rid, string(failure))
@@ -345,7 +373,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	var sess *session
 	if sid := r.Header.Get("Mcp-Session-Id"); sid != "" && m.Method != "initialize" {
-		sess = g.session(sid, agent.ID)
+		sess, err = g.session(ctx, sid, agent.ID)
+		if err != nil {
+			g.sjWriteStoreError(ctx, w, m.ID, err)
+			return
+		}
 		if sess == nil {
 			writeError(w, http.StatusNotFound, m.ID, codeSessionNotFound, "session not found: initialize a new session")
 			return
@@ -363,7 +395,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch m.Method {
 	case "initialize":
-		g.initialize(w, agent, &m)
+		g.initialize(ctx, w, agent, &m)
 	case "server/discover":
 		g.discover(w, &m)
 	case "ping":
@@ -419,31 +451,48 @@ func (g *Gateway) checkHeaders(r *http.Request, m *message) (string, *headerErro
 	return hv, nil
 }
 
-func (g *Gateway) session(id, agentID string) *session {
+// session returns session id of agentID, nil if there is none; with a session store,
+// the store says whether it exists (an error: it could not say).
+func (g *Gateway) session(ctx context.Context, id, agentID string) (*session, error) {
 	g.mu.Lock()
 	s := g.sessions[id]
 	g.mu.Unlock()
 	// A session belongs to the agent that created it; to any other it does not exist.
-	if s == nil || s.agentID != agentID {
-		return nil
+	if s != nil && s.agentID != agentID {
+		return nil, nil
 	}
-	return s
+	if g.opts.Sessions != nil {
+		return g.sjShared(ctx, s, id, agentID)
+	}
+	return s, nil
 }
 
 func (g *Gateway) deleteSession(w http.ResponseWriter, r *http.Request, agent *identity.Agent) {
 	id := r.Header.Get("Mcp-Session-Id")
-	if id == "" || g.session(id, agent.ID) == nil {
+	found := false
+	if id != "" && g.opts.Sessions != nil {
+		var err error
+		if found, err = g.sjDelete(r.Context(), id, agent.ID); err != nil {
+			g.sjWriteStoreError(r.Context(), w, nil, err)
+			return
+		}
+	} else if id != "" {
+		g.mu.Lock()
+		if s := g.sessions[id]; s != nil && s.agentID == agent.ID {
+			delete(g.sessions, id)
+			found = true
+		}
+		g.mu.Unlock()
+	}
+	if !found {
 		writeError(w, http.StatusNotFound, nil, codeSessionNotFound, "session not found")
 		return
 	}
-	g.mu.Lock()
-	delete(g.sessions, id)
-	g.mu.Unlock()
 	g.ended(id)
 	w.WriteHeader(http.StatusNoContent)
 }
 
-func (g *Gateway) initialize(w http.ResponseWriter, agent *identity.Agent, m *message) {
+func (g *Gateway) initialize(ctx context.Context, w http.ResponseWriter, agent *identity.Agent, m *message) {
 	var p struct {
 		ProtocolVersion string `json:"protocolVersion"`
 	}
@@ -456,12 +505,13 @@ func (g *Gateway) initialize(w http.ResponseWriter, agent *identity.Agent, m *me
 	if slices.Contains(legacyVersions, p.ProtocolVersion) {
 		version = p.ProtocolVersion
 	}
+	now := g.opts.Now()
 	s := &session{id: newID("ses"), agentID: agent.ID, protocol: version}
-	s.lastSeen.Store(g.opts.Now().UnixNano())
+	s.lastSeen.Store(now.UnixNano())
 	g.mu.Lock()
 	if len(g.sessions) >= g.opts.MaxSessions {
 		g.mu.Unlock()
-		g.expire()
+		g.sjMakeRoom(now)
 		g.mu.Lock()
 	}
 	full := len(g.sessions) >= g.opts.MaxSessions
@@ -472,6 +522,12 @@ func (g *Gateway) initialize(w http.ResponseWriter, agent *identity.Agent, m *me
 	if full {
 		writeError(w, http.StatusServiceUnavailable, m.ID, codeInvalidRequest, fmt.Sprintf("too many sessions (limit %d): try again later", g.opts.MaxSessions))
 		return
+	}
+	if g.opts.Sessions != nil {
+		if err := g.sjCreate(ctx, s, now); err != nil {
+			g.sjWriteStoreError(ctx, w, m.ID, err)
+			return
+		}
 	}
 	res, _ := json.Marshal(map[string]any{
 		"protocolVersion": version,

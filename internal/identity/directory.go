@@ -152,6 +152,8 @@ type AgentStore interface {
 	UpdateAgent(ctx context.Context, rec AgentRecord) error
 	// Agents returns every stored agent.
 	Agents(ctx context.Context) ([]AgentRecord, error)
+	// Agent returns the stored agent with the id, and false if there is none.
+	Agent(ctx context.Context, id string) (AgentRecord, bool, error)
 }
 
 // Recorder is the audit log.
@@ -180,12 +182,23 @@ type DirectoryOptions struct {
 // [Directory.List]) are lock-free loads of an immutable snapshot. Writers are serialised
 // by a mutex and replace the snapshot after the store has accepted the change, so once
 // [Directory.SetStatus] returns, every later read sees the new status.
+//
+// When several processes share the store, each has its own snapshot: a change made by
+// another process is seen here after [Directory.Refresh] or [Directory.RefreshAgent]
+// (which the caller runs on a change notification, and periodically), and an agent not
+// in the snapshot at all is looked up in the store by [Directory.Load].
 type Directory struct {
 	store AgentStore
 	audit Recorder
 	now   func() time.Time
 
 	snap atomic.Pointer[dirSnapshot]
+
+	// misses remembers ids the store did not have, and lookups bounds the store
+	// lookups of Load running at once: unknown ids must not be able to hammer the
+	// database.
+	misses  prMisses
+	lookups chan struct{}
 
 	// wmu serialises writers, across their store and audit I/O, so the store, the
 	// snapshot and the audit log see changes in the same order. Readers never take it.
@@ -213,7 +226,7 @@ func NewDirectory(ctx context.Context, o DirectoryOptions) (*Directory, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	d := &Directory{store: o.Store, audit: o.Audit, now: o.Now}
+	d := &Directory{store: o.Store, audit: o.Audit, now: o.Now, lookups: make(chan struct{}, prMaxLookups)}
 	s := &dirSnapshot{byID: map[string]*dirEntry{}}
 	for _, reg := range o.Static {
 		a := cloneAgent(reg.Agent)
@@ -436,9 +449,11 @@ func (d *Directory) Register(ctx context.Context, spec AgentSpec, by string) (st
 		return "", fmt.Errorf("identity: register agent: %w", err)
 	}
 	a := cloneAgent(spec.Agent)
-	a.Status = StatusActive
+	// Stored suspended until its registration is on record: another process sharing the
+	// store may look the agent up (Load) before then, and must not let it act.
+	a.Status = StatusSuspended
 	now := d.now().UTC()
-	rec := AgentRecord{Agent: a, PublicKey: slices.Clone(spec.PublicKey), CreatedAt: now, UpdatedAt: now}
+	rec := AgentRecord{Agent: a, StatusReason: prPendingReason, PublicKey: slices.Clone(spec.PublicKey), CreatedAt: now, UpdatedAt: now}
 	var secret string
 	if spec.WithSecret {
 		var b [32]byte
@@ -446,8 +461,7 @@ func (d *Directory) Register(ctx context.Context, spec AgentSpec, by string) (st
 		secret = SecretPrefix + base64.RawURLEncoding.EncodeToString(b[:])
 		rec.SecretSHA256 = HashToken(secret)
 	}
-	e, err := newEntry(rec)
-	if err != nil {
+	if _, err := newEntry(rec); err != nil {
 		return "", fmt.Errorf("identity: register agent %q: %w", a.ID, err)
 	}
 
@@ -469,6 +483,20 @@ func (d *Directory) Register(ctx context.Context, spec AgentSpec, by string) (st
 			a.Owner, a.Environment, caps, a.Autonomy, spec.WithSecret, spec.PublicKey != nil, by),
 	})
 	if aerr == nil {
+		rec.Agent.Status, rec.StatusReason = StatusActive, ""
+		e, err := newEntry(rec)
+		if err == nil {
+			err = d.store.UpdateAgent(actx, rec)
+		}
+		if err != nil {
+			// Registered and on record, but still suspended: the operator can resume it.
+			pending := rec
+			pending.Agent.Status, pending.StatusReason = StatusSuspended, prPendingReason
+			if pe, perr := newEntry(pending); perr == nil {
+				d.snap.Store(d.snap.Load().with(pe))
+			}
+			return "", fmt.Errorf("identity: register agent %q: activate (the agent is registered but suspended): %w", a.ID, err)
+		}
 		d.snap.Store(d.snap.Load().with(e))
 		return secret, nil
 	}
@@ -514,18 +542,26 @@ func (d *Directory) SetStatus(ctx context.Context, id string, to Status, reason,
 
 	d.wmu.Lock()
 	defer d.wmu.Unlock()
-	e, ok := d.snap.Load().byID[id]
+	if e, ok := d.snap.Load().byID[id]; ok && e.rec.Declared {
+		return fmt.Errorf("identity: set agent %q %s: %w", id, to, ErrDeclaredAgent)
+	}
+	// The change starts from the store's record, not the snapshot's: another process
+	// may have changed the agent (revoked it, say) since this one last heard, and
+	// UpdateAgent replaces the whole record.
+	cur, ok, err := d.store.Agent(ctx, id)
 	switch {
+	case err != nil:
+		return fmt.Errorf("identity: set agent %q %s: %w", id, to, err)
 	case !ok:
 		return fmt.Errorf("identity: set agent %q %s: %w", id, to, ErrUnknownAgent)
-	case e.rec.Declared:
-		return fmt.Errorf("identity: set agent %q %s: %w", id, to, ErrDeclaredAgent)
-	case e.rec.Agent.Status == StatusRevoked:
+	case cur.Agent.Status == StatusRevoked:
+		_ = d.prPublishLocked(id, cur) // this process now knows, whatever the outcome
 		return fmt.Errorf("identity: set agent %q %s: %w", id, to, ErrAgentRevoked)
-	case e.rec.Agent.Status == to:
+	case cur.Agent.Status == to:
+		_ = d.prPublishLocked(id, cur) // this process now knows, whatever the outcome
 		return fmt.Errorf("identity: set agent %q %s: %w", id, to, ErrStatusUnchanged)
 	}
-	rec := e.rec.clone()
+	rec := cur.clone()
 	from := rec.Agent.Status
 	now := d.now().UTC()
 	rec.Agent.Status, rec.StatusReason, rec.UpdatedAt = to, reason, now
@@ -548,4 +584,224 @@ func (d *Directory) SetStatus(ctx context.Context, id string, to Status, reason,
 		return fmt.Errorf("identity: set agent %q %s: %w: %w", id, to, ErrNotAudited, err)
 	}
 	return nil
+}
+
+// prPendingReason is the status reason of an agent whose registration is not on record
+// yet.
+const prPendingReason = "registration not yet audited"
+
+// Bounds on the store lookups of [Directory.Load] and [Tasks.Load].
+const (
+	// prMissTTL is how long an id the store did not have is answered "unknown" without
+	// asking again.
+	prMissTTL = time.Second
+	// prMaxMisses bounds the ids remembered.
+	prMaxMisses = 4096
+	// prMaxLookups bounds the store lookups running at once, per Directory or Tasks.
+	prMaxLookups = 4
+)
+
+// prMisses remembers, briefly, the ids a store lookup did not find, so that a flood of
+// unknown ids costs one query per id per prMissTTL at most, and bounded memory.
+type prMisses struct {
+	// mu guards at.
+	mu sync.Mutex
+	at map[string]time.Time // when each id was found missing
+}
+
+// recent reports whether id was found missing less than prMissTTL before now.
+func (m *prMisses) recent(id string, now time.Time) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	at, ok := m.at[id]
+	return ok && now.Sub(at) < prMissTTL && !now.Before(at)
+}
+
+// add records that id was found missing at now. When full, it forgets the expired
+// entries and, if that is not enough, a quarter of the others (whichever the map yields
+// first): the bound on memory matters more than a few repeated queries, which
+// prMaxLookups bounds anyway.
+func (m *prMisses) add(id string, now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.at == nil {
+		m.at = map[string]time.Time{}
+	}
+	if len(m.at) >= prMaxMisses {
+		for k, at := range m.at {
+			if now.Sub(at) >= prMissTTL || now.Before(at) {
+				delete(m.at, k)
+			}
+		}
+		for k := range m.at {
+			if len(m.at) < prMaxMisses*3/4 {
+				break
+			}
+			delete(m.at, k)
+		}
+	}
+	m.at[id] = now
+}
+
+// reset forgets every miss: after a refresh, the snapshot answers for every stored id.
+func (m *prMisses) reset() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	clear(m.at)
+}
+
+// prAcquire takes one of the lookup slots of sem, or fails when ctx is done first.
+func prAcquire(ctx context.Context, sem chan struct{}) error {
+	select {
+	case sem <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
+// Load returns the agent with the given id as [Directory.Agent] does and, if this
+// process has not heard of it, looks it up in the store: an agent registered by
+// another process sharing the store can authenticate here before the change
+// notification arrives. An agent found is added to the snapshot. An id the store does
+// not have is remembered for a second, during which Load answers false without asking
+// again; at most a few lookups run at once, the others wait for ctx. It returns an
+// error when the store cannot answer (the caller must refuse: fail closed).
+func (d *Directory) Load(ctx context.Context, id string) (*Agent, bool, error) {
+	if a, ok := d.Agent(id); ok {
+		return a, true, nil
+	}
+	// Only registered agents are stored, and registration checks the id.
+	if !agentIDPattern.MatchString(id) || d.misses.recent(id, d.now()) {
+		return nil, false, nil
+	}
+	if err := prAcquire(ctx, d.lookups); err != nil {
+		return nil, false, fmt.Errorf("identity: load agent %q: %w", id, err)
+	}
+	now := d.now()
+	rec, ok, err := d.store.Agent(ctx, id)
+	<-d.lookups
+	if err != nil {
+		return nil, false, fmt.Errorf("identity: load agent %q: %w", id, err)
+	}
+	if !ok {
+		d.misses.add(id, now)
+		return nil, false, nil
+	}
+	e, err := newEntry(rec)
+	if err != nil {
+		return nil, false, fmt.Errorf("identity: load agent %q: %w", id, err)
+	}
+	// Publish unless the agent appeared meanwhile: that entry (from a writer or a
+	// refresh) is at least as new as the record read here.
+	for {
+		old := d.snap.Load()
+		if cur, ok := old.byID[id]; ok {
+			return &cur.rec.Agent, true, nil
+		}
+		if d.snap.CompareAndSwap(old, old.with(e)) {
+			return &e.rec.Agent, true, nil
+		}
+	}
+}
+
+// Refresh reloads every stored agent, for changes made by another process sharing the
+// store (registrations, suspensions, revocations): every read after it returns sees
+// the store as it was read. Declared agents are kept as they are; a stored agent that
+// collides with one, or whose record is not valid, is left out (so it cannot act) and
+// reported in the error. On a store error nothing changes.
+func (d *Directory) Refresh(ctx context.Context) error {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	recs, err := d.store.Agents(ctx)
+	if err != nil {
+		return fmt.Errorf("identity: refresh agents: %w", err)
+	}
+	old := d.snap.Load()
+	s := &dirSnapshot{byID: make(map[string]*dirEntry, len(recs)+len(old.byID))}
+	for id, e := range old.byID {
+		if e.rec.Declared {
+			s.byID[id] = e
+		}
+	}
+	var errs []error
+	dropped := map[string]bool{}
+	for _, rec := range recs {
+		id := rec.Agent.ID
+		if prev, dup := s.byID[id]; dup || dropped[id] {
+			switch {
+			case dropped[id]:
+			case prev.rec.Declared:
+				errs = append(errs, fmt.Errorf("stored agent %q is also declared in the configuration: the declared one stands", id))
+				continue
+			default:
+				errs = append(errs, fmt.Errorf("agent %q stored twice: left out", id))
+				delete(s.byID, id)
+				dropped[id] = true
+			}
+			continue
+		}
+		e, err := newEntry(rec)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%w: left out", err))
+			continue
+		}
+		s.byID[id] = e
+	}
+	d.snap.Store(s)
+	d.misses.reset()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("identity: refresh agents: %w", err)
+	}
+	return nil
+}
+
+// RefreshAgent reloads one stored agent, for a change another process made to it (the
+// notification names it): cheaper than [Directory.Refresh]. An agent no longer stored
+// is dropped; a declared agent is left as it is.
+func (d *Directory) RefreshAgent(ctx context.Context, id string) error {
+	d.wmu.Lock()
+	defer d.wmu.Unlock()
+	if e, ok := d.snap.Load().byID[id]; ok && e.rec.Declared {
+		return nil
+	}
+	rec, ok, err := d.store.Agent(ctx, id)
+	if err != nil {
+		return fmt.Errorf("identity: refresh agent %q: %w", id, err)
+	}
+	if !ok {
+		d.prDropLocked(id)
+		return nil
+	}
+	if err := d.prPublishLocked(id, rec); err != nil {
+		return fmt.Errorf("identity: refresh agent %q: %w", id, err)
+	}
+	return nil
+}
+
+// prPublishLocked puts the stored record rec of agent id in the snapshot; a record that
+// is not valid drops the agent instead (fail closed). d.wmu must be held.
+func (d *Directory) prPublishLocked(id string, rec AgentRecord) error {
+	if rec.Agent.ID != id {
+		d.prDropLocked(id)
+		return fmt.Errorf("the store returned agent %s", short(rec.Agent.ID))
+	}
+	e, err := newEntry(rec)
+	if err != nil {
+		d.prDropLocked(id)
+		return err
+	}
+	d.snap.Store(d.snap.Load().with(e))
+	return nil
+}
+
+// prDropLocked removes agent id from the snapshot. d.wmu must be held.
+func (d *Directory) prDropLocked(id string) {
+	old := d.snap.Load()
+	if _, ok := old.byID[id]; !ok {
+		return
+	}
+	n := &dirSnapshot{byID: maps.Clone(old.byID)}
+	delete(n.byID, id)
+	d.snap.Store(n)
 }

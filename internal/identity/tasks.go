@@ -82,6 +82,8 @@ type TaskStore interface {
 	EndTask(ctx context.Context, id, by, reason string, at time.Time) error
 	// Tasks returns every stored task.
 	Tasks(ctx context.Context) ([]TaskRecord, error)
+	// Task returns the stored task with the id, and false if there is none.
+	Task(ctx context.Context, id string) (TaskRecord, bool, error)
 }
 
 // TasksOptions configures [Tasks].
@@ -100,6 +102,11 @@ type TasksOptions struct {
 // Tasks tracks the tasks access tokens are bound to. [Tasks.Active] is the hot path: a
 // map lookup under a read lock, no I/O. Tasks that ended or expired stay in memory for a
 // day, so [Tasks.List] can show them, and are then forgotten (the store keeps them).
+//
+// When several processes share the store, a task another process started is looked up
+// in the store when first seen ([Tasks.LoadActive]), and one it ended is seen ended
+// here after [Tasks.Refresh] or [Tasks.RefreshTask], which the caller runs on a change
+// notification, and periodically.
 type Tasks struct {
 	store TaskStore
 	audit Recorder
@@ -114,6 +121,11 @@ type Tasks struct {
 	mu        sync.RWMutex
 	byID      map[string]*TaskRecord // records are replaced, never modified in place
 	lastPrune time.Time
+
+	// misses remembers ids the store did not have, and lookups bounds the store
+	// lookups running at once (see [Directory]).
+	misses  prMisses
+	lookups chan struct{}
 }
 
 // NewTasks loads the open tasks, and those that closed within the last day.
@@ -124,20 +136,27 @@ func NewTasks(ctx context.Context, o TasksOptions) (*Tasks, error) {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	t := &Tasks{store: o.Store, audit: o.Audit, now: o.Now, usage: o.Usage, byID: map[string]*TaskRecord{}}
+	t := &Tasks{store: o.Store, audit: o.Audit, now: o.Now, usage: o.Usage, lookups: make(chan struct{}, prMaxLookups)}
 	recs, err := o.Store.Tasks(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("identity: new tasks: %w", err)
 	}
+	t.byID, t.lastPrune = t.prRecent(recs)
+	return t, nil
+}
+
+// prRecent returns the tasks of recs to hold in memory: the open ones, and those that
+// closed within taskHistory.
+func (t *Tasks) prRecent(recs []TaskRecord) (map[string]*TaskRecord, time.Time) {
 	now := t.now()
+	byID := make(map[string]*TaskRecord, len(recs))
 	for _, r := range recs {
 		if r.open(now) || now.Sub(r.closedAt()) < taskHistory {
 			r := r.clone()
-			t.byID[r.ID] = &r
+			byID[r.ID] = &r
 		}
 	}
-	t.lastPrune = now
-	return t, nil
+	return byID, now
 }
 
 // Start begins a task. An empty ID gets a random one ("tsk_..."); Agent is required;
@@ -257,11 +276,21 @@ func (t *Tasks) end(ctx context.Context, id, by, reason string) error {
 		return fmt.Errorf("identity: end task %q: %w", id, ErrTaskEnded)
 	}
 	if err := t.store.EndTask(ctx, id, by, reason, now); err != nil {
+		if known && errors.Is(err, ErrTaskEnded) {
+			// Ended by another process, not heard of here yet: catch up.
+			_ = t.prReloadLocked(ctx, id)
+		}
 		t.wmu.Unlock()
 		return fmt.Errorf("identity: end task %q: %w", id, err)
 	}
 	ev := &audit.Event{Time: now, Kind: audit.KindTaskEnded, Task: id, Reason: reason, Message: "task ended",
 		Detail: "by=" + by}
+	if !known {
+		// Started by another process: read it back, for memory and the record.
+		if rec, ok, err := t.store.Task(ctx, id); err == nil && ok {
+			cur, known = &rec, true
+		}
+	}
 	if known {
 		rec := cur.clone()
 		rec.EndedAt, rec.EndedBy, rec.EndReason = now, by, reason
@@ -320,4 +349,102 @@ func (t *Tasks) List(includeEnded bool) []TaskRecord {
 		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
 	})
 	return out
+}
+
+// Load returns the task with the id: from memory as [Tasks.Get] does or, if this
+// process has not heard of it, from the store, keeping it in memory. A task started by
+// another process sharing the store is so usable here before the change notification
+// arrives. An id the store does not have is remembered for a second, during which Load
+// answers false without asking again; at most a few lookups run at once, the others
+// wait for ctx. It returns an error when the store cannot answer.
+func (t *Tasks) Load(ctx context.Context, id string) (TaskRecord, bool, error) {
+	if r, ok := t.Get(id); ok {
+		return r, true, nil
+	}
+	// Only started tasks are stored, and Start checks the id.
+	if !taskIDPattern.MatchString(id) || t.misses.recent(id, t.now()) {
+		return TaskRecord{}, false, nil
+	}
+	if err := prAcquire(ctx, t.lookups); err != nil {
+		return TaskRecord{}, false, fmt.Errorf("identity: load task %q: %w", id, err)
+	}
+	now := t.now()
+	rec, ok, err := t.store.Task(ctx, id)
+	<-t.lookups
+	if err != nil {
+		return TaskRecord{}, false, fmt.Errorf("identity: load task %q: %w", id, err)
+	}
+	if !ok || rec.ID != id {
+		t.misses.add(id, now)
+		return TaskRecord{}, false, nil
+	}
+	rec = rec.clone()
+	t.mu.Lock()
+	// Keep a record that appeared meanwhile (from a writer or a refresh): it is at least
+	// as new as the one read here.
+	cur, ok := t.byID[id]
+	if !ok {
+		cur = &rec
+		t.byID[id] = cur
+	}
+	t.mu.Unlock()
+	return cur.clone(), true, nil
+}
+
+// LoadActive reports whether the task is open, as [Tasks.Active] does, but asks the
+// store about a task this process has not heard of ([Tasks.Load]). A task in memory is
+// answered from memory, ended or not: the store is not asked again about it.
+func (t *Tasks) LoadActive(ctx context.Context, id string) (bool, error) {
+	r, ok, err := t.Load(ctx, id)
+	if err != nil || !ok {
+		return false, err
+	}
+	return r.open(t.now()), nil
+}
+
+// Refresh reloads the tasks from the store, for changes made by another process sharing
+// the store (tasks started and ended): every call to Active after it returns sees the
+// store as it was read. On a store error nothing changes.
+func (t *Tasks) Refresh(ctx context.Context) error {
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	recs, err := t.store.Tasks(ctx)
+	if err != nil {
+		return fmt.Errorf("identity: refresh tasks: %w", err)
+	}
+	byID, now := t.prRecent(recs)
+	t.mu.Lock()
+	t.byID, t.lastPrune = byID, now
+	t.mu.Unlock()
+	t.misses.reset()
+	return nil
+}
+
+// RefreshTask reloads one task from the store, for a change another process made to it
+// (the notification names it): cheaper than [Tasks.Refresh]. A task no longer stored is
+// forgotten.
+func (t *Tasks) RefreshTask(ctx context.Context, id string) error {
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	if err := t.prReloadLocked(ctx, id); err != nil {
+		return fmt.Errorf("identity: refresh task %q: %w", id, err)
+	}
+	return nil
+}
+
+// prReloadLocked replaces the task in memory with the store's record. t.wmu must be
+// held.
+func (t *Tasks) prReloadLocked(ctx context.Context, id string) error {
+	rec, ok, err := t.store.Task(ctx, id)
+	if err != nil {
+		return err
+	}
+	if !ok || rec.ID != id {
+		t.mu.Lock()
+		delete(t.byID, id)
+		t.mu.Unlock()
+		return nil
+	}
+	t.put(rec.clone(), t.now())
+	return nil
 }

@@ -76,6 +76,12 @@ type Agents interface {
 	PublicKey(id string) (ed25519.PublicKey, bool)
 }
 
+// agentLoader is a directory shared with other gateway replicas: an agent registered
+// through another replica is looked up in the store before its credentials are checked.
+type agentLoader interface {
+	Load(ctx context.Context, id string) (*identity.Agent, bool, error)
+}
+
 // Tasks is the task registry.
 type Tasks interface {
 	Start(ctx context.Context, rec identity.TaskRecord) (identity.TaskRecord, error)
@@ -357,7 +363,16 @@ func (s *Server) authenticateClient(r *http.Request) (*identity.Agent, error) {
 		if assertionType != AssertionType {
 			return nil, bad("client_assertion_type is not jwt-bearer")
 		}
-		agentID, err := s.o.Assertions.Verify(assertion, s.o.Agents.PublicKey)
+		publicKey := s.o.Agents.PublicKey
+		if l, ok := s.o.Agents.(agentLoader); ok {
+			publicKey = func(id string) (ed25519.PublicKey, bool) {
+				if _, ok, err := l.Load(r.Context(), id); err != nil || !ok {
+					return nil, false
+				}
+				return s.o.Agents.PublicKey(id)
+			}
+		}
+		agentID, err := s.o.Assertions.Verify(assertion, publicKey)
 		if err != nil {
 			return nil, bad("client assertion: " + err.Error())
 		}
@@ -365,6 +380,11 @@ func (s *Server) authenticateClient(r *http.Request) (*identity.Agent, error) {
 			return nil, bad("client_id differs from the assertion's subject")
 		}
 		id = agentID
+	}
+	if l, ok := s.o.Agents.(agentLoader); ok && (basic || postSecret != "") {
+		if _, _, err := l.Load(r.Context(), id); err != nil {
+			return nil, fail(http.StatusServiceUnavailable, "temporarily_unavailable", "The agent directory cannot be read; try again.", err.Error())
+		}
 	}
 	// A secret method checks the secret whatever it is — an empty one included.
 	if (basic || postSecret != "") && !s.o.Agents.VerifySecret(id, secret) {

@@ -379,18 +379,26 @@ func flowKey(c *Call) string {
 	}
 }
 
-// EndSession forgets the flow state of an MCP session that ended.
+// EndSession forgets the flow state of an MCP session that ended, on every replica when
+// the flow store has a journal.
 func (p *Pipeline) EndSession(id string) {
-	p.opts.Flow.End("s\x00" + id)
+	if err := p.opts.Flow.EndContext(context.Background(), "s\x00"+id); err != nil {
+		// The journal keeps the state until it expires: more than the session needs, never less.
+		p.opts.Logger.Warn("flow journal not ended", "session", id, "err", err)
+	}
 	if s := p.opts.Sensors; s != nil {
 		s.states.end("s\x00" + id)
 	}
 }
 
-// ExpireFlow forgets the flow state of contexts idle for longer than the store keeps them.
+// ExpireFlow forgets the flow state of contexts idle for longer than the store keeps them,
+// and deletes the journals no replica used for that long.
 func (p *Pipeline) ExpireFlow(now time.Time) int {
 	if s := p.opts.Sensors; s != nil {
 		s.states.expire(now.Add(-senseIdle))
+	}
+	if _, err := p.opts.Flow.ExpireJournal(context.Background(), now); err != nil {
+		p.opts.Logger.Warn("flow journals not expired", "err", err)
 	}
 	return p.opts.Flow.Expire(now)
 }
@@ -522,12 +530,18 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) (final Outcome) {
 		d := policy.Decision{Effect: policy.Deny, Reason: "no policy is loaded"}
 		return p.refuse(ctx, &ev, d, CodePolicyError, "The policy could not be evaluated, so the call is refused.")
 	}
-	fs, err := p.opts.Flow.Session(key, now)
-	if err != nil {
+	fs, err := p.opts.Flow.SessionContext(ctx, key, now)
+	if errors.Is(err, flow.ErrFull) {
 		return p.refuse(ctx, &ev, policy.Decision{}, CodeFlowUnavailable, "The gateway is tracking as many agent sessions as it may, so this call is refused; try again later.")
 	}
-	if c.Prompt != "" {
-		fs.AddPrompt(c.Prompt)
+	if err == nil && c.Prompt != "" {
+		err = fs.RecordPrompt(ctx, c.Prompt)
+	}
+	if err != nil {
+		// What the session saw on other replicas is unknown: judging the call on less
+		// would fail open.
+		p.opts.Logger.ErrorContext(ctx, "flow state unavailable", "request_id", c.RequestID, "err", err)
+		return p.refuse(ctx, &ev, policy.Decision{}, CodeFlowUnavailable, "The gateway cannot read this session's flow state, so the call is refused; try again later.")
 	}
 	if score, signals := fs.Injection(); score > 0 {
 		// Only detections are recorded, so any score is one.
@@ -754,8 +768,12 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) (final Outcome) {
 			if rs.refusal != nil {
 				// The call ran, but the agent does not get its result: the context has not
 				// seen it, only that the call happened.
-				fs.Ran(flow.Run{RequestID: c.RequestID, Tool: t.Name, Args: args, Labels: labels, Time: now,
-					Injection: injection.Score, InjectionSignals: injection.Signals})
+				if err := fs.Record(ctx, flow.Run{RequestID: c.RequestID, Tool: t.Name, Args: args, Labels: labels, Time: now,
+					Injection: injection.Score, InjectionSignals: injection.Signals}); err != nil {
+					// The result is withheld anyway; the next call's read of the journal fails
+					// closed if the journal is still out of reach.
+					p.opts.Logger.ErrorContext(ctx, "flow state not recorded", "request_id", c.RequestID, "err", err)
+				}
 				out.Reason, out.Message, out.ResultBytes = string(rs.refusal.Code), rs.refusal.Message, int64(len(res))
 				if len(rs.rules) > 0 {
 					out.Rules = rs.rules
@@ -772,8 +790,14 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) (final Outcome) {
 		// outcome's record: forgetting it could only make the context look cleaner.
 		// The flow state learns the result as the tool returned it: provenance is about the
 		// real values, whatever placeholders or redactions the agent was shown.
-		fs.Ran(flow.Run{RequestID: c.RequestID, Tool: t.Name, Args: args, Labels: labels, Result: seen, Time: now,
-			Injection: injection.Score, InjectionSignals: injection.Signals})
+		if err := fs.Record(ctx, flow.Run{RequestID: c.RequestID, Tool: t.Name, Args: args, Labels: labels, Result: seen, Time: now,
+			Injection: injection.Score, InjectionSignals: injection.Signals}); err != nil {
+			// Other replicas may not know the session saw this result: withhold it (fail
+			// closed), and say so in the outcome's record.
+			p.opts.Logger.ErrorContext(ctx, "flow state not recorded", "request_id", c.RequestID, "err", err)
+			refusal = &Refusal{Code: CodeFlowUnavailable, Message: "The call ran, but the gateway could not record its result in this session's flow state, so the result is withheld."}
+			out.Reason, out.Message = string(refusal.Code), refusal.Message
+		}
 		out.ResultBytes = int64(len(res))
 		if !toolErrKnown {
 			toolErr = isToolError(res)
@@ -797,6 +821,9 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) (final Outcome) {
 		// The call ran, but its outcome is not on record: withhold the result (fail closed).
 		// The intent without outcome is what `chaperone audit verify` reports.
 		return Outcome{Decision: d, Refusal: &Refusal{Code: CodeAuditUnavailable, Message: "The call ran, but the audit log cannot record its outcome, so the result is withheld."}}
+	}
+	if refusal != nil {
+		res = nil
 	}
 	return Outcome{Result: res, Refusal: refusal, Decision: d, Risk: score.Value}
 }
