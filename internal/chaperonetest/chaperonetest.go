@@ -233,3 +233,28 @@ func BearerTransport(token string) http.RoundTripper {
 type roundTripper func(*http.Request) (*http.Response, error)
 
 func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// StartReplicas starts n gateways over one PostgreSQL database (dsn), as replicas behind a
+// load balancer would run: one configuration — agents, tokens, policy, data directory
+// for the shared key files — each replica with its own listeners and upstream
+// connections. The first is started, and its first-start work (schema, signing keys, key
+// files) done, before the others.
+func StartReplicas(t testing.TB, n int, dsn string, o Options) []*Gateway {
+	t.Helper()
+	configure := o.Configure
+	o.Configure = func(c *config.Config) {
+		c.Store = config.Store{Postgres: &config.Postgres{URL: dsn}}
+		if configure != nil {
+			configure(c)
+		}
+	}
+	first := Start(t, o)
+	out := []*Gateway{first}
+	for range n - 1 {
+		g := &Gateway{Config: first.Config, DataDir: first.DataDir, PolicyFile: first.PolicyFile, Agents: first.Agents}
+		g.opts = daemon.Options{DemoState: &g.Demo}
+		g.run(t)
+		out = append(out, g)
+	}
+	return out
+}

@@ -6,7 +6,6 @@ import (
 	"io"
 
 	"github.com/chaperone-dev/chaperone/internal/audit"
-	"github.com/chaperone-dev/chaperone/internal/store/sqlite"
 )
 
 func auditTail(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -19,7 +18,7 @@ func auditTail(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *n < 1 || *n > 10000 {
 		return usageError{fmt.Sprintf("-n must be between 1 and 10000, got %d", *n)}
 	}
-	db, err := sqlite.OpenReadOnly(ctx, dbPath())
+	db, err := openReadOnly(ctx, dbPath())
 	if err != nil {
 		return err
 	}

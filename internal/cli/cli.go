@@ -85,6 +85,8 @@ Usage:
   chaperone sensors train --corpus FILE --out MODEL
                                               train the injection model (reproducibly) from labelled rows
   chaperone sensors scan [--file F] [--json]  run every content sensor on a text and show what they find
+  chaperone migrate [--config F | --db FILE|URL] [--status]
+                                              apply the store's schema migrations (--status: show them)
   chaperone version
 
 Run 'chaperone COMMAND -h' for a command's flags.
@@ -177,6 +179,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			"train": func(a []string) error { return sensorsTrain(a, stdout, stderr) },
 			"scan":  func(a []string) error { return sensorsScan(a, os.Stdin, stdout, stderr) },
 		})
+	case "migrate":
+		err = migrate(ctx, rest, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "chaperone %s\n", daemon.Version)
 	case "help", "-h", "--help":
@@ -394,7 +398,7 @@ func dataDirFlags(fs *flag.FlagSet) func() string {
 // too: it also returns the directory flag.
 func dataDirAndDB(fs *flag.FlagSet) (*string, func() string) {
 	dataDir := fs.String("data-dir", "chaperone-data", "data directory")
-	db := fs.String("db", "", "SQLite database file (default <data-dir>/chaperone.db)")
+	db := fs.String("db", "", "SQLite database file (default <data-dir>/chaperone.db), or the postgres:// URL of a replicated gateway's database")
 	return dataDir, func() string {
 		if *db != "" {
 			return *db

@@ -10,7 +10,6 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/audit"
 	"github.com/chaperone-dev/chaperone/internal/auditexport"
 	"github.com/chaperone-dev/chaperone/internal/replay"
-	"github.com/chaperone-dev/chaperone/internal/store/sqlite"
 )
 
 // Formats of `chaperone audit export`.
@@ -59,7 +58,7 @@ func auditExport(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	db, err := sqlite.OpenReadOnly(ctx, dbPath())
+	db, err := openReadOnly(ctx, dbPath())
 	if err != nil {
 		return err
 	}

@@ -15,7 +15,6 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/config"
 	"github.com/chaperone-dev/chaperone/internal/daemon"
 	"github.com/chaperone-dev/chaperone/internal/policy"
-	"github.com/chaperone-dev/chaperone/internal/store/sqlite"
 )
 
 // maxSchemaBytes bounds one schema file read by policy lint.
@@ -135,7 +134,7 @@ func shortenNames(sources []policy.Source) {
 // pinnedArgs sets the argument names of the tools from their pinned definitions in the
 // gateway's database, opened read-only.
 func pinnedArgs(ctx context.Context, dbPath string, tools map[string]policy.ToolSchema) error {
-	db, err := sqlite.OpenReadOnly(ctx, dbPath)
+	db, err := openReadOnly(ctx, dbPath)
 	if err != nil {
 		return err
 	}

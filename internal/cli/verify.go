@@ -15,7 +15,7 @@ import (
 
 	"github.com/chaperone-dev/chaperone/internal/audit"
 	"github.com/chaperone-dev/chaperone/internal/audit/anchor"
-	"github.com/chaperone-dev/chaperone/internal/store/sqlite"
+	"github.com/chaperone-dev/chaperone/internal/store"
 )
 
 // pathsFlag collects a file flag given more than once. Unlike exportList it does not
@@ -51,7 +51,7 @@ func auditVerify(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		}
 		published = append(published, cps...)
 	}
-	store, err := sqlite.OpenReadOnly(ctx, dbPath())
+	store, err := openReadOnly(ctx, dbPath())
 	if err != nil {
 		return err
 	}
@@ -139,10 +139,10 @@ func verifyKeys(files []string, dataDir string) ([]ed25519.PublicKey, error) {
 }
 
 // storedCheckpoints reads every stored checkpoint after the event after.
-func storedCheckpoints(ctx context.Context, store *sqlite.DB, after int64) ([]audit.Checkpoint, error) {
+func storedCheckpoints(ctx context.Context, store store.Store, after int64) ([]audit.Checkpoint, error) {
 	var out []audit.Checkpoint
 	for {
-		page, err := store.Checkpoints(ctx, after, sqlite.MaxCheckpoints)
+		page, err := store.Checkpoints(ctx, after, maxCheckpointPage)
 		if err != nil {
 			return nil, err
 		}
@@ -155,7 +155,7 @@ func storedCheckpoints(ctx context.Context, store *sqlite.DB, after int64) ([]au
 }
 
 // fromCheckpoint resolves --from: "latest", a stored checkpoint's seq, or a file.
-func fromCheckpoint(ctx context.Context, store *sqlite.DB, v string) (audit.Checkpoint, error) {
+func fromCheckpoint(ctx context.Context, store store.Store, v string) (audit.Checkpoint, error) {
 	if v == "latest" {
 		c, ok, err := store.LatestCheckpoint(ctx)
 		if err == nil && !ok {

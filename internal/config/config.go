@@ -184,12 +184,6 @@ type Admin struct {
 	TokenFile string `yaml:"token_file"`
 }
 
-// Store selects the persistence backend.
-type Store struct {
-	// SQLite is the database file. Default "<data_dir>/chaperone.db".
-	SQLite string `yaml:"sqlite"`
-}
-
 // Registry configures definition pinning.
 type Registry struct {
 	// FirstUse says what happens to a declared tool seen for the first time without a pin:
@@ -224,6 +218,9 @@ type Upstream struct {
 	Environment string `yaml:"environment"`
 	// CallTimeout bounds one tools/call. Default "30s".
 	CallTimeout Duration `yaml:"call_timeout"`
+	// Required makes the gateway report not ready (GET /readyz) while this upstream is
+	// unreachable. Default true; false for an upstream the gateway can serve without.
+	Required *bool `yaml:"required,omitempty"`
 }
 
 // Tool declares one upstream tool: only declared tools exist for agents.
@@ -519,6 +516,9 @@ func Expand(c *Config, lookup func(string) (string, bool)) error {
 	for k, v := range c.Telemetry.Traces.Headers {
 		c.Telemetry.Traces.Headers[k] = expand("telemetry.traces.headers."+k, v)
 	}
+	if p := c.Store.Postgres; p != nil {
+		p.URL = expand("store.postgres.url", p.URL)
+	}
 	for i, p := range c.Audit.Checkpoints.Publish {
 		for _, h := range []*AnchorHTTP{p.Webhook, p.ObjectStore} {
 			if h == nil {
@@ -565,7 +565,7 @@ func (c *Config) ApplyDefaults() {
 	defD(&c.Server.SessionIdle, 30*time.Minute)
 	def(&c.Admin.Listen, "127.0.0.1:8081")
 	def(&c.Admin.TokenFile, filepath.Join(c.DataDir, "admin.token"))
-	def(&c.Store.SQLite, filepath.Join(c.DataDir, "chaperone.db"))
+	c.Store.applyDefaults(c.DataDir)
 	def(&c.Registry.FirstUse, "pin")
 	if c.Registry.RefreshInterval == 0 {
 		c.Registry.RefreshInterval = Duration(5 * time.Minute)
@@ -710,6 +710,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	checkAddr("server.listen", c.Server.Listen)
+	c.Store.validate(bad)
 	if !strings.HasPrefix(c.Server.Path, "/") {
 		bad("server.path", "must start with /, got %q", c.Server.Path)
 	}
@@ -1002,6 +1003,9 @@ func ExposedNames(tools []Tool) ([]string, error) {
 	return names, errors.Join(errs...)
 }
 
+// IsRequired reports whether readiness waits for the upstream (default true).
+func (u *Upstream) IsRequired() bool { return u.Required == nil || *u.Required }
+
 // Redacted returns a copy safe to print: header values and env values are replaced.
 func (c *Config) Redacted() *Config {
 	cp := *c
@@ -1017,6 +1021,11 @@ func (c *Config) Redacted() *Config {
 		cp.Sensors.Injection.Classifier = &red
 	}
 	cp.Telemetry.Traces.Headers = redactMap(c.Telemetry.Traces.Headers)
+	if p := c.Store.Postgres; p != nil {
+		red := *p
+		red.URL = RedactURL(p.URL)
+		cp.Store.Postgres = &red
+	}
 	cp.Audit.Checkpoints.Publish = slices.Clone(c.Audit.Checkpoints.Publish)
 	for i := range cp.Audit.Checkpoints.Publish {
 		for _, h := range []**AnchorHTTP{&cp.Audit.Checkpoints.Publish[i].Webhook, &cp.Audit.Checkpoints.Publish[i].ObjectStore} {

@@ -4,6 +4,9 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"strconv"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -12,6 +15,7 @@ import (
 
 	"github.com/chaperone-dev/chaperone/internal/chaperonetest"
 	"github.com/chaperone-dev/chaperone/internal/config"
+	"github.com/chaperone-dev/chaperone/internal/store/pgtest"
 )
 
 // BenchmarkRelay measures what the gateway adds to a tool call, in one run: the same
@@ -23,7 +27,9 @@ import (
 //	go test -run='^$' -bench=Relay -benchtime=3s -count=3 ./internal/daemon
 //
 // and see BENCHMARKS.md. "gateway-async" runs with audit.after: async (the outcome is
-// committed with the next batch instead of before the answer).
+// committed with the next batch instead of before the answer). With
+// CHAPERONE_TEST_POSTGRES set, "gateway-postgres" runs one replica over PostgreSQL: its
+// audit log, sessions and flow journal in the database.
 func BenchmarkRelay(b *testing.B) {
 	up := mcp.NewServer(&mcp.Implementation{Name: "echo", Version: "1"}, nil)
 	up.AddTool(echoTool("Echo the text back."), func(ctx context.Context, req *mcp.CallToolRequest) (*mcp.CallToolResult, error) {
@@ -46,27 +52,40 @@ func BenchmarkRelay(b *testing.B) {
 	})
 	atok := ga.Agents["test-agent"].Token
 
-	for _, bc := range []struct {
+	type relayCase struct {
 		name, url, token string
 		par              int // goroutines per GOMAXPROCS
-	}{
+	}
+	cases := []relayCase{
 		{"direct/p=1", hs.URL, "", 1},
 		{"gateway/p=1", g.URL, tok, 1},
 		{"gateway-async/p=1", ga.URL, atok, 1},
 		{"direct/p=16", hs.URL, "", 16},
 		{"gateway/p=16", g.URL, tok, 16},
 		{"gateway-async/p=16", ga.URL, atok, 16},
-	} {
+	}
+	if os.Getenv(pgtest.EnvDSN) != "" {
+		gp := chaperonetest.StartReplicas(b, 1, pgtest.DSN(b), chaperonetest.Options{
+			Upstreams: []config.Upstream{{Name: "echo", URL: hs.URL}},
+			Tools:     []config.Tool{{Upstream: "echo", Name: "echo", Class: "read"}},
+			Policy:    "rules:\n  - id: echo\n    match: {tools: [echo]}\n    effect: allow\n",
+		})[0]
+		ptok := gp.Agents["test-agent"].Token
+		cases = append(cases, relayCase{"gateway-postgres/p=1", gp.URL, ptok, 1}, relayCase{"gateway-postgres/p=16", gp.URL, ptok, 16})
+	}
+	for _, bc := range cases {
 		b.Run(bc.name, func(b *testing.B) {
 			b.SetParallelism(bc.par)
 			cs := chaperonetest.ConnectURL(b, bc.url, bc.token, "")
-			params := &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "hello"}}
+			// Arguments differ call to call: the same call repeated is refused as a loop.
+			var seq atomic.Int64
 			ctx := context.Background()
 			b.ReportAllocs()
 			cpu0 := cpuTime()
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				for pb.Next() {
+					params := &mcp.CallToolParams{Name: "echo", Arguments: map[string]any{"text": "hello " + strconv.FormatInt(seq.Add(1), 10)}}
 					res, err := cs.CallTool(ctx, params)
 					if err != nil || res.IsError {
 						b.Errorf("CallTool: %v %v", err, res)

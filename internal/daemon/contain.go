@@ -14,7 +14,7 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/contain"
 	"github.com/chaperone-dev/chaperone/internal/identity"
 	"github.com/chaperone-dev/chaperone/internal/pipeline"
-	"github.com/chaperone-dev/chaperone/internal/store/sqlite"
+	"github.com/chaperone-dev/chaperone/internal/store"
 )
 
 // containWait bounds how long a kill waits for the calls it cancelled to end before it
@@ -69,11 +69,18 @@ func (d *Daemon) buildContainment(ctx context.Context) (pipeline.Containment, er
 			opts.Caps = append(opts.Caps, contain.Cap{Name: c.Name, Tools: c.Tools, Sum: c.Sum, Per: c.Per, Window: c.Window.D(), Max: c.Max})
 			lookback = max(lookback, c.Window.D())
 		}
+		if d.shared != nil {
+			// Replicas keep the use in the database, taken atomically: nothing to rebuild.
+			opts.Store = d.shared
+			opts.OnStoreError = func(err error) { d.log.Error("budgets: store failed; calls are refused", "err", err) }
+		}
 		if cs.Ledger, err = contain.NewLedger(opts); err != nil {
 			return cs, fmt.Errorf("containment: %w", err)
 		}
-		if err := d.replayLedger(ctx, cs.Ledger, time.Now().Add(-lookback)); err != nil {
-			return cs, fmt.Errorf("containment: rebuild budgets from the audit log: %w", err)
+		if d.shared == nil {
+			if err := d.replayLedger(ctx, cs.Ledger, time.Now().Add(-lookback)); err != nil {
+				return cs, fmt.Errorf("containment: rebuild budgets from the audit log: %w", err)
+			}
 		}
 		d.ledger = cs.Ledger
 	}
@@ -83,7 +90,18 @@ func (d *Daemon) buildContainment(ctx context.Context) (pipeline.Containment, er
 		if err != nil {
 			return cs, fmt.Errorf("containment.rate_limits[%d]: %w", i, err)
 		}
-		l, err := contain.NewLimiter(rate, rl.Burst, 0, nil)
+		var l *contain.Limiter
+		if d.shared != nil {
+			// The name ties the buckets to this limit: a changed rate or burst starts
+			// afresh rather than reading buckets filled under other terms.
+			name := fmt.Sprintf("%d/%s/%g/%d", i, rl.Per, rate, rl.Burst)
+			l, err = contain.NewSharedLimiter(name, rate, rl.Burst, d.shared, 0, nil)
+			if l != nil {
+				l.OnError = func(err error) { d.log.Error("rate limits: store failed; calls are refused", "err", err) }
+			}
+		} else {
+			l, err = contain.NewLimiter(rate, rl.Burst, 0, nil)
+		}
 		if err != nil {
 			return cs, fmt.Errorf("containment.rate_limits[%d]: %w", i, err)
 		}
@@ -188,7 +206,7 @@ func (d *Daemon) firstSeqSince(ctx context.Context, t time.Time) (int64, error) 
 func (d *Daemon) breakerChanged(ch contain.BreakerChange) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	rec := sqlite.BreakerRecord{Agent: ch.Agent, State: string(ch.To), Signal: string(ch.Signal), Detail: ch.Detail, OpenedAt: ch.At}
+	rec := store.BreakerRecord{Agent: ch.Agent, State: string(ch.To), Signal: string(ch.Signal), Detail: ch.Detail, OpenedAt: ch.At}
 	if err := d.store.SetBreaker(ctx, rec); err != nil {
 		d.log.ErrorContext(ctx, "breaker state not stored", "agent", ch.Agent, "err", err)
 	}
@@ -391,6 +409,13 @@ func (d *Daemon) saveBaselines(ctx context.Context) {
 func (d *Daemon) expireContainment(ctx context.Context, now time.Time) {
 	if d.ledger != nil {
 		d.ledger.Expire(now)
+	}
+	if d.shared != nil && len(d.cfg.Containment.RateLimits) > 0 {
+		d.exclusively(ctx, "rate-expiry", func() {
+			if _, err := d.shared.ExpireRateBuckets(ctx, now); err != nil && ctx.Err() == nil {
+				d.log.WarnContext(ctx, "rate buckets not expired", "err", err)
+			}
+		})
 	}
 	if d.idem != nil {
 		if _, err := d.idem.Expire(ctx); err != nil && ctx.Err() == nil {

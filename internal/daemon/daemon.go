@@ -31,13 +31,16 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/config"
 	"github.com/chaperone-dev/chaperone/internal/contain"
 	"github.com/chaperone-dev/chaperone/internal/demo"
+	"github.com/chaperone-dev/chaperone/internal/flow"
 	"github.com/chaperone-dev/chaperone/internal/gateway"
 	"github.com/chaperone-dev/chaperone/internal/identity"
 	"github.com/chaperone-dev/chaperone/internal/oauth"
 	"github.com/chaperone-dev/chaperone/internal/pipeline"
 	"github.com/chaperone-dev/chaperone/internal/policy"
 	"github.com/chaperone-dev/chaperone/internal/registry"
-	"github.com/chaperone-dev/chaperone/internal/store/sqlite"
+	"github.com/chaperone-dev/chaperone/internal/store"
+	"github.com/chaperone-dev/chaperone/internal/store/backend"
+	"github.com/chaperone-dev/chaperone/internal/store/postgres"
 	"github.com/chaperone-dev/chaperone/internal/telemetry"
 	"github.com/chaperone-dev/chaperone/internal/upstream"
 	"go.opentelemetry.io/otel/trace"
@@ -64,9 +67,11 @@ type Daemon struct {
 	cfg   *config.Config
 	log   *slog.Logger
 	opts  Options
-	store *sqlite.DB
-	audit *audit.Log
-	reg   *registry.Registry
+	store store.Store
+	// shared is the store when it is PostgreSQL, shared with other replicas; nil on SQLite.
+	shared *postgres.DB
+	audit  *audit.Log
+	reg    *registry.Registry
 	// sensors are the content sensors, shared by the pipeline and the registry review.
 	sensors *pipeline.Sensors
 	gw      *gateway.Gateway
@@ -130,9 +135,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, err 
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
-	if d.store, err = sqlite.Open(ctx, cfg.Store.SQLite); err != nil {
+	if d.store, err = backend.Open(ctx, cfg.Store, d.log.With("component", "store")); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
+	d.shared, _ = d.store.(*postgres.DB)
 	if err := d.buildTelemetry(ctx); err != nil {
 		return nil, err
 	}
@@ -259,6 +265,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, err 
 	if d.metrics != nil {
 		popts.OnCall = d.metrics.ObserveCall
 	}
+	var sessions gateway.SessionStore
+	if d.shared != nil {
+		// An MCP session, and what it has read, continue on whichever replica serves
+		// its next request.
+		popts.Flow = flow.NewStore(flow.StoreOptions{Journal: d.shared})
+		sessions = d.shared
+	}
 	d.pipeline = pipeline.New(popts)
 	d.gw = gateway.New(gateway.Options{
 		Auth:  &identity.Authenticator{Static: static, Tokens: d.issuer, Agents: d.agents, Tasks: d.tasks, Revoked: d.tokenRevoked},
@@ -266,7 +279,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, err 
 		Logger: d.log.With("component", "gateway"), MaxBody: cfg.Server.MaxBodyBytes,
 		MaxSessions: cfg.Server.MaxSessions, SessionIdle: cfg.Server.SessionIdle.D(),
 		Name: "chaperone", Version: Version, ResourceMetadata: d.oauth.ResourceMetadataURL(),
-		Tracer: d.tracer,
+		Tracer: d.tracer, Sessions: sessions,
 	})
 	if err := d.metricsListener(); err != nil {
 		return nil, err
@@ -341,13 +354,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.expireContainment(ctx, now)
 		})
 	}()
-	d.evidenceLoops(ctx, func(f func()) {
+	spawn := func(f func()) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			f()
 		}()
-	})
+	}
+	d.evidenceLoops(ctx, spawn)
+	d.shareLoop(ctx, spawn)
 	if iv := d.cfg.Policy.WatchInterval.D(); iv > 0 && (d.opts.PolicySources == nil || d.opts.ConfigPath != "") {
 		wg.Add(1)
 		go func() {
@@ -755,16 +770,31 @@ func readBounded(path string, limit int64) ([]byte, error) {
 	return os.ReadFile(path)
 }
 
+// ready answers GET /readyz: 200 when the store answers, a policy is loaded and every
+// required upstream is reachable; else 503 with one line per problem. A load balancer
+// stops sending calls to a replica that is not ready — which would refuse them anyway.
 func (d *Daemon) ready(w http.ResponseWriter, r *http.Request) {
+	var problems []string
+	if err := d.storeReady(r.Context()); err != nil {
+		problems = append(problems, err.Error())
+	}
+	if d.policy.Load() == nil {
+		problems = append(problems, "no policy is loaded")
+	}
 	var down []string
-	for name, c := range d.ups {
-		if !c.Ready() {
-			down = append(down, name)
+	for _, u := range d.cfg.Upstreams {
+		if c := d.ups[u.Name]; c != nil && u.IsRequired() && !c.Ready() {
+			down = append(down, u.Name)
 		}
 	}
+	slices.Sort(down)
 	if len(down) > 0 {
+		problems = append(problems, "upstreams down: "+strings.Join(down, ", "))
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	if len(problems) > 0 {
 		w.WriteHeader(http.StatusServiceUnavailable)
-		fmt.Fprintf(w, "not ready: upstreams down: %s\n", strings.Join(down, ", "))
+		fmt.Fprintf(w, "not ready: %s\n", strings.Join(problems, "; "))
 		return
 	}
 	w.Write([]byte("ready\n"))

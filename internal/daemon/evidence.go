@@ -120,7 +120,7 @@ func (d *Daemon) checkpoint(ctx context.Context) {
 	if d.checkpointer == nil {
 		return
 	}
-	if _, _, err := d.checkpointer.Checkpoint(ctx); err != nil && ctx.Err() == nil {
+	if _, _, err := d.checkpointShared(ctx); err != nil && ctx.Err() == nil {
 		d.log.WarnContext(ctx, "audit checkpoint", "err", err)
 	}
 }
@@ -131,7 +131,7 @@ func (d *Daemon) Checkpoint(ctx context.Context) (audit.Checkpoint, bool, error)
 	if d.checkpointer == nil {
 		return audit.Checkpoint{}, false, nil
 	}
-	return d.checkpointer.Checkpoint(ctx)
+	return d.checkpointShared(ctx)
 }
 
 // Prune turns the events whose retention has run out, behind the newest signed
@@ -141,11 +141,17 @@ func (d *Daemon) Prune(ctx context.Context, now time.Time) (int64, error) {
 	if !ret.On() || d.checkpointer == nil {
 		return 0, nil
 	}
-	cp, ok, err := d.store.LatestCheckpoint(ctx)
-	if err != nil || !ok {
-		return 0, err
-	}
-	return d.store.PruneEvents(ctx, cp.Seq, ret.Candidates(), func(e *audit.Event) bool { return ret.Expired(e, now) })
+	var n int64
+	var err error
+	d.exclusively(ctx, "audit-retention", func() {
+		cp, ok, lerr := d.store.LatestCheckpoint(ctx)
+		if lerr != nil || !ok {
+			err = lerr
+			return
+		}
+		n, err = d.store.PruneEvents(ctx, cp.Seq, ret.Candidates(), func(e *audit.Event) bool { return ret.Expired(e, now) })
+	})
+	return n, err
 }
 
 func (d *Daemon) retention() audit.Retention {

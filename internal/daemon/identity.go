@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
@@ -11,7 +12,7 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/contain"
 	"github.com/chaperone-dev/chaperone/internal/identity"
 	"github.com/chaperone-dev/chaperone/internal/oauth"
-	"github.com/chaperone-dev/chaperone/internal/store/sqlite"
+	"github.com/chaperone-dev/chaperone/internal/store"
 )
 
 // buildIdentity sets up the token issuer: signing keys (created at first start, kept in the
@@ -78,8 +79,16 @@ func (d *Daemon) toolNames() []string {
 	return names
 }
 
-// loadKeys reads the signing keys from the store, creating the first at first start.
+// loadKeys reads the signing keys from the store, creating the first at first start —
+// once, even when several replicas start together on an empty database.
 func (d *Daemon) loadKeys(ctx context.Context) (*identity.KeySet, error) {
+	if d.shared != nil {
+		release, err := d.shared.Lock(ctx, "signing-keys")
+		if err != nil {
+			return nil, fmt.Errorf("signing keys: %w", err)
+		}
+		defer release()
+	}
 	recs, err := d.store.SigningKeys(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("signing keys: %w", err)
@@ -94,6 +103,22 @@ func (d *Daemon) loadKeys(ctx context.Context) (*identity.KeySet, error) {
 		}
 		recs = append(recs, keyRecord(k))
 	}
+	return d.keySet(recs)
+}
+
+// readKeys reads the signing keys from the store.
+func (d *Daemon) readKeys(ctx context.Context) (*identity.KeySet, error) {
+	recs, err := d.store.SigningKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("signing keys: %w", err)
+	}
+	if len(recs) == 0 {
+		return nil, errors.New("signing keys: the store holds none")
+	}
+	return d.keySet(recs)
+}
+
+func (d *Daemon) keySet(recs []store.SigningKeyRecord) (*identity.KeySet, error) {
 	keys := make([]identity.SigningKey, len(recs))
 	for i, r := range recs {
 		keys[i] = identity.SigningKey{ID: r.ID, Private: r.Private, Created: r.Created, Retired: r.Retired}
@@ -105,8 +130,8 @@ func (d *Daemon) loadKeys(ctx context.Context) (*identity.KeySet, error) {
 	return ks, nil
 }
 
-func keyRecord(k identity.SigningKey) sqlite.SigningKeyRecord {
-	return sqlite.SigningKeyRecord{ID: k.ID, Private: k.Private, Created: k.Created, Retired: k.Retired}
+func keyRecord(k identity.SigningKey) store.SigningKeyRecord {
+	return store.SigningKeyRecord{ID: k.ID, Private: k.Private, Created: k.Created, Retired: k.Retired}
 }
 
 // RotateKeys makes a fresh key the signing key; the previous one keeps verifying the tokens
