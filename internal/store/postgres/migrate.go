@@ -3,12 +3,7 @@ package postgres
 import (
 	"context"
 	"embed"
-	"errors"
 	"fmt"
-	"io/fs"
-	"path"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -27,38 +22,11 @@ var migrationFiles embed.FS
 // truncated), so that replicas starting together apply each migration once.
 const migrationLock int64 = 0x6368617065726f6e
 
-type migration struct {
-	version int64
-	name    string
-	sql     string
-}
+type migration = store.MigrationFile
 
+// migrations returns the embedded migrations in version order.
 func migrations() ([]migration, error) {
-	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
-	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	for _, name := range names { // fs.Glob sorts
-		base := path.Base(name)
-		digits, _, ok := strings.Cut(base, "_")
-		v, err := strconv.ParseInt(digits, 10, 64)
-		if !ok || err != nil {
-			return nil, fmt.Errorf("migration %s: name does not start with a version number", base)
-		}
-		if want := int64(len(ms) + 1); v != want {
-			return nil, fmt.Errorf("migration %s: version %d, want %d", base, v, want)
-		}
-		b, err := migrationFiles.ReadFile(name)
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: v, name: base, sql: string(b)})
-	}
-	if len(ms) == 0 {
-		return nil, errors.New("no migrations embedded")
-	}
-	return ms, nil
+	return store.ReadMigrations(migrationFiles, "migrations")
 }
 
 const createMigrations = `CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -74,7 +42,7 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	if err != nil {
 		return err
 	}
-	latest := ms[len(ms)-1].version
+	latest := ms[len(ms)-1].Version
 	for _, m := range ms {
 		if err := apply(ctx, pool, m, latest); err != nil {
 			return err
@@ -86,11 +54,11 @@ func migrate(ctx context.Context, pool *pgxpool.Pool) error {
 func apply(ctx context.Context, pool *pgxpool.Pool, m migration, latest int64) error {
 	tx, err := pool.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("migration %s: %w", m.name, err)
+		return fmt.Errorf("migration %s: %w", m.Name, err)
 	}
 	defer rollback(tx)
 	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLock); err != nil {
-		return fmt.Errorf("migration %s: take the migration lock: %w", m.name, err)
+		return fmt.Errorf("migration %s: take the migration lock: %w", m.Name, err)
 	}
 	if _, err := tx.Exec(ctx, createMigrations); err != nil {
 		return fmt.Errorf("create schema_migrations: %w", err)
@@ -102,18 +70,18 @@ func apply(ctx context.Context, pool *pgxpool.Pool, m migration, latest int64) e
 	if current > latest {
 		return fmt.Errorf("schema version %d, this binary knows up to %d: %w", current, latest, store.ErrNewerSchema)
 	}
-	if current >= m.version {
+	if current >= m.Version {
 		return tx.Commit(ctx)
 	}
-	if _, err := tx.Exec(ctx, m.sql); err != nil {
-		return fmt.Errorf("migration %s: %w", m.name, err)
+	if _, err := tx.Exec(ctx, m.SQL); err != nil {
+		return fmt.Errorf("migration %s: %w", m.Name, err)
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)`,
-		m.version, m.name, time.Now().UTC()); err != nil {
-		return fmt.Errorf("migration %s: record version: %w", m.name, err)
+		m.Version, m.Name, time.Now().UTC()); err != nil {
+		return fmt.Errorf("migration %s: record version: %w", m.Name, err)
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("migration %s: commit: %w", m.name, err)
+		return fmt.Errorf("migration %s: commit: %w", m.Name, err)
 	}
 	return nil
 }
@@ -136,7 +104,7 @@ func checkSchema(ctx context.Context, pool *pgxpool.Pool) error {
 	if err != nil {
 		return err
 	}
-	latest := ms[len(ms)-1].version
+	latest := ms[len(ms)-1].Version
 	switch {
 	case current == 0:
 		return fmt.Errorf("%w: no schema version recorded", store.ErrNoSchema)
@@ -184,19 +152,11 @@ func (db *DB) Migrations(ctx context.Context) ([]store.Migration, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("postgres: read migrations: %w", err)
 	}
-	out := make([]store.Migration, len(ms))
-	for i, m := range ms {
-		out[i] = store.Migration{Version: m.version, Name: m.name, Applied: applied[m.version]}
-	}
-	return out, nil
+	return store.MigrationStatus(ms, applied), nil
 }
 
 // Known lists the migrations this binary carries, all pending.
 func Known() []store.Migration {
 	ms, _ := migrations() // the embedded files are checked by the tests
-	out := make([]store.Migration, len(ms))
-	for i, m := range ms {
-		out[i] = store.Migration{Version: m.version, Name: m.name}
-	}
-	return out
+	return store.MigrationStatus(ms, nil)
 }

@@ -5,11 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"github.com/chaperone-dev/chaperone/internal/store"
 	"strings"
 	"time"
 
 	"github.com/chaperone-dev/chaperone/internal/contain"
+	"github.com/chaperone-dev/chaperone/internal/store"
 )
 
 var _ contain.KillStore = (*DB)(nil)

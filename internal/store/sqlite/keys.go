@@ -5,9 +5,10 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"github.com/chaperone-dev/chaperone/internal/store"
 	"slices"
 	"time"
+
+	"github.com/chaperone-dev/chaperone/internal/store"
 )
 
 // ErrUnknownSigningKey is returned, wrapped, by [DB.RetireSigningKey] for an id no

@@ -4,14 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"embed"
-	"errors"
 	"fmt"
-	"github.com/chaperone-dev/chaperone/internal/store"
-	"io/fs"
-	"path"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/chaperone-dev/chaperone/internal/store"
 )
 
 // migrationFiles holds the schema, one file per version: NNNN_name.sql,
@@ -21,40 +17,11 @@ import (
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-// migration is one schema version.
-type migration struct {
-	version int64
-	name    string
-	sql     string
-}
+type migration = store.MigrationFile
 
 // migrations returns the embedded migrations in version order.
 func migrations() ([]migration, error) {
-	names, err := fs.Glob(migrationFiles, "migrations/*.sql")
-	if err != nil {
-		return nil, err
-	}
-	var ms []migration
-	for _, name := range names { // fs.Glob sorts
-		base := path.Base(name)
-		digits, _, ok := strings.Cut(base, "_")
-		v, err := strconv.ParseInt(digits, 10, 64)
-		if !ok || err != nil {
-			return nil, fmt.Errorf("migration %s: name does not start with a version number", base)
-		}
-		if want := int64(len(ms) + 1); v != want {
-			return nil, fmt.Errorf("migration %s: version %d, want %d", base, v, want)
-		}
-		b, err := migrationFiles.ReadFile(name)
-		if err != nil {
-			return nil, err
-		}
-		ms = append(ms, migration{version: v, name: base, sql: string(b)})
-	}
-	if len(ms) == 0 {
-		return nil, errors.New("no migrations embedded")
-	}
-	return ms, nil
+	return store.ReadMigrations(migrationFiles, "migrations")
 }
 
 // migrate brings the schema of the database behind w up to date, applying
@@ -75,7 +42,7 @@ func migrate(ctx context.Context, w *sql.DB) error {
 	if err != nil {
 		return err
 	}
-	latest := ms[len(ms)-1].version
+	latest := ms[len(ms)-1].Version
 	if current > latest {
 		return fmt.Errorf("schema version %d, this binary knows up to %d: %w", current, latest, ErrNewerSchema)
 	}
@@ -93,7 +60,7 @@ func migrate(ctx context.Context, w *sql.DB) error {
 func apply(ctx context.Context, w *sql.DB, m migration, latest int64) (err error) {
 	tx, err := w.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("migration %s: %w", m.name, err)
+		return fmt.Errorf("migration %s: %w", m.Name, err)
 	}
 	defer func() {
 		if err != nil {
@@ -107,18 +74,18 @@ func apply(ctx context.Context, w *sql.DB, m migration, latest int64) (err error
 	if current > latest {
 		return fmt.Errorf("schema version %d, this binary knows up to %d: %w", current, latest, ErrNewerSchema)
 	}
-	if current >= m.version {
+	if current >= m.Version {
 		return tx.Commit()
 	}
-	if _, err := tx.ExecContext(ctx, m.sql); err != nil {
-		return fmt.Errorf("migration %s: %w", m.name, err)
+	if _, err := tx.ExecContext(ctx, m.SQL); err != nil {
+		return fmt.Errorf("migration %s: %w", m.Name, err)
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`,
-		m.version, time.Now().UTC().Format(time.RFC3339Nano)); err != nil {
-		return fmt.Errorf("migration %s: record version: %w", m.name, err)
+		m.Version, time.Now().UTC().Format(time.RFC3339Nano)); err != nil {
+		return fmt.Errorf("migration %s: record version: %w", m.Name, err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("migration %s: commit: %w", m.name, err)
+		return fmt.Errorf("migration %s: commit: %w", m.Name, err)
 	}
 	return nil
 }
@@ -143,7 +110,7 @@ func checkSchema(ctx context.Context, r *sql.DB) error {
 	if err != nil {
 		return err
 	}
-	latest := ms[len(ms)-1].version
+	latest := ms[len(ms)-1].Version
 	switch {
 	case current == 0:
 		return fmt.Errorf("%w: no schema version recorded", store.ErrNoSchema)
@@ -194,19 +161,11 @@ func (db *DB) Migrations(ctx context.Context) ([]store.Migration, error) {
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: read migrations: %w", err)
 	}
-	out := make([]store.Migration, len(ms))
-	for i, m := range ms {
-		out[i] = store.Migration{Version: m.version, Name: m.name, Applied: applied[m.version]}
-	}
-	return out, nil
+	return store.MigrationStatus(ms, applied), nil
 }
 
 // Known lists the migrations this binary carries, all pending.
 func Known() []store.Migration {
 	ms, _ := migrations() // the embedded files are checked by the tests
-	out := make([]store.Migration, len(ms))
-	for i, m := range ms {
-		out[i] = store.Migration{Version: m.version, Name: m.name}
-	}
-	return out
+	return store.MigrationStatus(ms, nil)
 }

@@ -36,7 +36,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"github.com/chaperone-dev/chaperone/internal/store"
 	"io/fs"
 	"net/url"
 	"os"
@@ -44,6 +43,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/chaperone-dev/chaperone/internal/store"
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
 
