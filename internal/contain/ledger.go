@@ -584,6 +584,22 @@ func (l *Ledger) CapUsage(name, key string) (float64, bool) {
 // apply to the call, and amounts outside their window now are ignored; so is what does
 // not fit under MaxContexts, since memory stays bounded. With a store, Replay does
 // nothing: the store holds every use already.
+// Report charges what an agent reports having spent with a call that does not reach
+// its reservation (refused before it): spend and tokens count against the context's
+// limits, as they would have with the reservation. Non-finite or empty reports are
+// ignored; a negative one counts as its absolute value, as in [Ledger.Reserve].
+func (l *Ledger) Report(at time.Time, context string, spend float64, tokens int64) {
+	sp, err := lgAmount(spend)
+	if err != nil || context == "" || (sp == 0 && tokens == 0) {
+		return
+	}
+	if l.store != nil {
+		l.shReport(context, at, sp, lgAbs(tokens))
+		return
+	}
+	l.Replay(at, context, "", "", "", "", sp, tokens, nil, false)
+}
+
 func (l *Ledger) Replay(at time.Time, context, agent, user, task, tool string, spend float64, tokens int64, caps map[string]float64, step bool) {
 	if l.store != nil {
 		return

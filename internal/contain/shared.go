@@ -71,6 +71,9 @@ type LedgerStore interface {
 	// never below zero. What the take reported stays spent. A context or bucket that no
 	// longer exists is ignored.
 	ReleaseBudget(ctx context.Context, t BudgetTaken) error
+	// ReportBudget adds what an agent reports having spent (spend and tokens, both
+	// non-negative) to a context, creating it, with no check: it was spent already.
+	ReportBudget(ctx context.Context, key string, at time.Time, spend float64, tokens int64) error
 	// BudgetUsage reports a context's steps, spend and tokens (zero for an unknown one).
 	BudgetUsage(ctx context.Context, key string) (steps int64, spend float64, tokens int64, err error)
 	// CapUsage reports the sum of w's buckets that count at w.Epoch (see
@@ -275,6 +278,16 @@ func (l *Ledger) shRelease(t *BudgetTaken) {
 	defer cancel()
 	if err := l.store.ReleaseBudget(ctx, *t); err != nil {
 		l.shFail("release", err)
+	}
+}
+
+// shReport is Report over the store. A failure loses the report, which is reported:
+// Report returns nothing, since the call it came with is refused anyway.
+func (l *Ledger) shReport(key string, at time.Time, spend float64, tokens int64) {
+	ctx, cancel := context.WithTimeout(context.Background(), l.storeTimeout)
+	defer cancel()
+	if err := l.store.ReportBudget(ctx, key, at, spend, tokens); err != nil {
+		l.shFail("report", err)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,6 +26,7 @@ type shStore struct {
 	take     func(ctx context.Context, t contain.BudgetTake) (contain.BudgetTaken, error)
 	release  func(ctx context.Context, t contain.BudgetTaken) error
 	usage    func(ctx context.Context, key string) (int64, float64, int64, error)
+	report   func(ctx context.Context, key string, at time.Time, spend float64, tokens int64) error
 	capUsage func(ctx context.Context, w contain.CapWindow) (float64, error)
 	expire   func(ctx context.Context, idleBefore, now time.Time) (int, int, error)
 	token    func(ctx context.Context, limiter, key string, perSecond float64, burst int, now time.Time) (bool, time.Duration, error)
@@ -44,6 +46,13 @@ func (s *shStore) ReleaseBudget(ctx context.Context, t contain.BudgetTaken) erro
 		return errShUnexpected
 	}
 	return s.release(ctx, t)
+}
+
+func (s *shStore) ReportBudget(ctx context.Context, key string, at time.Time, spend float64, tokens int64) error {
+	if s.report == nil {
+		return errShUnexpected
+	}
+	return s.report(ctx, key, at, spend, tokens)
 }
 
 func (s *shStore) BudgetUsage(ctx context.Context, key string) (int64, float64, int64, error) {
@@ -492,5 +501,37 @@ func BenchmarkSharedLedgerReserve(b *testing.B) {
 		if _, err := l.Reserve(c); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// Report sends the absolute values of a report to the store, skips empty and
+// non-finite ones, and hands a store failure to OnStoreError.
+func TestSharedLedgerReport(t *testing.T) {
+	type call struct {
+		key    string
+		spend  float64
+		tokens int64
+	}
+	var calls []call
+	fail := false
+	st := &shStore{report: func(ctx context.Context, key string, at time.Time, spend float64, tokens int64) error {
+		calls = append(calls, call{key, spend, tokens})
+		if fail {
+			return errors.New("connection reset")
+		}
+		return nil
+	}}
+	l, _, errs := shLedger(t, st, contain.LedgerOptions{Limits: contain.Limits{MaxSpend: 1}})
+	l.Report(time.Now(), "c", -0.5, -20)
+	l.Report(time.Now(), "c", 0, 0)
+	l.Report(time.Now(), "c", math.Inf(1), 3)
+	l.Report(time.Now(), "", 1, 1)
+	if want := []call{{"c", 0.5, 20}}; !slices.Equal(calls, want) {
+		t.Errorf("store reports = %+v, want %+v", calls, want)
+	}
+	fail = true
+	l.Report(time.Now(), "c", 0.25, 0)
+	if len(*errs) != 1 || !strings.Contains((*errs)[0].Error(), "connection reset") {
+		t.Errorf("OnStoreError got %v, want the store's failure", *errs)
 	}
 }

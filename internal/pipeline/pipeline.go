@@ -428,7 +428,7 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) (final Outcome) {
 	if lg := p.opts.Contain.Ledger; lg != nil && (c.ReportedSpend > 0 || c.ReportedTokens > 0) {
 		defer func() {
 			if !reportedCharged {
-				lg.Replay(now, budgetKey(c), pr.Agent.ID, pr.User, pr.Task, c.Tool, c.ReportedSpend, c.ReportedTokens, nil, false)
+				lg.Report(now, budgetKey(c), c.ReportedSpend, c.ReportedTokens)
 			}
 		}()
 	}

@@ -220,6 +220,17 @@ func (db *DB) ReleaseBudget(ctx context.Context, t contain.BudgetTaken) error {
 	return nil
 }
 
+// ReportBudget adds reported use to a context; see [contain.LedgerStore].
+func (db *DB) ReportBudget(ctx context.Context, key string, at time.Time, spend float64, tokens int64) error {
+	if err := db.writable(); err != nil {
+		return fmt.Errorf("postgres: report budget: %w", err)
+	}
+	if _, err := db.pool.Exec(ctx, shTouchContext, shKey(key), spend, tokens, at.UTC()); err != nil {
+		return fmt.Errorf("postgres: report budget: %w", err)
+	}
+	return nil
+}
+
 // BudgetUsage reports a context's use; see [contain.LedgerStore].
 func (db *DB) BudgetUsage(ctx context.Context, key string) (steps int64, spend float64, tokens int64, err error) {
 	err = db.pool.QueryRow(ctx, `SELECT steps, spend, tokens FROM budget_contexts WHERE context = $1`, shKey(key)).

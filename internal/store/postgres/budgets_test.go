@@ -220,6 +220,25 @@ func TestSharedLedgerReportedUseKept(t *testing.T) {
 	}
 }
 
+// What an agent reports with a call refused before its reservation is charged on the
+// replica that refused it and counts on every other: the next reservation anywhere
+// sees it.
+func TestSharedLedgerReportOfRefusedCall(t *testing.T) {
+	t.Parallel()
+	dbs := shHandles(t, pgtest.DSN(t), 2)
+	ls := shReplicas(t, dbs, shNewClock().Now, contain.LedgerOptions{Limits: contain.Limits{MaxSpend: 1, MaxTokens: 1000}})
+	ls[0].Report(time.Now(), "c", 0.75, 400)
+	ls[0].Report(time.Now(), "c", -0.125, -100) // counted as its absolute value
+	ls[0].Report(time.Now(), "c", math.NaN(), 0)
+	if _, spend, tokens := ls[1].Usage("c"); spend != 0.875 || tokens != 500 {
+		t.Fatalf("Usage on the other replica = %v, %d; want 0.875, 500", spend, tokens)
+	}
+	_, err := ls[1].Reserve(contain.Charge{Context: "c", Cost: 0.25})
+	if ex := shExhausted(t, err); ex.Budget != "spend" || ex.Used != 0.875 {
+		t.Errorf("Reserve after the reports exhausted %+v, want spend with 0.875 used", ex)
+	}
+}
+
 func TestSharedLedgerRelease(t *testing.T) {
 	t.Parallel()
 	clk := shNewClock()
