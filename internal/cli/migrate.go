@@ -32,7 +32,7 @@ func migrate(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	}
 	where := sc.SQLite
 	if sc.Postgres != nil {
-		where = config.RedactURL(sc.Postgres.URL)
+		where = store.RedactDSN(sc.Postgres.URL)
 	}
 	var ms []store.Migration
 	var err error

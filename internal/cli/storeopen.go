@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"strings"
 
 	"github.com/chaperone-dev/chaperone/internal/config"
 	"github.com/chaperone-dev/chaperone/internal/store"
@@ -20,7 +19,7 @@ func openReadOnly(ctx context.Context, db string) (store.Store, error) {
 
 // storeConfig is the store a --db value names, with the defaults of the configuration.
 func storeConfig(db string) config.Store {
-	if strings.HasPrefix(db, "postgres://") || strings.HasPrefix(db, "postgresql://") {
+	if config.IsPostgresURL(db) {
 		c := config.Config{Store: config.Store{Postgres: &config.Postgres{URL: db}}}
 		c.ApplyDefaults()
 		return c.Store

@@ -25,6 +25,7 @@ import (
 
 	"github.com/chaperone-dev/chaperone/internal/argcheck"
 	"github.com/chaperone-dev/chaperone/internal/flow"
+	"github.com/chaperone-dev/chaperone/internal/store"
 )
 
 // MaxFileBytes bounds the size of a configuration file.
@@ -1023,7 +1024,7 @@ func (c *Config) Redacted() *Config {
 	cp.Telemetry.Traces.Headers = redactMap(c.Telemetry.Traces.Headers)
 	if p := c.Store.Postgres; p != nil {
 		red := *p
-		red.URL = RedactURL(p.URL)
+		red.URL = store.RedactDSN(p.URL)
 		cp.Store.Postgres = &red
 	}
 	cp.Audit.Checkpoints.Publish = slices.Clone(c.Audit.Checkpoints.Publish)

@@ -57,7 +57,7 @@ func (s *Store) UnmarshalYAML(n *yaml.Node) error {
 		if err := n.Decode(&v); err != nil {
 			return fmt.Errorf("line %d: store: %w", n.Line, err)
 		}
-		if !isPostgresURL(v) {
+		if !IsPostgresURL(v) {
 			return fmt.Errorf("line %d: store: a string must be a postgres:// URL; for SQLite write `store: {sqlite: <path>}`", n.Line)
 		}
 		*s = Store{Postgres: &Postgres{URL: v}}
@@ -79,7 +79,8 @@ func (s *Store) UnmarshalYAML(n *yaml.Node) error {
 	return nil
 }
 
-func isPostgresURL(v string) bool {
+// IsPostgresURL reports whether v is a postgres:// or postgresql:// URL.
+func IsPostgresURL(v string) bool {
 	return strings.HasPrefix(v, "postgres://") || strings.HasPrefix(v, "postgresql://")
 }
 
@@ -115,7 +116,7 @@ func (s *Store) validate(bad func(field, format string, args ...any)) {
 	}
 	if p.URL == "" {
 		bad("store.postgres.url", "is required")
-	} else if !isPostgresURL(p.URL) {
+	} else if !IsPostgresURL(p.URL) {
 		bad("store.postgres.url", "must be a postgres:// or postgresql:// URL")
 	} else if _, err := url.Parse(p.URL); err != nil {
 		bad("store.postgres.url", "is not a valid URL") // the error would quote it, password and all
@@ -137,20 +138,4 @@ func (s *Store) validate(bad func(field, format string, args ...any)) {
 			bad(d.field, "must be between %s and %s, got %s", d.min, d.max, d.v.D())
 		}
 	}
-}
-
-// RedactURL returns a connection URL with its password replaced, safe to print.
-func RedactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "[REDACTED]"
-	}
-	if _, ok := u.User.Password(); ok {
-		u.User = url.UserPassword(u.User.Username(), "REDACTED")
-	}
-	if q := u.Query(); q.Has("password") {
-		q.Set("password", "REDACTED")
-		u.RawQuery = q.Encode()
-	}
-	return u.String()
 }

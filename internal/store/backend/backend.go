@@ -43,7 +43,7 @@ func Open(ctx context.Context, c config.Store, log *slog.Logger) (store.Store, e
 		if !retryable(err) || time.Now().Add(wait).After(deadline) {
 			return nil, err
 		}
-		log.WarnContext(ctx, "database not reachable; retrying", "store", config.RedactURL(p.URL), "in", wait, "err", err)
+		log.WarnContext(ctx, "database not reachable; retrying", "store", store.RedactDSN(p.URL), "in", wait, "err", err)
 		select {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("%w (while waiting for the database: %w)", err, ctx.Err())

@@ -33,8 +33,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -134,7 +132,7 @@ func OpenReadOnly(ctx context.Context, dsn string, o Options) (*DB, error) {
 
 func connect(ctx context.Context, dsn string, o Options, params ...string) (*DB, error) {
 	o = o.withDefaults()
-	where := Redact(dsn)
+	where := store.RedactDSN(dsn)
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// pgx's parse errors can quote the DSN, password included.
@@ -171,30 +169,6 @@ func connect(ctx context.Context, dsn string, o Options, params ...string) (*DB,
 }
 
 func ms(d time.Duration) string { return fmt.Sprintf("%d", d.Milliseconds()) }
-
-// Redact returns dsn with any password replaced, for logs and errors.
-func Redact(dsn string) string {
-	if u, err := url.Parse(dsn); err == nil && u.Scheme != "" {
-		if _, ok := u.User.Password(); ok {
-			u.User = url.UserPassword(u.User.Username(), "redacted")
-		}
-		q := u.Query()
-		if q.Has("password") {
-			q.Set("password", "redacted")
-			u.RawQuery = q.Encode()
-		}
-		return u.Redacted()
-	}
-	// key=value form: drop the password field.
-	var out []string
-	for _, f := range strings.Fields(dsn) {
-		if strings.HasPrefix(strings.ToLower(f), "password=") {
-			f = "password=redacted"
-		}
-		out = append(out, f)
-	}
-	return strings.Join(out, " ")
-}
 
 // Backend is "postgres".
 func (db *DB) Backend() string { return "postgres" }
