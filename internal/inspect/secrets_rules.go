@@ -505,7 +505,7 @@ func (w *secretScan) discordWebhook(at int) {
 	if j-i < 15 || j >= len(t) || t[j] != '/' {
 		return
 	}
-	end := secretRun(t, j+1, 101, func(b byte) bool { return secretIsWord(b) || b == '-' })
+	end := secretRun(t, j+1, 101, secretIsToken)
 	if n := end - j - 1; n < 60 || n > 100 || secretFiller(t[j+1:end]) {
 		return
 	}
@@ -551,6 +551,17 @@ func (w *secretScan) discordBot(at int) {
 	w.add(p, end, "discord_bot_token", 0.9, secretPrioFormat)
 }
 
+// secretIsToken reports whether b can be part of a URL-safe token: a word character or
+// '-'.
+func secretIsToken(b byte) bool { return secretIsWord(b) || b == '-' }
+
+// secretExactToken reports whether exactly n token characters start at i — not followed
+// by another, and not filler — and where they end.
+func secretExactToken(t string, i, n int) (end int, ok bool) {
+	end = secretRun(t, i, n+1, secretIsToken)
+	return end, end-i == n && (end == len(t) || !secretIsToken(t[end])) && !secretFiller(t[i:end])
+}
+
 // telegram finds Telegram bot tokens: a numeric bot id, ":AA" and 33 characters. The id
 // may follow "/bot", as in the URLs of the Bot API.
 func (w *secretScan) telegram(at int) {
@@ -565,8 +576,8 @@ func (w *secretScan) telegram(at int) {
 	if !secretLeftEdge(t, ds) && !(ds >= 4 && t[ds-4:ds] == "/bot") {
 		return
 	}
-	end := secretRun(t, at+3, 34, func(b byte) bool { return secretIsWord(b) || b == '-' })
-	if end-at-3 != 33 || end < len(t) && (secretIsWord(t[end]) || t[end] == '-') || secretFiller(t[at+3:end]) {
+	end, ok := secretExactToken(t, at+3, 33)
+	if !ok {
 		return
 	}
 	w.add(ds, end, "telegram_bot_token", 0.9, secretPrioFormat)
@@ -602,8 +613,8 @@ func (w *secretScan) facebookPair(at int) {
 	if n := at - ds; n < 15 || n > 16 || !secretLeftEdge(t, ds) {
 		return
 	}
-	end := secretRun(t, at+1, 28, func(b byte) bool { return secretIsWord(b) || b == '-' })
-	if end-at-1 != 27 || end < len(t) && (secretIsWord(t[end]) || t[end] == '-') || secretFiller(t[at+1:end]) {
+	end, ok := secretExactToken(t, at+1, 27)
+	if !ok {
 		return
 	}
 	w.add(ds, end, "facebook_access_token", 0.85, secretPrioFormat)
@@ -641,7 +652,7 @@ func (w *secretScan) openAIAnthropic(at int) {
 	if !strings.HasPrefix(t[at:], "sk-") || !secretLeftEdge(t, at) {
 		return
 	}
-	end := secretRun(t, at+3, 400, func(b byte) bool { return secretIsWord(b) || b == '-' })
+	end := secretRun(t, at+3, 400, secretIsToken)
 	if end < len(t) && secretIsAlnum(t[end]) {
 		return
 	}
@@ -673,8 +684,8 @@ func (w *secretScan) googleKey(at int) {
 	if !strings.HasPrefix(t[at:], "AIza") || !secretLeftEdge(t, at) {
 		return
 	}
-	end := secretRun(t, at+4, 36, func(b byte) bool { return secretIsWord(b) || b == '-' })
-	if end-at-4 != 35 || end < len(t) && (secretIsWord(t[end]) || t[end] == '-') || secretFiller(t[at+4:end]) {
+	end, ok := secretExactToken(t, at+4, 35)
+	if !ok {
 		return
 	}
 	ls := max(0, at-160)
