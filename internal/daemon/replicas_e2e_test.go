@@ -9,6 +9,8 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -21,6 +23,7 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/audit"
 	"github.com/chaperone-dev/chaperone/internal/chaperonetest"
 	"github.com/chaperone-dev/chaperone/internal/config"
+	"github.com/chaperone-dev/chaperone/internal/daemon"
 	"github.com/chaperone-dev/chaperone/internal/store/pgtest"
 	"github.com/chaperone-dev/chaperone/internal/store/postgres"
 )
@@ -434,5 +437,55 @@ func TestReplicasSessionContinuesWithItsHistory(t *testing.T) {
 		if seen[i].Load() == 0 {
 			t.Errorf("replica %d served none of the session's %d requests", i, served.Load())
 		}
+	}
+}
+
+// TestReplicasStartingTogetherMakeOneSigningKey: replicas started at once on an empty
+// database create the first token signing key once — two would leave each replica
+// signing with a key the others learn of only later.
+func TestReplicasStartingTogetherMakeOneSigningKey(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	dir := t.TempDir()
+	policy := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(policy, []byte("rules:\n  - {id: none, match: {classes: [read]}, effect: deny}\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const n = 3
+	ds := make([]*daemon.Daemon, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		cfg := &config.Config{
+			DataDir: filepath.Join(dir, fmt.Sprint("replica-", i)),
+			Server:  config.Server{Listen: "127.0.0.1:0"},
+			Admin:   config.Admin{Listen: "off"},
+			Store:   config.Store{Postgres: &config.Postgres{URL: dsn}},
+			Policy:  config.Policy{Paths: []string{policy}},
+		}
+		cfg.ApplyDefaults()
+		if err := cfg.Validate(); err != nil {
+			t.Fatal(err)
+		}
+		wg.Go(func() { ds[i], errs[i] = daemon.New(context.Background(), cfg, daemon.Options{}) })
+	}
+	wg.Wait()
+	for i, d := range ds {
+		if errs[i] != nil {
+			t.Fatalf("replica %d: daemon.New: %v", i, errs[i])
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if err := d.Run(ctx); err != nil {
+			t.Errorf("replica %d: Run: %v", i, err)
+		}
+	}
+	db, err := postgres.OpenReadOnly(t.Context(), dsn, postgres.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	keys, err := db.SigningKeys(t.Context())
+	if err != nil || len(keys) != 1 {
+		t.Fatalf("signing keys after %d replicas started together: %d (%v), want exactly 1", n, len(keys), err)
 	}
 }
