@@ -11,6 +11,7 @@ import (
 
 	"github.com/chaperone-dev/chaperone/internal/approval"
 	"github.com/chaperone-dev/chaperone/internal/audit"
+	"github.com/chaperone-dev/chaperone/internal/console"
 	"github.com/chaperone-dev/chaperone/internal/contain"
 	"github.com/chaperone-dev/chaperone/internal/identity"
 	"github.com/chaperone-dev/chaperone/internal/registry"
@@ -63,6 +64,11 @@ type Store interface {
 	approval.Store
 	contain.KillStore
 	contain.IdemStore
+
+	// Console returns the console's users and sessions. It is a method rather than an
+	// embedded console.Store because the postgres store's TouchSession and DeleteSession
+	// are gateway.SessionStore's, with other signatures.
+	Console() console.Store
 
 	// Agent returns one stored agent, and false if there is none.
 	Agent(ctx context.Context, id string) (identity.AgentRecord, bool, error)

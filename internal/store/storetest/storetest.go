@@ -93,6 +93,7 @@ func ctAreas() []ctArea {
 		{"Breakers", ctBreakerCases()},
 		{"Baselines", ctBaselineCases()},
 		{"Idempotency", ctIdemCases()},
+		{"Console", ctConsoleCases()},
 		{"Database", ctDatabaseCases()},
 	}
 }
