@@ -51,6 +51,12 @@ type UserIdentity struct {
 	Email   string // "" if the token has none
 	Groups  []string
 	Issuer  string
+	// Nonce is the token's nonce claim, "" if it has none. The verifier does not check it:
+	// only the relying party that sent the authentication request knows the value to expect.
+	Nonce string
+	// EmailVerified is the email_verified claim: whether the provider vouches that the user
+	// controls Email. False when absent.
+	EmailVerified bool
 }
 
 // The bounds on what an identity provider sends.
@@ -161,7 +167,8 @@ func isLoopbackHost(h string) bool {
 // the key; kid of a key in the issuer's JWKS (an unknown kid refetches it, at most once per
 // MinRefresh); the signature; iss, aud, exp (required), nbf and iat with leeway; sub
 // required. The groups claim may be a string or an array of strings; any other type is
-// refused rather than ignored. Every error is a *[TokenError].
+// refused rather than ignored. The nonce claim, if present, must be a string and is returned
+// unchecked in [UserIdentity.Nonce]. Every error is a *[TokenError].
 func (v *OIDCVerifier) Verify(ctx context.Context, raw string) (*UserIdentity, error) {
 	j, err := parseCompactJWS(raw, maxOIDCTokenBytes)
 	if err != nil {
@@ -198,13 +205,15 @@ func (v *OIDCVerifier) Verify(ctx context.Context, raw string) (*UserIdentity, e
 	}
 	var (
 		iss, sub, email string
+		nonce           string
+		emailVerified   bool
 		aud             audience
 		exp, nbf, iat   *numericDate
 	)
 	for _, f := range []struct {
 		name string
 		dst  any
-	}{{"iss", &iss}, {"sub", &sub}, {"email", &email}, {"aud", &aud}, {"exp", &exp}, {"nbf", &nbf}, {"iat", &iat}} {
+	}{{"iss", &iss}, {"sub", &sub}, {"email", &email}, {"aud", &aud}, {"exp", &exp}, {"nbf", &nbf}, {"iat", &iat}, {"nonce", &nonce}, {"email_verified", &emailVerified}} {
 		if b, ok := p[f.name]; ok {
 			if err := json.Unmarshal(b, f.dst); err != nil {
 				return nil, tokenErr(ReasonMalformed, "claim %q has the wrong type", f.name)
@@ -227,7 +236,7 @@ func (v *OIDCVerifier) Verify(ctx context.Context, raw string) (*UserIdentity, e
 	if err != nil {
 		return nil, &TokenError{Reason: ReasonMalformed, Err: fmt.Errorf("claim %q: %w", v.c.GroupsClaim, err)}
 	}
-	return &UserIdentity{Subject: sub, Email: email, Groups: groups, Issuer: iss}, nil
+	return &UserIdentity{Subject: sub, Email: email, Groups: groups, Issuer: iss, Nonce: nonce, EmailVerified: emailVerified}, nil
 }
 
 // groupsClaim decodes a groups claim: absent or null, one string, or an array of strings.
