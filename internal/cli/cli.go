@@ -81,6 +81,8 @@ Usage:
   chaperone audit export --format jsonl|trace|ocsf [--from T] [--to T] [--agent A] [--task T]
                          [--decision D] [--kind K] [--since SEQ] [--out F] [--data-dir DIR]
                                               export events (JSON Lines, a replay trace, OCSF), secrets removed
+  chaperone report --from T [--to T] --out DIR [--config F | --db FILE|URL] [--key PUB ...] [--title S]
+                                              write the evidence report of a window (report.json, report.html)
   chaperone sensors eval --corpus FILE        measure a content sensor on a labelled JSONL corpus
   chaperone sensors train --corpus FILE --out MODEL
                                               train the injection model (reproducibly) from labelled rows
@@ -171,6 +173,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			"tail":   func(a []string) error { return auditTail(ctx, a, stdout, stderr) },
 			"export": func(a []string) error { return auditExport(ctx, a, stdout, stderr) },
 		})
+	case "report":
+		err = repCommand(ctx, rest, stdout, stderr)
 	case "replay":
 		err = replayCmd(ctx, rest, stdout, stderr)
 	case "sensors":

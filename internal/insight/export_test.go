@@ -1,0 +1,4 @@
+package insight
+
+// MaxKeys exports maxKeys to the tests.
+const MaxKeys = maxKeys
