@@ -88,7 +88,8 @@ type ApprovalReport struct {
 // maxStatsRequests bounds the requests the per-tool figures are computed from.
 const maxStatsRequests = 1000
 
-func approvalView(r *approval.Request) Approval {
+// ApprovalView is a request as approvers see it, its arguments redacted for preview.
+func ApprovalView(r *approval.Request) Approval {
 	v := Approval{
 		ID: r.ID, Status: string(r.Status), Tool: r.Tool, Upstream: r.Upstream, Arguments: approval.Preview(r.Arguments),
 		Agent: r.Agent, User: r.User, Task: r.Task, SessionID: r.SessionID, Reason: r.Reason, Rules: r.Rules,
@@ -147,7 +148,7 @@ func (a *server) listApprovals(w http.ResponseWriter, r *http.Request) {
 	}
 	out := make([]Approval, 0, len(list))
 	for i := range list {
-		out = append(out, approvalView(&list[i]))
+		out = append(out, ApprovalView(&list[i]))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -158,7 +159,7 @@ func (a *server) showApproval(w http.ResponseWriter, r *http.Request) {
 		a.approvalError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, approvalView(req))
+	writeJSON(w, http.StatusOK, ApprovalView(req))
 }
 
 // decideRequest is the body of POST /v1/approvals/{id}/approve and .../deny.
@@ -190,30 +191,40 @@ func (a *server) decide(approve bool) http.HandlerFunc {
 			a.approvalError(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, approvalView(res))
+		writeJSON(w, http.StatusOK, ApprovalView(res))
 	}
 }
 
 // approvalError answers an error of the approval manager.
 func (a *server) approvalError(w http.ResponseWriter, r *http.Request, err error) {
+	status, msg := DescribeApprovalError(err, a.opts.Approvals.DeclineReasons())
+	if status == http.StatusInternalServerError {
+		a.fail(w, r, status, msg, err)
+		return
+	}
+	a.fail(w, r, status, msg, nil)
+}
+
+// DescribeApprovalError returns the HTTP status and the message safe to show for an error
+// of the approval manager; reasons are the decline reasons configured.
+func DescribeApprovalError(err error, reasons []string) (int, string) {
 	switch {
 	case errors.Is(err, approval.ErrNotFound):
-		a.fail(w, r, http.StatusNotFound, "no approval request has that id", nil)
+		return http.StatusNotFound, "no approval request has that id"
 	case errors.Is(err, approval.ErrNotPending):
-		a.fail(w, r, http.StatusConflict, "the request is already decided: nothing was changed", nil)
+		return http.StatusConflict, "the request is already decided: nothing was changed"
 	case errors.Is(err, approval.ErrExpired):
-		a.fail(w, r, http.StatusConflict, "the request has expired: nobody decided in time, so the call stays refused", nil)
+		return http.StatusConflict, "the request has expired: nobody decided in time, so the call stays refused"
 	case errors.Is(err, approval.ErrSelfApproval):
-		a.fail(w, r, http.StatusForbidden, "the user a call acts for may not approve it", nil)
+		return http.StatusForbidden, "the user a call acts for may not approve it"
 	case errors.Is(err, approval.ErrSameApprover):
-		a.fail(w, r, http.StatusConflict, "this call needs two different approvers, and you have already approved it", nil)
+		return http.StatusConflict, "this call needs two different approvers, and you have already approved it"
 	case errors.Is(err, approval.ErrUnknownDeclineReason):
-		a.fail(w, r, http.StatusBadRequest, fmt.Sprintf("reason must be one of %s (other needs a text)", strings.Join(a.opts.Approvals.DeclineReasons(), ", ")), nil)
+		return http.StatusBadRequest, fmt.Sprintf("reason must be one of %s (other needs a text)", strings.Join(reasons, ", "))
 	case errors.Is(err, approval.ErrInvalid):
-		a.fail(w, r, http.StatusBadRequest, err.Error(), nil)
-	default:
-		a.fail(w, r, http.StatusInternalServerError, "the decision could not be recorded", err)
+		return http.StatusBadRequest, err.Error()
 	}
+	return http.StatusInternalServerError, "the decision could not be recorded"
 }
 
 func (a *server) approvalStats(w http.ResponseWriter, r *http.Request) {

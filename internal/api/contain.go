@@ -102,18 +102,28 @@ func (a *server) actBody(w http.ResponseWriter, r *http.Request, scoped bool) (a
 // containError answers a containment error; the messages of package contain are safe:
 // they name the scope, the field and the bound.
 func (a *server) containError(w http.ResponseWriter, r *http.Request, err error) {
+	status, msg := DescribeContainError(err)
+	if status == http.StatusInternalServerError {
+		a.fail(w, r, status, msg, err)
+		return
+	}
+	a.fail(w, r, status, msg, nil)
+}
+
+// DescribeContainError returns the HTTP status and the message safe to show for an error
+// of the brakes (kill switches, breakers, budgets).
+func DescribeContainError(err error) (int, string) {
 	switch {
 	case errors.Is(err, contain.ErrInvalidScope), errors.Is(err, contain.ErrKillInput), errors.Is(err, contain.ErrBreakerInput):
-		a.fail(w, r, http.StatusBadRequest, err.Error(), nil)
+		return http.StatusBadRequest, err.Error()
 	case errors.Is(err, contain.ErrKillEngaged), errors.Is(err, contain.ErrBreakerOpen), errors.Is(err, contain.ErrBreakerClosed):
-		a.fail(w, r, http.StatusConflict, err.Error(), nil)
+		return http.StatusConflict, err.Error()
 	case errors.Is(err, contain.ErrNotKilled), errors.Is(err, ErrUnknownTask):
-		a.fail(w, r, http.StatusNotFound, err.Error(), nil)
+		return http.StatusNotFound, err.Error()
 	case errors.Is(err, ErrNoBreakers):
-		a.fail(w, r, http.StatusNotImplemented, err.Error(), nil)
-	default:
-		a.fail(w, r, http.StatusInternalServerError, "the containment change could not be made or recorded", err)
+		return http.StatusNotImplemented, err.Error()
 	}
+	return http.StatusInternalServerError, "the containment change could not be made or recorded"
 }
 
 func (a *server) kill(w http.ResponseWriter, r *http.Request) {

@@ -155,7 +155,8 @@ func (a *server) badBody(w http.ResponseWriter, r *http.Request, shape string, e
 	a.fail(w, r, http.StatusBadRequest, msg, err)
 }
 
-func agentView(rec identity.AgentRecord) Agent {
+// AgentView is an agent as the API shows it: never a secret.
+func AgentView(rec identity.AgentRecord) Agent {
 	v := Agent{
 		ID: rec.Agent.ID, Owner: rec.Agent.Owner, Purpose: rec.Agent.Purpose, Environment: rec.Agent.Environment,
 		Capabilities: rec.Agent.Capabilities, Autonomy: rec.Agent.Autonomy, Labels: rec.Agent.Labels,
@@ -178,7 +179,7 @@ func agentView(rec identity.AgentRecord) Agent {
 func (a *server) listAgents(w http.ResponseWriter, r *http.Request) {
 	out := []Agent{}
 	for _, rec := range a.opts.Agents.List() {
-		out = append(out, agentView(rec))
+		out = append(out, AgentView(rec))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -189,7 +190,7 @@ func (a *server) showAgent(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, http.StatusNotFound, "no agent has that id", nil)
 		return
 	}
-	writeJSON(w, http.StatusOK, agentView(rec))
+	writeJSON(w, http.StatusOK, AgentView(rec))
 }
 
 func (a *server) registerAgent(w http.ResponseWriter, r *http.Request) {
@@ -223,7 +224,7 @@ func (a *server) registerAgent(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	rec, _ := a.opts.Agents.Record(req.ID)
-	writeJSON(w, http.StatusCreated, RegisteredAgent{Agent: agentView(rec), Secret: secret})
+	writeJSON(w, http.StatusCreated, RegisteredAgent{Agent: AgentView(rec), Secret: secret})
 }
 
 // maxPublicKeyText bounds the public_key field: a PEM Ed25519 key is about 113 bytes.
@@ -275,7 +276,7 @@ func (a *server) setStatus(to identity.Status) http.HandlerFunc {
 			return
 		}
 		rec, _ := a.opts.Agents.Record(id)
-		writeJSON(w, http.StatusOK, agentView(rec))
+		writeJSON(w, http.StatusOK, AgentView(rec))
 	}
 }
 
@@ -360,29 +361,36 @@ func (a *server) rotateKeys(w http.ResponseWriter, r *http.Request) {
 // identityError answers an error of the directory or the tasks. Validation problems and
 // the sentinels are safe to show; anything else is logged and summarised by fallback.
 func (a *server) identityError(w http.ResponseWriter, r *http.Request, fallback string, err error) {
+	status, msg := DescribeIdentityError(err, fallback)
+	a.fail(w, r, status, msg, err)
+}
+
+// DescribeIdentityError returns the HTTP status and the message safe to show for an error
+// of the agent directory or the tasks: the sentinels are safe to show; anything else is
+// summarised by fallback.
+func DescribeIdentityError(err error, fallback string) (int, string) {
 	var ve *identity.ValidationError
 	switch {
 	case errors.As(err, &ve):
-		a.fail(w, r, http.StatusBadRequest, ve.Error(), err)
+		return http.StatusBadRequest, ve.Error()
 	case errors.Is(err, identity.ErrUnknownAgent):
-		a.fail(w, r, http.StatusNotFound, "no agent has that id", err)
+		return http.StatusNotFound, "no agent has that id"
 	case errors.Is(err, identity.ErrUnknownTask):
-		a.fail(w, r, http.StatusNotFound, "no task has that id", err)
+		return http.StatusNotFound, "no task has that id"
 	case errors.Is(err, identity.ErrAgentExists):
-		a.fail(w, r, http.StatusConflict, "an agent with that id already exists (ids are never reused, even after revocation)", err)
+		return http.StatusConflict, "an agent with that id already exists (ids are never reused, even after revocation)"
 	case errors.Is(err, identity.ErrAgentRevoked):
-		a.fail(w, r, http.StatusConflict, "the agent is revoked: revocation is final", err)
+		return http.StatusConflict, "the agent is revoked: revocation is final"
 	case errors.Is(err, identity.ErrStatusUnchanged):
-		a.fail(w, r, http.StatusConflict, "the agent already has that status", err)
+		return http.StatusConflict, "the agent already has that status"
 	case errors.Is(err, identity.ErrDeclaredAgent):
-		a.fail(w, r, http.StatusConflict, "the agent is declared in the configuration: edit the configuration", err)
+		return http.StatusConflict, "the agent is declared in the configuration: edit the configuration"
 	case errors.Is(err, identity.ErrTaskEnded):
-		a.fail(w, r, http.StatusConflict, "the task has already ended", err)
+		return http.StatusConflict, "the task has already ended"
 	case errors.Is(err, identity.ErrNotAudited):
-		a.fail(w, r, http.StatusInternalServerError, "the change took effect, but its audit record could not be written: check the audit log", err)
-	default:
-		a.fail(w, r, http.StatusInternalServerError, fallback, err)
+		return http.StatusInternalServerError, "the change took effect, but its audit record could not be written: check the audit log"
 	}
+	return http.StatusInternalServerError, fallback
 }
 
 func truncate(s string, n int) string {

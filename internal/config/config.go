@@ -71,6 +71,8 @@ type Config struct {
 	Telemetry Telemetry `yaml:"telemetry"`
 	// Log configures the daemon's own log.
 	Log Log `yaml:"log"`
+	// Console configures the operator web console.
+	Console Console `yaml:"console"`
 }
 
 // Approvals configures human approval of the calls policy holds.
@@ -476,6 +478,9 @@ func (c *Config) resolvePaths(base string) {
 	c.DataDir = abs(c.DataDir)
 	c.Store.SQLite = abs(c.Store.SQLite)
 	c.Admin.TokenFile = abs(c.Admin.TokenFile)
+	if c.Console.OIDC != nil {
+		c.Console.OIDC.ClientSecretFile = abs(c.Console.OIDC.ClientSecretFile)
+	}
 	c.Sensors.TokenKeyFile = abs(c.Sensors.TokenKeyFile)
 	c.Audit.Checkpoints.KeyFile = abs(c.Audit.Checkpoints.KeyFile)
 	for i := range c.Audit.Checkpoints.Publish {
@@ -566,6 +571,7 @@ func (c *Config) ApplyDefaults() {
 	defD(&c.Server.SessionIdle, 30*time.Minute)
 	def(&c.Admin.Listen, "127.0.0.1:8081")
 	def(&c.Admin.TokenFile, filepath.Join(c.DataDir, "admin.token"))
+	c.Console.applyDefaults()
 	c.Store.applyDefaults(c.DataDir)
 	def(&c.Registry.FirstUse, "pin")
 	if c.Registry.RefreshInterval == 0 {
@@ -957,6 +963,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.Sensors.validate()...)
 	errs = append(errs, c.Audit.validateEvidence()...)
 	errs = append(errs, c.Telemetry.validate()...)
+	errs = append(errs, c.Console.validate()...)
 	// A key's record must outlive the call that holds it, or a retry could run it twice.
 	longest := c.Server.WriteTimeout.D()
 	for _, u := range c.Upstreams {

@@ -29,6 +29,7 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/approval"
 	"github.com/chaperone-dev/chaperone/internal/audit"
 	"github.com/chaperone-dev/chaperone/internal/config"
+	"github.com/chaperone-dev/chaperone/internal/console"
 	"github.com/chaperone-dev/chaperone/internal/contain"
 	"github.com/chaperone-dev/chaperone/internal/demo"
 	"github.com/chaperone-dev/chaperone/internal/flow"
@@ -115,7 +116,15 @@ type Daemon struct {
 
 	mcpLn, adminLn, metricsLn net.Listener
 	adminToken                string
-	syncCh                    map[string]chan struct{}
+	// console is the operator console (nil when off); consoleSetup its one-time setup
+	// token, "" when a console user existed at start.
+	console      atomic.Pointer[console.Console]
+	consoleSetup string
+	// stopping closes when Run begins to shut down: it ends the console's live streams,
+	// which would otherwise hold the HTTP shutdown.
+	stopping chan struct{}
+	stopOnce sync.Once
+	syncCh   map[string]chan struct{}
 	// synced has one channel per upstream, closed after its first successful reconciliation.
 	synced map[string]chan struct{}
 }
@@ -126,7 +135,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, err 
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
 	// d, not the result: an error return sets the result to nil before the deferred close.
-	d := &Daemon{cfg: cfg, log: opts.Logger, opts: opts, ups: map[string]*upstream.Client{}, syncCh: map[string]chan struct{}{}, synced: map[string]chan struct{}{}}
+	d := &Daemon{cfg: cfg, log: opts.Logger, opts: opts, ups: map[string]*upstream.Client{}, syncCh: map[string]chan struct{}{}, synced: map[string]chan struct{}{},
+		stopping: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			d.close()
@@ -291,8 +301,26 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, err 
 		if d.adminLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
 			return nil, fmt.Errorf("listen %s: %w", cfg.Admin.Listen, err)
 		}
+		if cfg.ConsoleEnabled() {
+			c, err := d.buildConsole(ctx, d.apiOptions())
+			if err != nil {
+				return nil, fmt.Errorf("console: %w", err)
+			}
+			d.console.Store(c)
+		}
 	}
 	return d, nil
+}
+
+// apiOptions wires the admin API, and the console, which acts through the same parts.
+func (d *Daemon) apiOptions() api.Options {
+	return api.Options{
+		Token: d.adminToken, Registry: d.reg, Reload: d.ReloadPolicy, Policy: d.policy.Load,
+		Status: d.status, Logger: d.log.With("component", "api"),
+		Agents: d.agents, Tasks: d.tasks, RotateKeys: d.RotateKeys, Keys: d.keyInfo, Shadow: d.pipeline.ShadowStats,
+		Approvals: d.approvalsAPI(), Autonomy: d.autonomyReport, SetAutonomy: d.setAutonomy,
+		Containment: containAPI{d},
+	}
 }
 
 // MCPURL is the agent endpoint's URL.
@@ -379,13 +407,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	servers := []*http.Server{d.httpServer(mux)}
 	lns := []net.Listener{d.mcpLn}
 	if d.adminLn != nil {
-		servers = append(servers, d.httpServer(d.withMetrics(api.New(api.Options{
-			Token: d.adminToken, Registry: d.reg, Reload: d.ReloadPolicy, Policy: d.policy.Load,
-			Status: d.status, Logger: d.log.With("component", "api"),
-			Agents: d.agents, Tasks: d.tasks, RotateKeys: d.RotateKeys, Keys: d.keyInfo, Shadow: d.pipeline.ShadowStats,
-			Approvals: d.approvalsAPI(), Autonomy: d.autonomyReport, SetAutonomy: d.setAutonomy,
-			Containment: containAPI{d},
-		}))))
+		servers = append(servers, d.httpServer(d.adminHandler(api.New(d.apiOptions()), d.console.Load())))
 		lns = append(lns, d.adminLn)
 	}
 	if d.metricsLn != nil {
@@ -406,6 +428,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case runErr = <-errc:
 	}
+	d.stopOnce.Do(func() { close(d.stopping) })
 	sctx, scancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer scancel()
 	for _, s := range servers {

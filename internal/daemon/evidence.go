@@ -46,6 +46,9 @@ func (d *Daemon) buildTelemetry(ctx context.Context) error {
 
 // onCommit is the audit log's commit hook: the metrics follow the evidence.
 func (d *Daemon) onCommit(events []audit.Event) {
+	if c := d.console.Load(); c != nil && len(events) > 0 {
+		c.Changed()
+	}
 	if d.metrics == nil || len(events) == 0 {
 		return
 	}

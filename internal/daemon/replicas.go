@@ -22,7 +22,15 @@ func (d *Daemon) shareLoop(ctx context.Context, spawn func(func())) {
 		return
 	}
 	spawn(func() {
-		err := d.shared.Listen(ctx, func(topic, id string) { d.changed(ctx, topic, id) }, func() { d.resync(ctx) })
+		err := d.shared.Listen(ctx, func(topic, id string) {
+			d.changed(ctx, topic, id)
+			// The console's open pages show what another replica changed, too. (Calls
+			// other replicas make reach them at the next change here or the next page
+			// load: audit commits are not notified.)
+			if c := d.console.Load(); c != nil {
+				c.Changed()
+			}
+		}, func() { d.resync(ctx) })
 		if err != nil && ctx.Err() == nil {
 			d.log.ErrorContext(ctx, "change notifications stopped; polling only", "err", err)
 		}
