@@ -15,27 +15,10 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/approval"
 	"github.com/chaperone-dev/chaperone/internal/store/sqlite"
 	"github.com/chaperone-dev/chaperone/internal/store/sqlite/sqlitetest"
+	"github.com/chaperone-dev/chaperone/internal/testclock"
 )
 
 var t0 = time.Date(2026, 3, 1, 9, 0, 7, 123456000, time.UTC)
-
-// clock is a settable clock.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // recorder is a Notifier that records events; it fails with err if set.
 type recorder struct {
@@ -97,7 +80,7 @@ func (s *readSignal) Approval(ctx context.Context, id string) (*approval.Request
 type fixture struct {
 	m     *approval.Manager
 	db    *sqlite.DB
-	clock *clock
+	clock *testclock.Clock
 	rec   *recorder
 }
 
@@ -106,7 +89,7 @@ type fixture struct {
 func newFixture(tb testing.TB, mod func(*approval.Options)) *fixture {
 	tb.Helper()
 	db, _ := sqlitetest.Open(tb)
-	f := &fixture{db: db, clock: &clock{t: t0}, rec: newRecorder()}
+	f := &fixture{db: db, clock: testclock.New(t0), rec: newRecorder()}
 	o := approval.Options{
 		Store: db, Notifiers: []approval.Notifier{f.rec}, Now: f.clock.Now,
 		ApproveURL: func(id string) string { return "https://gw.example/approvals/" + id },
@@ -175,7 +158,7 @@ func TestRequest(t *testing.T) {
 
 	// The same call again, its arguments reordered and re-spaced: the same request, not
 	// a new one, and no notification.
-	f.clock.Add(time.Minute)
+	f.clock.Advance(time.Minute)
 	again := call()
 	again.Arguments = json.RawMessage(`{"amount":80,"to":"ACME"}`)
 	again.Reason = "retrying"
@@ -233,7 +216,7 @@ func TestApproveAndConsume(t *testing.T) {
 	f := newFixture(t, nil)
 	r := f.request(t, call())
 
-	f.clock.Add(time.Minute)
+	f.clock.Advance(time.Minute)
 	got, err := f.m.Approve(ctx, r.ID, "erin@example.com")
 	if err != nil {
 		t.Fatalf("Approve(%q): %v", r.ID, err)
@@ -364,7 +347,7 @@ func TestExpiry(t *testing.T) {
 
 	// Deciding after the deadline: refused, and the request is marked expired.
 	late := f.request(t, call())
-	f.clock.Add(5 * time.Minute)
+	f.clock.Advance(5 * time.Minute)
 	if _, err := f.m.Approve(ctx, late.ID, "erin"); !errors.Is(err, approval.ErrExpired) {
 		t.Errorf("Approve(%q) at expiry = %v, want ErrExpired", late.ID, err)
 	}
@@ -390,7 +373,7 @@ func TestExpiry(t *testing.T) {
 	if _, err := f.m.Approve(ctx, slow.ID, "erin"); err != nil {
 		t.Fatal(err)
 	}
-	f.clock.Add(5 * time.Minute)
+	f.clock.Advance(5 * time.Minute)
 	if _, err := f.m.Consume(ctx, slow.ID, slow.CallHash); !errors.Is(err, approval.ErrExpired) {
 		t.Errorf("Consume(%q) after expiry = %v, want ErrExpired", slow.ID, err)
 	}
@@ -398,7 +381,7 @@ func TestExpiry(t *testing.T) {
 	// Run expires what is due, notifying for each.
 	c.Task = "tsk_3"
 	due := f.request(t, c)
-	f.clock.Add(5 * time.Minute)
+	f.clock.Advance(5 * time.Minute)
 	if diff := cmp.Diff([]string{
 		"approval.requested " + late.ID, "approval.expired " + late.ID,
 		"approval.requested " + slow.ID, "approval.approved " + slow.ID,
@@ -627,7 +610,7 @@ func TestWaitTimeoutAndCancel(t *testing.T) {
 	}
 
 	// Past the deadline, Wait returns the request expired, and says so to notifiers.
-	f.clock.Add(approval.DefaultTimeout)
+	f.clock.Advance(approval.DefaultTimeout)
 	got, err = f.m.Wait(ctx, r.ID, time.Minute)
 	if err != nil || got.Status != approval.StatusExpired {
 		t.Errorf("Wait(%q) past expiry = %+v, %v; want expired", r.ID, got, err)
@@ -645,7 +628,7 @@ func TestPendingSurvivesReopen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	clk := &clock{t: t0}
+	clk := testclock.New(t0)
 	m := approval.NewManager(approval.Options{Store: db, Now: clk.Now})
 	r, _, err := m.Request(ctx, call())
 	if err != nil {
@@ -660,7 +643,7 @@ func TestPendingSurvivesReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	clk.Add(time.Minute)
+	clk.Advance(time.Minute)
 	m = approval.NewManager(approval.Options{Store: db, Now: clk.Now})
 	got, err := m.Get(ctx, r.ID)
 	if err != nil {
@@ -723,7 +706,7 @@ func TestList(t *testing.T) {
 	for i := range 3 {
 		c := call()
 		c.Task = "tsk_" + string(rune('a'+i))
-		f.clock.Add(time.Second)
+		f.clock.Advance(time.Second)
 		ids = append([]string{f.request(t, c).ID}, ids...)
 	}
 	if _, err := f.m.Deny(ctx, ids[1], "erin", "suspicious", ""); err != nil {

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -28,17 +27,6 @@ const (
 	cookieOIDC          = "chaperone_oidc"  // state, nonce and PKCE verifier of a sign-in under way
 	cookieFlash         = "chaperone_flash" // the message the next page shows
 )
-
-// userName is what a local login name may be.
-var userName = regexp.MustCompile(`^[a-z0-9][a-z0-9._@-]{0,63}$`)
-
-// CheckUserName reports why a login name is not acceptable, or nil.
-func CheckUserName(n string) error {
-	if !userName.MatchString(n) {
-		return fmt.Errorf("user name must be 1 to 64 of a-z, 0-9 and . _ @ - (starting with a letter or digit), got %q", truncate(n, 64))
-	}
-	return nil
-}
 
 // NewToken returns 32 random bytes, base64url without padding: session tokens, CSRF
 // tokens, the setup token.
@@ -273,7 +261,7 @@ func (c *Console) setup(w http.ResponseWriter, r *http.Request) {
 		again(http.StatusForbidden, "The setup token is wrong: use the one the gateway printed at first start.")
 		return
 	}
-	if err := CheckUserName(name); err != nil {
+	if err := CheckName(name); err != nil {
 		again(http.StatusBadRequest, capitalize(err.Error()))
 		return
 	}

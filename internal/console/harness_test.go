@@ -10,32 +10,14 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/chaperone-dev/chaperone/internal/console"
 	"github.com/chaperone-dev/chaperone/internal/store/sqlite"
 	"github.com/chaperone-dev/chaperone/internal/store/sqlite/sqlitetest"
+	"github.com/chaperone-dev/chaperone/internal/testclock"
 )
-
-// clock is a test clock the console reads.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
 
 // fixture is a console over a real SQLite store, served on loopback.
 type fixture struct {
@@ -43,7 +25,7 @@ type fixture struct {
 	c     *console.Console
 	db    *sqlite.DB
 	srv   *httptest.Server
-	clock *clock
+	clock *testclock.Clock
 	setup string
 }
 
@@ -52,7 +34,7 @@ type fixture struct {
 func newFixture(t *testing.T, edit func(*console.Options)) *fixture {
 	t.Helper()
 	db, _ := sqlitetest.Open(t)
-	f := &fixture{t: t, db: db, clock: &clock{t: time.Now()}, setup: console.NewToken()}
+	f := &fixture{t: t, db: db, clock: testclock.New(time.Now()), setup: console.NewToken()}
 	var h http.Handler
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { h.ServeHTTP(w, r) }))
 	t.Cleanup(f.srv.Close)

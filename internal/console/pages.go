@@ -309,19 +309,28 @@ func killScope(r *http.Request) string {
 	return kind + ":" + name
 }
 
-func (c *Console) kill(w http.ResponseWriter, r *http.Request) {
-	ct := c.opts.API.Containment
-	if ct == nil {
+// killForm reads the scope and reason of a kill or lift form; ok is false when it has
+// answered the request itself.
+func (c *Console) killForm(w http.ResponseWriter, r *http.Request) (ct api.Containment, scope, reason string, ok bool) {
+	if ct = c.opts.API.Containment; ct == nil {
 		c.fail(w, r, http.StatusNotImplemented, "Containment is not enabled on this gateway.")
-		return
+		return nil, "", "", false
 	}
-	scope := killScope(r)
+	scope = killScope(r)
 	reason, err := formText(r, "reason", 500)
 	if err == nil && reason == "" {
 		err = errors.New("a reason is required")
 	}
 	if err != nil {
 		c.back(w, r, Prefix+"/kill", capitalize(err.Error())+".", true)
+		return nil, "", "", false
+	}
+	return ct, scope, reason, true
+}
+
+func (c *Console) kill(w http.ResponseWriter, r *http.Request) {
+	ct, scope, reason, ok := c.killForm(w, r)
+	if !ok {
 		return
 	}
 	if r.PostForm.Get("confirm") != "yes" {
@@ -340,18 +349,8 @@ func (c *Console) kill(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Console) lift(w http.ResponseWriter, r *http.Request) {
-	ct := c.opts.API.Containment
-	if ct == nil {
-		c.fail(w, r, http.StatusNotImplemented, "Containment is not enabled on this gateway.")
-		return
-	}
-	scope := killScope(r)
-	reason, err := formText(r, "reason", 500)
-	if err == nil && reason == "" {
-		err = errors.New("a reason is required")
-	}
-	if err != nil {
-		c.back(w, r, Prefix+"/kill", capitalize(err.Error())+".", true)
+	ct, scope, reason, ok := c.killForm(w, r)
+	if !ok {
 		return
 	}
 	k, err := ct.Unkill(r.Context(), scope, actor(current(r)), reason)
@@ -522,7 +521,7 @@ func (c *Console) createUser(w http.ResponseWriter, r *http.Request) {
 	back := Prefix + "/users"
 	name, pass := strings.TrimSpace(r.PostForm.Get("name")), r.PostForm.Get("password")
 	role, err := ParseRole(r.PostForm.Get("role"))
-	err = errors.Join(err, CheckUserName(name), CheckPassword(pass))
+	err = errors.Join(err, CheckName(name), CheckPassword(pass))
 	if err != nil {
 		c.back(w, r, back, capitalize(strings.ReplaceAll(err.Error(), "\n", "; "))+".", true)
 		return

@@ -64,8 +64,8 @@ func TestCheckPasswordAndUserName(t *testing.T) {
 		}
 	}
 	for n, ok := range map[string]bool{"alice": true, "a.b-c_d@x": true, "": false, "Alice": false, "-a": false, "a b": false, strings.Repeat("a", 65): false, "a\x00": false} {
-		if got := CheckUserName(n) == nil; got != ok {
-			t.Errorf("CheckUserName(%q) ok = %v, want %v", n, got, ok)
+		if got := CheckName(n) == nil; got != ok {
+			t.Errorf("CheckName(%q) ok = %v, want %v", n, got, ok)
 		}
 	}
 }

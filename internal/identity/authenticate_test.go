@@ -30,7 +30,7 @@ func TestAuthenticator(t *testing.T) {
 			t.Fatalf("Register %s: %v", id, err)
 		}
 	}
-	tasks, err := identity.NewTasks(t.Context(), identity.TasksOptions{Store: e.db, Audit: e.audit, Now: e.clock.now})
+	tasks, err := identity.NewTasks(t.Context(), identity.TasksOptions{Store: e.db, Audit: e.audit, Now: e.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,7 +41,7 @@ func TestAuthenticator(t *testing.T) {
 	}
 	key, _ := identity.GenerateSigningKey(t0)
 	ks, _ := identity.NewKeySet([]identity.SigningKey{key}, time.Hour)
-	iss, err := identity.NewIssuer(identity.IssuerOptions{Issuer: "https://gw", Audience: "https://gw", Keys: func() *identity.KeySet { return ks }, Now: e.clock.now})
+	iss, err := identity.NewIssuer(identity.IssuerOptions{Issuer: "https://gw", Audience: "https://gw", Keys: func() *identity.KeySet { return ks }, Now: e.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,21 +18,10 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/identity"
 	"github.com/chaperone-dev/chaperone/internal/store/sqlite"
 	"github.com/chaperone-dev/chaperone/internal/store/sqlite/sqlitetest"
+	"github.com/chaperone-dev/chaperone/internal/testclock"
 )
 
 var t0 = time.Date(2026, 3, 1, 9, 0, 0, 0, time.UTC)
-
-// clock is a settable time source.
-type clock struct{ ns atomic.Int64 }
-
-func newClock(t time.Time) *clock {
-	c := &clock{}
-	c.set(t)
-	return c
-}
-func (c *clock) now() time.Time      { return time.Unix(0, c.ns.Load()).UTC() }
-func (c *clock) set(t time.Time)     { c.ns.Store(t.UnixNano()) }
-func (c *clock) add(d time.Duration) { c.ns.Add(int64(d)) }
 
 // failingAudit is the real audit log, with failures on demand.
 type failingAudit struct {
@@ -53,18 +42,18 @@ func (f *failingAudit) Append(ctx context.Context, e *audit.Event) error {
 type env struct {
 	db    *sqlite.DB
 	audit *failingAudit
-	clock *clock
+	clock *testclock.Clock
 }
 
 func newEnv(tb testing.TB) *env {
 	tb.Helper()
 	db, log := sqlitetest.Open(tb)
-	return &env{db: db, audit: &failingAudit{log: log}, clock: newClock(t0)}
+	return &env{db: db, audit: &failingAudit{log: log}, clock: testclock.New(t0)}
 }
 
 func (e *env) directory(tb testing.TB, static ...identity.Registration) *identity.Directory {
 	tb.Helper()
-	d, err := identity.NewDirectory(tb.Context(), identity.DirectoryOptions{Store: e.db, Audit: e.audit, Now: e.clock.now, Static: static})
+	d, err := identity.NewDirectory(tb.Context(), identity.DirectoryOptions{Store: e.db, Audit: e.audit, Now: e.clock.Now, Static: static})
 	if err != nil {
 		tb.Fatalf("NewDirectory: %v", err)
 	}
@@ -345,7 +334,7 @@ func TestSetStatus(t *testing.T) {
 				}
 			}
 			nEvents := len(e.events(t))
-			e.clock.add(time.Minute)
+			e.clock.Advance(time.Minute)
 			err = d.SetStatus(t.Context(), tt.id, tt.step.to, tt.step.reason, tt.step.by)
 			switch {
 			case tt.wantErr != nil:

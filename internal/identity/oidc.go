@@ -92,10 +92,10 @@ type oidcKey struct {
 // NewOIDCVerifier returns a verifier, or an error naming every problem with the config.
 func NewOIDCVerifier(c OIDCConfig) (*OIDCVerifier, error) {
 	var errs []error
-	if err := checkIdPURL(c.Issuer); err != nil {
+	if err := CheckIdPURL(c.Issuer); err != nil {
 		errs = append(errs, fmt.Errorf("issuer: %w", err))
 	}
-	if err := checkIdPURL(c.JWKSURL); err != nil {
+	if err := CheckIdPURL(c.JWKSURL); err != nil {
 		errs = append(errs, fmt.Errorf("jwks url: %w", err))
 	}
 	if c.Audience == "" {
@@ -121,7 +121,7 @@ func NewOIDCVerifier(c OIDCConfig) (*OIDCVerifier, error) {
 				if len(via) >= 3 {
 					return errors.New("more than 3 redirects")
 				}
-				return checkIdPURL(req.URL.String())
+				return CheckIdPURL(req.URL.String())
 			},
 		}
 	}
@@ -137,12 +137,21 @@ func NewOIDCVerifier(c OIDCConfig) (*OIDCVerifier, error) {
 	return &OIDCVerifier{c: c}, nil
 }
 
-func checkIdPURL(s string) error {
+// MaxIdPURL is the longest identity-provider URL [CheckIdPURL] accepts.
+const MaxIdPURL = 2048
+
+// CheckIdPURL checks a URL the gateway sends requests to at an identity provider (an
+// issuer, a JWKS, token or discovery endpoint): absolute, https (http only on a loopback
+// host), no user info, at most MaxIdPURL bytes.
+func CheckIdPURL(s string) error {
 	if s == "" {
 		return errors.New("is required")
 	}
+	if len(s) > MaxIdPURL {
+		return fmt.Errorf("longer than %d bytes", MaxIdPURL)
+	}
 	u, err := url.Parse(s)
-	if err != nil || u.Host == "" || u.User != nil {
+	if err != nil || u.Host == "" || u.User != nil || u.Opaque != "" {
 		return fmt.Errorf("%q is not an absolute URL with a host", s)
 	}
 	switch {

@@ -20,6 +20,8 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/chaperone-dev/chaperone/internal/testclock"
 )
 
 // testIdP is a real OIDC issuer for tests: it serves a JWKS over HTTP and signs users'
@@ -103,17 +105,6 @@ func (idp *testIdP) signES(tb testing.TB, key *ecdsa.PrivateKey, kid string, cla
 	tb.Helper()
 	return signJWT(tb, map[string]any{"alg": "ES256", "kid": kid}, claims, jwt.SigningMethodES256, key)
 }
-
-// clock is a settable clock for tests that move time; safe for concurrent use.
-type oidcClock struct{ ns atomic.Int64 }
-
-func newOIDCClock(t time.Time) *oidcClock {
-	c := &oidcClock{}
-	c.ns.Store(t.UnixNano())
-	return c
-}
-func (c *oidcClock) now() time.Time      { return time.Unix(0, c.ns.Load()) }
-func (c *oidcClock) add(d time.Duration) { c.ns.Add(int64(d)) }
 
 func newTestOIDCVerifier(tb testing.TB, jwksURL, issuer string, now func() time.Time) *OIDCVerifier {
 	tb.Helper()
@@ -214,8 +205,8 @@ func TestOIDCVerify(t *testing.T) {
 func TestOIDCKeyRotationAndRefreshLimit(t *testing.T) {
 	t.Parallel()
 	idp := newTestIdP(t, testRSAKey())
-	clk := newOIDCClock(jwtT0)
-	v := newTestOIDCVerifier(t, idp.srv.URL, idp.issuer(), clk.now)
+	clk := testclock.New(jwtT0)
+	v := newTestOIDCVerifier(t, idp.srv.URL, idp.issuer(), clk.Now)
 	ec2, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -254,7 +245,7 @@ func TestOIDCKeyRotationAndRefreshLimit(t *testing.T) {
 		if s.serve != nil {
 			idp.serve(t, s.serve)
 		}
-		clk.add(s.advance)
+		clk.Advance(s.advance)
 		_, err := v.Verify(t.Context(), s.raw)
 		if r := reasonOf(err); r != s.wantReason {
 			t.Fatalf("step %q: Verify = %v (reason %q), want reason %q", s.name, err, r, s.wantReason)

@@ -14,6 +14,7 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/audit"
 	"github.com/chaperone-dev/chaperone/internal/identity"
 	"github.com/chaperone-dev/chaperone/internal/store/sqlite"
+	"github.com/chaperone-dev/chaperone/internal/testclock"
 )
 
 // fakeStore is the real SQLite store with its single-record lookups counted, slowed
@@ -99,7 +100,7 @@ func (f *fakeAudit) Append(ctx context.Context, e *audit.Event) error {
 // procs are two gateway processes, A and B, sharing one SQLite file; B's store is a
 // fakeStore over its own handle.
 type procs struct {
-	clock          *clock
+	clock          *testclock.Clock
 	audit          *fakeAudit
 	storeB         *fakeStore
 	dirA, dirB     *identity.Directory
@@ -118,18 +119,18 @@ func newProcs(t *testing.T, gate chan struct{}) *procs {
 		return db
 	}
 	dbA := open()
-	p := &procs{clock: newClock(t0), audit: &fakeAudit{}, storeB: &fakeStore{DB: open(), gate: gate}}
+	p := &procs{clock: testclock.New(t0), audit: &fakeAudit{}, storeB: &fakeStore{DB: open(), gate: gate}}
 	var err error
-	if p.dirA, err = identity.NewDirectory(t.Context(), identity.DirectoryOptions{Store: dbA, Audit: p.audit, Now: p.clock.now, Static: []identity.Registration{staticAgent}}); err != nil {
+	if p.dirA, err = identity.NewDirectory(t.Context(), identity.DirectoryOptions{Store: dbA, Audit: p.audit, Now: p.clock.Now, Static: []identity.Registration{staticAgent}}); err != nil {
 		t.Fatal(err)
 	}
-	if p.dirB, err = identity.NewDirectory(t.Context(), identity.DirectoryOptions{Store: p.storeB, Audit: p.audit, Now: p.clock.now, Static: []identity.Registration{staticAgent}}); err != nil {
+	if p.dirB, err = identity.NewDirectory(t.Context(), identity.DirectoryOptions{Store: p.storeB, Audit: p.audit, Now: p.clock.Now, Static: []identity.Registration{staticAgent}}); err != nil {
 		t.Fatal(err)
 	}
-	if p.tasksA, err = identity.NewTasks(t.Context(), identity.TasksOptions{Store: dbA, Audit: p.audit, Now: p.clock.now}); err != nil {
+	if p.tasksA, err = identity.NewTasks(t.Context(), identity.TasksOptions{Store: dbA, Audit: p.audit, Now: p.clock.Now}); err != nil {
 		t.Fatal(err)
 	}
-	if p.tasksB, err = identity.NewTasks(t.Context(), identity.TasksOptions{Store: p.storeB, Audit: p.audit, Now: p.clock.now}); err != nil {
+	if p.tasksB, err = identity.NewTasks(t.Context(), identity.TasksOptions{Store: p.storeB, Audit: p.audit, Now: p.clock.Now}); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -216,7 +217,7 @@ func TestDirectoryLoadMisses(t *testing.T) {
 		t.Error("B.Load(ghost) within a second of the miss asked the store again")
 	}
 	// ...then found.
-	p.clock.add(time.Second)
+	p.clock.Advance(time.Second)
 	if a, ok, err := p.dirB.Load(ctx, "ghost"); !ok || err != nil || a.Status != identity.StatusActive {
 		t.Errorf("B.Load(ghost) a second later = %+v, %v, %v; want the active agent", a, ok, err)
 	}
@@ -348,7 +349,7 @@ func TestDirectoryRefreshCollision(t *testing.T) {
 	p := newProcs(t, nil)
 	ctx := t.Context()
 	// A process without the declaration registers the id.
-	plain, err := identity.NewDirectory(ctx, identity.DirectoryOptions{Store: p.storeB.DB, Audit: p.audit, Now: p.clock.now})
+	plain, err := identity.NewDirectory(ctx, identity.DirectoryOptions{Store: p.storeB.DB, Audit: p.audit, Now: p.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -594,7 +595,7 @@ func TestTasksLoadMisses(t *testing.T) {
 	if n := p.storeB.taskCalls.Load(); n != 1 {
 		t.Errorf("store asked %d times, want 1", n)
 	}
-	p.clock.add(time.Second)
+	p.clock.Advance(time.Second)
 	p.storeB.fail.Store(true)
 	if ok, err := p.tasksB.LoadActive(ctx, "tsk_unknown"); ok || !errors.Is(err, errFakeDown) {
 		t.Errorf("LoadActive with the store down = %v, %v; want the store's error", ok, err)
@@ -647,7 +648,7 @@ func TestAuthenticateAcrossProcesses(t *testing.T) {
 	task := p.start(t, "helper")
 	key, _ := identity.GenerateSigningKey(t0)
 	ks, _ := identity.NewKeySet([]identity.SigningKey{key}, time.Hour)
-	iss, err := identity.NewIssuer(identity.IssuerOptions{Issuer: "https://gw", Audience: "https://gw", Keys: func() *identity.KeySet { return ks }, Now: p.clock.now})
+	iss, err := identity.NewIssuer(identity.IssuerOptions{Issuer: "https://gw", Audience: "https://gw", Keys: func() *identity.KeySet { return ks }, Now: p.clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -665,7 +666,7 @@ func TestAuthenticateAcrossProcesses(t *testing.T) {
 		t.Errorf("Authenticate with the store down = %v, %q, %v; want %q", pr, f, err, identity.FailureLookup)
 	}
 	p.storeB.fail.Store(false)
-	p.clock.add(time.Second) // past any remembered miss
+	p.clock.Advance(time.Second) // past any remembered miss
 	// A request whose context is over cannot look anything up either.
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()

@@ -17,7 +17,7 @@ import (
 
 func (e *env) tasks(tb testing.TB) *identity.Tasks {
 	tb.Helper()
-	ts, err := identity.NewTasks(tb.Context(), identity.TasksOptions{Store: e.db, Audit: e.audit, Now: e.clock.now})
+	ts, err := identity.NewTasks(tb.Context(), identity.TasksOptions{Store: e.db, Audit: e.audit, Now: e.clock.Now})
 	if err != nil {
 		tb.Fatalf("NewTasks: %v", err)
 	}
@@ -91,7 +91,7 @@ func TestTaskLifecycle(t *testing.T) {
 	}
 
 	// Expiry closes a task without anyone ending it.
-	e.clock.add(2 * time.Minute)
+	e.clock.Advance(2 * time.Minute)
 	if ts.Active(other.ID) {
 		t.Errorf("Active(%q) = true at its expiry", other.ID)
 	}
@@ -119,7 +119,7 @@ func TestTaskLifecycle(t *testing.T) {
 		t.Fatalf("Active(%q) = false after refused ends", rec.ID)
 	}
 
-	e.clock.add(time.Minute)
+	e.clock.Advance(time.Minute)
 	if err := ts.End(ctx, rec.ID, "op", "done"); err != nil {
 		t.Fatalf("End(%q): %v", rec.ID, err)
 	}
@@ -192,7 +192,7 @@ func TestTasksForgetOldClosedTasks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.clock.add(26 * time.Hour)
+	e.clock.Advance(26 * time.Hour)
 	// A reload keeps open tasks and those closed within a day.
 	if got := ids(e.tasks(t).List(true)); !cmp.Equal(got, []string{long.ID}) {
 		t.Errorf("reloaded List(true) = %v, want [%s]", got, long.ID)
@@ -307,7 +307,7 @@ func TestTaskEndCarriesItsCost(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	var asked []string
-	ts, err := identity.NewTasks(t.Context(), identity.TasksOptions{Store: e.db, Audit: e.audit, Now: e.clock.now,
+	ts, err := identity.NewTasks(t.Context(), identity.TasksOptions{Store: e.db, Audit: e.audit, Now: e.clock.Now,
 		Usage: func(agent, task string) (int64, float64, int64) {
 			asked = append(asked, agent+"/"+task)
 			return 7, 1.25, 900

@@ -10,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -22,6 +21,7 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/insight"
 	"github.com/chaperone-dev/chaperone/internal/report"
 	"github.com/chaperone-dev/chaperone/internal/store/sqlite"
+	"github.com/chaperone-dev/chaperone/internal/testclock"
 )
 
 // t0 is the start of the report's window; the window is two hours.
@@ -48,29 +48,11 @@ type fixture struct {
 	deny int64
 }
 
-// clock is a settable clock for the approval manager.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) set(t time.Time) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = t
-}
-
 // auditNotifier records approval requests and decisions in the audit log, as the
 // gateway's does.
 type auditNotifier struct {
 	log   *audit.Log
-	clock *clock
+	clock *testclock.Clock
 }
 
 func (n auditNotifier) Notify(ctx context.Context, ev approval.Event) error {
@@ -128,11 +110,11 @@ func newFixture(tb testing.TB) *fixture {
 	appendAt(-120, audit.Event{Kind: audit.KindPolicyLoaded, PolicyVersion: "sha256:v1"})
 	appendAt(-60, audit.Event{Kind: audit.KindCallIntent, RequestID: "r0", Agent: "mail-bot", Decision: "allow", PolicyVersion: "sha256:v1"})
 
-	clk := &clock{}
+	clk := testclock.New(t0)
 	m := approval.NewManager(approval.Options{Store: db, Notifiers: []approval.Notifier{auditNotifier{log, clk}}, Now: clk.Now})
 	hold := func(min int, tool, args, undo string) *approval.Request {
 		tb.Helper()
-		clk.set(at(min))
+		clk.Set(at(min))
 		r, _, err := m.Request(ctx, &approval.Request{Tool: tool, Upstream: "bank", Arguments: json.RawMessage(args),
 			Agent: "pay-bot", User: "bob@example.com", Task: "t-7", Reason: "the invoice is due; key " + argSecret,
 			Rules: []string{"payments-need-approval"}, PolicyVersion: "sha256:v1", Risk: 80, RiskFactors: []string{"amount", "external"}, Undo: undo})
@@ -143,7 +125,7 @@ func newFixture(tb testing.TB) *fixture {
 	}
 	// Decided before the window: no letter.
 	early := hold(-40, "transfer_money", `{"amount":5}`, "")
-	clk.set(at(-39))
+	clk.Set(at(-39))
 	if _, err := m.Approve(ctx, early.ID, "carol"); err != nil {
 		tb.Fatal(err)
 	}
@@ -153,23 +135,23 @@ func newFixture(tb testing.TB) *fixture {
 		Rules: []string{"no-external"}, PolicyVersion: "sha256:v1"})
 
 	paid := hold(5, "transfer_money", `{"amount":100,"to":"ACME","api_key":"`+argSecret+`"}`, "Refund it from the bank console within 24 hours.")
-	clk.set(at(6))
+	clk.Set(at(6))
 	if _, err := m.Approve(ctx, paid.ID, "carol"); err != nil {
 		tb.Fatal(err)
 	}
-	clk.set(at(7))
+	clk.Set(at(7))
 	if _, err := m.Consume(ctx, paid.ID, paid.CallHash); err != nil {
 		tb.Fatal(err)
 	}
 	appendAt(7, audit.Event{Kind: audit.KindCallIntent, RequestID: "r5", Agent: "pay-bot", Decision: "approve", Approval: paid.ID, PolicyVersion: "sha256:v1"})
 
 	declined := hold(10, "transfer_money", `{"amount":100000,"to":"ACME"}`, "")
-	clk.set(at(12))
+	clk.Set(at(12))
 	if _, err := m.Deny(ctx, declined.ID, "dave", "wrong_amount", "a thousand times the invoice"); err != nil {
 		tb.Fatal(err)
 	}
 	mailed := hold(14, "send_email", `{"to":"ceo@example.com"}`, "")
-	clk.set(at(15))
+	clk.Set(at(15))
 	if _, err := m.Approve(ctx, mailed.ID, "carol"); err != nil {
 		tb.Fatal(err)
 	}

@@ -192,7 +192,7 @@ func parseDiscovery(b []byte, issuer string) (*discoveryDoc, error) {
 			}
 			continue
 		}
-		if err := checkProviderURL(*f.dst); err != nil {
+		if err := identity.CheckIdPURL(*f.dst); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %v", f.name, sanitizeErr(err)))
 		}
 	}

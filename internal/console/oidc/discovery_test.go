@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/chaperone-dev/chaperone/internal/identity"
 )
 
 const testIssuer = "https://idp.example"
@@ -171,7 +173,7 @@ func FuzzParseDiscovery(f *testing.F) {
 			t.Fatalf("parseDiscovery(%q) accepted issuer %q", b, d.Issuer)
 		}
 		for _, u := range []string{d.AuthorizationEndpoint, d.TokenEndpoint, d.JWKSURI} {
-			if err := checkProviderURL(u); err != nil {
+			if err := identity.CheckIdPURL(u); err != nil {
 				t.Fatalf("parseDiscovery(%q) accepted endpoint %q: %v", b, u, err)
 			}
 		}

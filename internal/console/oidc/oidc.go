@@ -37,7 +37,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"slices"
@@ -81,7 +80,7 @@ const (
 	maxClientIDBytes  = 256
 	maxScopes         = 32
 	maxScopeBytes     = 64
-	maxURLBytes       = 2048
+	maxURLBytes       = identity.MaxIdPURL
 	maxStateBytes     = 512 // state and nonce
 	maxCodeBytes      = 4096
 	minVerifierBytes  = 43 // RFC 7636 §4.1
@@ -201,7 +200,7 @@ func New(c Config) (*Client, error) {
 				if len(via) >= maxRedirects {
 					return fmt.Errorf("more than %d redirects", maxRedirects)
 				}
-				return checkProviderURL(req.URL.String())
+				return identity.CheckIdPURL(req.URL.String())
 			},
 		}
 	}
@@ -507,33 +506,10 @@ func validScope(s string) bool {
 	return true
 }
 
-// checkProviderURL checks an URL the client sends requests to: absolute, https (http only
-// on a loopback host), no user info, bounded.
-func checkProviderURL(s string) error {
-	if s == "" {
-		return errors.New("is required")
-	}
-	if len(s) > maxURLBytes {
-		return fmt.Errorf("longer than %d bytes", maxURLBytes)
-	}
-	u, err := url.Parse(s)
-	if err != nil || u.Host == "" || u.User != nil || u.Opaque != "" {
-		return fmt.Errorf("%q is not an absolute URL with a host", s)
-	}
-	switch {
-	case u.Scheme == "https":
-		return nil
-	case u.Scheme == "http" && isLoopbackHost(u.Hostname()):
-		return nil
-	default:
-		return fmt.Errorf("%q must use https (http only on a loopback host)", s)
-	}
-}
-
 // checkIssuer checks an issuer identifier (OpenID Connect Discovery §2): a provider URL
 // without query or fragment.
 func checkIssuer(s string) error {
-	if err := checkProviderURL(s); err != nil {
+	if err := identity.CheckIdPURL(s); err != nil {
 		return err
 	}
 	if strings.ContainsAny(s, "?#") {
@@ -545,19 +521,11 @@ func checkIssuer(s string) error {
 // checkRedirectURL checks the redirect URL: like a provider URL, without fragment (RFC
 // 6749 §3.1.2).
 func checkRedirectURL(s string) error {
-	if err := checkProviderURL(s); err != nil {
+	if err := identity.CheckIdPURL(s); err != nil {
 		return err
 	}
 	if strings.Contains(s, "#") {
 		return fmt.Errorf("%q must have no fragment", s)
 	}
 	return nil
-}
-
-func isLoopbackHost(h string) bool {
-	if h == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(h)
-	return ip != nil && ip.IsLoopback()
 }

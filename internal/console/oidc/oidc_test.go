@@ -19,9 +19,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/chaperone-dev/chaperone/internal/console/oidc/oidctest"
 	"github.com/chaperone-dev/chaperone/internal/identity"
-	"github.com/google/go-cmp/cmp"
+	"github.com/chaperone-dev/chaperone/internal/testclock"
 )
 
 const (
@@ -124,17 +126,6 @@ func providerCode(err error) string {
 	}
 	return ""
 }
-
-// testClock is a settable clock, safe for concurrent use.
-type testClock struct{ ns atomic.Int64 }
-
-func newTestClock() *testClock {
-	c := &testClock{}
-	c.ns.Store(time.Now().UnixNano())
-	return c
-}
-func (c *testClock) now() time.Time      { return time.Unix(0, c.ns.Load()) }
-func (c *testClock) add(d time.Duration) { c.ns.Add(int64(d)) }
 
 // roundTripFunc is an http.RoundTripper made of a function.
 type roundTripFunc func(*http.Request) (*http.Response, error)
@@ -597,8 +588,8 @@ func TestDiscoveryRetry(t *testing.T) {
 		}
 		return http.DefaultTransport.RoundTrip(r)
 	})}
-	clk := newTestClock()
-	c := newTestClient(t, Config{Issuer: p.Issuer(), HTTPClient: hc, Now: clk.now})
+	clk := testclock.New(time.Now())
+	c := newTestClient(t, Config{Issuer: p.Issuer(), HTTPClient: hc, Now: clk.Now})
 	verifier := strings.Repeat("v", 43)
 	steps := []struct {
 		name        string
@@ -615,7 +606,7 @@ func TestDiscoveryRetry(t *testing.T) {
 	}
 	for _, s := range steps {
 		down.Store(!s.up)
-		clk.add(s.advance)
+		clk.Advance(s.advance)
 		_, err := c.AuthCodeURL(t.Context(), "state", "nonce", verifier)
 		switch {
 		case s.wantErr == "" && err != nil:

@@ -16,10 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -42,135 +39,9 @@ type ConsoleStore struct {
 
 var _ console.Store = ConsoleStore{}
 
-// Bounds of what the console stores. They match the sqlite store's.
-const (
-	pgConsoleMaxName  = 64  // a login name, as console.User documents
-	pgConsoleMaxField = 512 // a password hash, a session's user or CSRF token
-	pgConsoleIDLen    = 64  // hex SHA-256
-	pgConsoleMinYear  = 1
-	pgConsoleMaxYear  = 9999
-	pgConsoleQuoteLen = 64 // how much of a bad key an error quotes
-)
-
 const pgConsoleUserColumns = `name, role, password_hash, disabled, created_at, updated_at`
 
 const pgConsoleSessionColumns = `id, "user", role, csrf, created_at, expires_at, seen_at`
-
-// pgConsoleQuote quotes at most pgConsoleQuoteLen bytes of s, so that an oversized key
-// does not make an oversized error.
-func pgConsoleQuote(s string) string {
-	if len(s) > pgConsoleQuoteLen {
-		return strconv.Quote(s[:pgConsoleQuoteLen]) + "..."
-	}
-	return strconv.Quote(s)
-}
-
-// pgConsoleText checks a string field: 1 to limit bytes of UTF-8 without NUL.
-func pgConsoleText(field, s string, limit int) error {
-	switch {
-	case s == "":
-		return fmt.Errorf("%s is empty", field)
-	case len(s) > limit:
-		return fmt.Errorf("%s is %d bytes, more than %d", field, len(s), limit)
-	case !utf8.ValidString(s):
-		return fmt.Errorf("%s is not valid UTF-8", field)
-	case strings.IndexByte(s, 0) >= 0:
-		return fmt.Errorf("%s holds a NUL byte", field)
-	}
-	return nil
-}
-
-// pgConsoleName checks a login name: 1 to 64 of [a-z0-9._@-].
-func pgConsoleName(n string) error {
-	if n == "" || len(n) > pgConsoleMaxName {
-		return fmt.Errorf("name must be 1 to %d bytes, got %d", pgConsoleMaxName, len(n))
-	}
-	for i := 0; i < len(n); i++ {
-		c := n[i]
-		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '@' || c == '-') {
-			return fmt.Errorf("name must be of a-z, 0-9 and . _ @ -, got byte %q at %d", c, i)
-		}
-	}
-	return nil
-}
-
-// pgConsoleRole checks a role is one of the four.
-func pgConsoleRole(r console.Role) error {
-	switch r {
-	case console.RoleViewer, console.RoleApprover, console.RoleOperator, console.RoleAdmin:
-		return nil
-	}
-	if err := pgConsoleText("role", string(r), pgConsoleMaxName); err != nil {
-		return err
-	}
-	return fmt.Errorf("role %s is not viewer, approver, operator or admin", pgConsoleQuote(string(r)))
-}
-
-// pgConsoleTimeOK checks a record's time is set and within years 1 to 9999, a range both
-// backends hold exactly.
-func pgConsoleTimeOK(field string, t time.Time) error {
-	if t.IsZero() {
-		return fmt.Errorf("%s is not set", field)
-	}
-	return pgConsoleTimeRange(field, t)
-}
-
-func pgConsoleTimeRange(field string, t time.Time) error {
-	if y := t.UTC().Year(); y < pgConsoleMinYear || y > pgConsoleMaxYear {
-		return fmt.Errorf("%s is in year %d, outside %d to %d", field, y, pgConsoleMinYear, pgConsoleMaxYear)
-	}
-	return nil
-}
-
-// pgConsoleID checks a session id: 64 lower-case hex digits, the SHA-256 of the token, so
-// that a raw token is never stored.
-func pgConsoleID(id string) error {
-	if len(id) != pgConsoleIDLen {
-		return fmt.Errorf("session id must be %d hex digits (a SHA-256), got %d bytes", pgConsoleIDLen, len(id))
-	}
-	for i := 0; i < len(id); i++ {
-		if c := id[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return fmt.Errorf("session id must be lower-case hex, got byte %q at %d", c, i)
-		}
-	}
-	return nil
-}
-
-// pgConsoleSessionUser checks a session's user: "local:<name>" or "oidc:<email or
-// subject>".
-func pgConsoleSessionUser(u string) error {
-	if err := pgConsoleText("user", u, pgConsoleMaxField); err != nil {
-		return err
-	}
-	if name, ok := strings.CutPrefix(u, "local:"); ok {
-		if err := pgConsoleName(name); err != nil {
-			return fmt.Errorf("user: %w", err)
-		}
-		return nil
-	}
-	if rest, ok := strings.CutPrefix(u, "oidc:"); ok && rest != "" {
-		return nil
-	}
-	return fmt.Errorf(`user must be "local:<name>" or "oidc:<email or subject>", got %s`, pgConsoleQuote(u))
-}
-
-// pgConsoleCheckUser checks every field of a user the store writes (Created only when
-// created is set: an update keeps the stored one), and returns the first problem.
-func pgConsoleCheckUser(u console.User, created bool) error {
-	var createdErr error
-	if created {
-		createdErr = pgConsoleTimeOK("created time", u.Created)
-	}
-	return cmp.Or(pgConsoleName(u.Name), pgConsoleRole(u.Role),
-		pgConsoleText("password hash", u.PasswordHash, pgConsoleMaxField), createdErr, pgConsoleTimeOK("updated time", u.Updated))
-}
-
-// pgConsoleCheckSession checks every field of a session, and returns the first problem.
-func pgConsoleCheckSession(s console.Session) error {
-	return cmp.Or(pgConsoleID(s.ID), pgConsoleSessionUser(s.User), pgConsoleRole(s.Role),
-		pgConsoleText("csrf token", s.CSRF, pgConsoleMaxField), pgConsoleTimeOK("created time", s.Created),
-		pgConsoleTimeOK("expiry", s.Expires), pgConsoleTimeOK("seen time", s.Seen))
-}
 
 // CreateFirstUser stores u only if no console user exists yet, and reports whether it
 // did; of replicas racing to finish setup, one does.
@@ -186,14 +57,14 @@ func pgConsoleCheckSession(s console.Session) error {
 // BEGIN, the lock, the insert and COMMIT travel in one round trip.
 func (c ConsoleStore) CreateFirstUser(ctx context.Context, u console.User) (bool, error) {
 	if err := c.db.writable(); err != nil {
-		return false, fmt.Errorf("postgres: create first console user %s: %w", pgConsoleQuote(u.Name), err)
+		return false, fmt.Errorf("postgres: create first console user %s: %w", console.Quote(u.Name), err)
 	}
-	if err := pgConsoleCheckUser(u, true); err != nil {
-		return false, fmt.Errorf("postgres: create first console user %s: %w", pgConsoleQuote(u.Name), err)
+	if err := console.CheckUser(u, true); err != nil {
+		return false, fmt.Errorf("postgres: create first console user %s: %w", console.Quote(u.Name), err)
 	}
 	tx, err := c.db.pgBegin(ctx)
 	if err != nil {
-		return false, fmt.Errorf("postgres: create first console user %s: %w", pgConsoleQuote(u.Name), err)
+		return false, fmt.Errorf("postgres: create first console user %s: %w", console.Quote(u.Name), err)
 	}
 	defer tx.end()
 	var inserted int64
@@ -208,7 +79,7 @@ SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS (SELECT 1 FROM console_users)`,
 		})
 	})
 	if err != nil {
-		return false, fmt.Errorf("postgres: create first console user %s: %w", pgConsoleQuote(u.Name), err)
+		return false, fmt.Errorf("postgres: create first console user %s: %w", console.Quote(u.Name), err)
 	}
 	return inserted == 1, nil
 }
@@ -217,19 +88,19 @@ SELECT $1, $2, $3, $4, $5, $6 WHERE NOT EXISTS (SELECT 1 FROM console_users)`,
 // taken.
 func (c ConsoleStore) CreateUser(ctx context.Context, u console.User) error {
 	if err := c.db.writable(); err != nil {
-		return fmt.Errorf("postgres: create console user %s: %w", pgConsoleQuote(u.Name), err)
+		return fmt.Errorf("postgres: create console user %s: %w", console.Quote(u.Name), err)
 	}
-	if err := pgConsoleCheckUser(u, true); err != nil {
-		return fmt.Errorf("postgres: create console user %s: %w", pgConsoleQuote(u.Name), err)
+	if err := console.CheckUser(u, true); err != nil {
+		return fmt.Errorf("postgres: create console user %s: %w", console.Quote(u.Name), err)
 	}
 	tag, err := c.db.pool.Exec(ctx, `INSERT INTO console_users (`+pgConsoleUserColumns+`) VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (name) DO NOTHING`,
 		u.Name, string(u.Role), u.PasswordHash, u.Disabled, pgTime(u.Created), pgTime(u.Updated))
 	if err != nil {
-		return fmt.Errorf("postgres: create console user %s: %w", pgConsoleQuote(u.Name), err)
+		return fmt.Errorf("postgres: create console user %s: %w", console.Quote(u.Name), err)
 	}
 	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("postgres: create console user %s: %w", pgConsoleQuote(u.Name), console.ErrUserExists)
+		return fmt.Errorf("postgres: create console user %s: %w", console.Quote(u.Name), console.ErrUserExists)
 	}
 	return nil
 }
@@ -239,18 +110,18 @@ ON CONFLICT (name) DO NOTHING`,
 // none.
 func (c ConsoleStore) UpdateUser(ctx context.Context, u console.User) error {
 	if err := c.db.writable(); err != nil {
-		return fmt.Errorf("postgres: update console user %s: %w", pgConsoleQuote(u.Name), err)
+		return fmt.Errorf("postgres: update console user %s: %w", console.Quote(u.Name), err)
 	}
-	if err := pgConsoleCheckUser(u, false); err != nil {
-		return fmt.Errorf("postgres: update console user %s: %w", pgConsoleQuote(u.Name), err)
+	if err := console.CheckUser(u, false); err != nil {
+		return fmt.Errorf("postgres: update console user %s: %w", console.Quote(u.Name), err)
 	}
 	tag, err := c.db.pool.Exec(ctx, `UPDATE console_users SET role = $2, password_hash = $3, disabled = $4, updated_at = $5
 WHERE name = $1`, u.Name, string(u.Role), u.PasswordHash, u.Disabled, pgTime(u.Updated))
 	if err != nil {
-		return fmt.Errorf("postgres: update console user %s: %w", pgConsoleQuote(u.Name), err)
+		return fmt.Errorf("postgres: update console user %s: %w", console.Quote(u.Name), err)
 	}
 	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("postgres: update console user %s: %w", pgConsoleQuote(u.Name), console.ErrUnknownUser)
+		return fmt.Errorf("postgres: update console user %s: %w", console.Quote(u.Name), console.ErrUnknownUser)
 	}
 	return nil
 }
@@ -260,11 +131,11 @@ WHERE name = $1`, u.Name, string(u.Role), u.PasswordHash, u.Disabled, pgTime(u.U
 // deleted.
 func (c ConsoleStore) DeleteUser(ctx context.Context, name string) error {
 	if err := c.db.writable(); err != nil {
-		return fmt.Errorf("postgres: delete console user %s: %w", pgConsoleQuote(name), err)
+		return fmt.Errorf("postgres: delete console user %s: %w", console.Quote(name), err)
 	}
-	if pgConsoleName(name) != nil {
+	if console.CheckName(name) != nil {
 		// No user can have this name.
-		return fmt.Errorf("postgres: delete console user %s: %w", pgConsoleQuote(name), console.ErrUnknownUser)
+		return fmt.Errorf("postgres: delete console user %s: %w", console.Quote(name), console.ErrUnknownUser)
 	}
 	var n int64
 	err := c.db.pool.QueryRow(ctx, `WITH u AS (
@@ -274,17 +145,17 @@ func (c ConsoleStore) DeleteUser(ctx context.Context, name string) error {
 )
 SELECT count(*) FROM u`, name, "local:"+name).Scan(&n)
 	if err != nil {
-		return fmt.Errorf("postgres: delete console user %s: %w", pgConsoleQuote(name), err)
+		return fmt.Errorf("postgres: delete console user %s: %w", console.Quote(name), err)
 	}
 	if n == 0 {
-		return fmt.Errorf("postgres: delete console user %s: %w", pgConsoleQuote(name), console.ErrUnknownUser)
+		return fmt.Errorf("postgres: delete console user %s: %w", console.Quote(name), console.ErrUnknownUser)
 	}
 	return nil
 }
 
 // ConsoleUser returns one user, and false if there is none.
 func (c ConsoleStore) ConsoleUser(ctx context.Context, name string) (console.User, bool, error) {
-	if pgConsoleName(name) != nil {
+	if console.CheckName(name) != nil {
 		return console.User{}, false, nil
 	}
 	u, err := pgConsoleScanUser(c.db.pool.QueryRow(ctx, `SELECT `+pgConsoleUserColumns+` FROM console_users WHERE name = $1`, name))
@@ -292,7 +163,7 @@ func (c ConsoleStore) ConsoleUser(ctx context.Context, name string) (console.Use
 	case errors.Is(err, pgx.ErrNoRows):
 		return console.User{}, false, nil
 	case err != nil:
-		return console.User{}, false, fmt.Errorf("postgres: read console user %s: %w", pgConsoleQuote(name), err)
+		return console.User{}, false, fmt.Errorf("postgres: read console user %s: %w", console.Quote(name), err)
 	}
 	return u, true, nil
 }
@@ -330,8 +201,8 @@ func pgConsoleScanUser(row pgx.Row) (console.User, error) {
 		return console.User{}, err
 	}
 	u.Role = console.Role(role)
-	if err := pgConsoleRole(u.Role); err != nil {
-		return console.User{}, fmt.Errorf("user %s: %w", pgConsoleQuote(u.Name), err)
+	if err := console.CheckRole(u.Role); err != nil {
+		return console.User{}, fmt.Errorf("user %s: %w", console.Quote(u.Name), err)
 	}
 	u.Created, u.Updated = pgReadTime(&created), pgReadTime(&updated)
 	return u, nil
@@ -342,7 +213,7 @@ func (c ConsoleStore) PutSession(ctx context.Context, s console.Session) error {
 	if err := c.db.writable(); err != nil {
 		return fmt.Errorf("postgres: put console session: %w", err)
 	}
-	if err := pgConsoleCheckSession(s); err != nil {
+	if err := console.CheckSession(s); err != nil {
 		return fmt.Errorf("postgres: put console session: %w", err)
 	}
 	if _, err := c.db.pool.Exec(ctx, `INSERT INTO console_sessions (`+pgConsoleSessionColumns+`) VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -357,7 +228,7 @@ ON CONFLICT (id) DO UPDATE SET "user" = excluded."user", role = excluded.role, c
 // ConsoleSession returns one session, and false if there is none; it does not look at
 // the session's times.
 func (c ConsoleStore) ConsoleSession(ctx context.Context, id string) (console.Session, bool, error) {
-	if pgConsoleID(id) != nil {
+	if console.CheckSessionID(id) != nil {
 		return console.Session{}, false, nil
 	}
 	var (
@@ -374,7 +245,7 @@ func (c ConsoleStore) ConsoleSession(ctx context.Context, id string) (console.Se
 		return console.Session{}, false, fmt.Errorf("postgres: read console session: %w", err)
 	}
 	s.Role = console.Role(role)
-	if err := pgConsoleRole(s.Role); err != nil {
+	if err := console.CheckRole(s.Role); err != nil {
 		return console.Session{}, false, fmt.Errorf("postgres: read console session: %w", err)
 	}
 	s.Created, s.Expires, s.Seen = pgReadTime(&created), pgReadTime(&expires), pgReadTime(&seen)
@@ -386,10 +257,10 @@ func (c ConsoleStore) TouchSession(ctx context.Context, id string, seen time.Tim
 	if err := c.db.writable(); err != nil {
 		return fmt.Errorf("postgres: touch console session: %w", err)
 	}
-	if err := pgConsoleTimeOK("seen time", seen); err != nil {
+	if err := console.CheckTime("seen time", seen); err != nil {
 		return fmt.Errorf("postgres: touch console session: %w", err)
 	}
-	if pgConsoleID(id) != nil {
+	if console.CheckSessionID(id) != nil {
 		return nil // no session has this id
 	}
 	if _, err := c.db.pool.Exec(ctx, `UPDATE console_sessions SET seen_at = $2 WHERE id = $1`, id, pgTime(seen)); err != nil {
@@ -403,7 +274,7 @@ func (c ConsoleStore) DeleteSession(ctx context.Context, id string) error {
 	if err := c.db.writable(); err != nil {
 		return fmt.Errorf("postgres: delete console session: %w", err)
 	}
-	if pgConsoleID(id) != nil {
+	if console.CheckSessionID(id) != nil {
 		return nil
 	}
 	if _, err := c.db.pool.Exec(ctx, `DELETE FROM console_sessions WHERE id = $1`, id); err != nil {
@@ -415,14 +286,14 @@ func (c ConsoleStore) DeleteSession(ctx context.Context, id string) error {
 // DeleteSessions removes every session of user and returns how many.
 func (c ConsoleStore) DeleteSessions(ctx context.Context, user string) (int64, error) {
 	if err := c.db.writable(); err != nil {
-		return 0, fmt.Errorf("postgres: delete console sessions of %s: %w", pgConsoleQuote(user), err)
+		return 0, fmt.Errorf("postgres: delete console sessions of %s: %w", console.Quote(user), err)
 	}
-	if pgConsoleSessionUser(user) != nil {
+	if console.CheckSessionUser(user) != nil {
 		return 0, nil // no session has this user
 	}
 	tag, err := c.db.pool.Exec(ctx, `DELETE FROM console_sessions WHERE "user" = $1`, user)
 	if err != nil {
-		return 0, fmt.Errorf("postgres: delete console sessions of %s: %w", pgConsoleQuote(user), err)
+		return 0, fmt.Errorf("postgres: delete console sessions of %s: %w", console.Quote(user), err)
 	}
 	return tag.RowsAffected(), nil
 }
@@ -433,7 +304,7 @@ func (c ConsoleStore) PruneSessions(ctx context.Context, t, idleBefore time.Time
 	if err := c.db.writable(); err != nil {
 		return 0, fmt.Errorf("postgres: prune console sessions: %w", err)
 	}
-	if err := cmp.Or(pgConsoleTimeRange("expiry bound", t), pgConsoleTimeRange("idle bound", idleBefore)); err != nil {
+	if err := cmp.Or(console.CheckTimeRange("expiry bound", t), console.CheckTimeRange("idle bound", idleBefore)); err != nil {
 		return 0, fmt.Errorf("postgres: prune console sessions: %w", err)
 	}
 	tag, err := c.db.pool.Exec(ctx, `DELETE FROM console_sessions WHERE expires_at < $1 OR seen_at < $2`,

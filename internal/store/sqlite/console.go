@@ -17,10 +17,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/chaperone-dev/chaperone/internal/console"
 )
@@ -40,135 +37,9 @@ type ConsoleStore struct {
 
 var _ console.Store = ConsoleStore{}
 
-// Bounds of what the console stores. They match the postgres store's.
-const (
-	consoleMaxName  = 64  // a login name, as console.User documents
-	consoleMaxField = 512 // a password hash, a session's user or CSRF token
-	consoleIDLen    = 64  // hex SHA-256
-	consoleMinYear  = 1
-	consoleMaxYear  = 9999
-	consoleQuoteLen = 64 // how much of a bad key an error quotes
-)
-
 const consoleUserColumns = `name, role, password_hash, disabled, created_us, updated_us`
 
 const consoleSessionColumns = `id, user, role, csrf, created_us, expires_us, seen_us`
-
-// consoleQuote quotes at most consoleQuoteLen bytes of s, so that an oversized key
-// does not make an oversized error.
-func consoleQuote(s string) string {
-	if len(s) > consoleQuoteLen {
-		return strconv.Quote(s[:consoleQuoteLen]) + "..."
-	}
-	return strconv.Quote(s)
-}
-
-// consoleText checks a string field: 1 to limit bytes of UTF-8 without NUL.
-func consoleText(field, s string, limit int) error {
-	switch {
-	case s == "":
-		return fmt.Errorf("%s is empty", field)
-	case len(s) > limit:
-		return fmt.Errorf("%s is %d bytes, more than %d", field, len(s), limit)
-	case !utf8.ValidString(s):
-		return fmt.Errorf("%s is not valid UTF-8", field)
-	case strings.IndexByte(s, 0) >= 0:
-		return fmt.Errorf("%s holds a NUL byte", field)
-	}
-	return nil
-}
-
-// consoleName checks a login name: 1 to 64 of [a-z0-9._@-].
-func consoleName(n string) error {
-	if n == "" || len(n) > consoleMaxName {
-		return fmt.Errorf("name must be 1 to %d bytes, got %d", consoleMaxName, len(n))
-	}
-	for i := 0; i < len(n); i++ {
-		c := n[i]
-		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '@' || c == '-') {
-			return fmt.Errorf("name must be of a-z, 0-9 and . _ @ -, got byte %q at %d", c, i)
-		}
-	}
-	return nil
-}
-
-// consoleRole checks a role is one of the four.
-func consoleRole(r console.Role) error {
-	switch r {
-	case console.RoleViewer, console.RoleApprover, console.RoleOperator, console.RoleAdmin:
-		return nil
-	}
-	if err := consoleText("role", string(r), consoleMaxName); err != nil {
-		return err
-	}
-	return fmt.Errorf("role %s is not viewer, approver, operator or admin", consoleQuote(string(r)))
-}
-
-// consoleTimeOK checks a record's time is set and within years 1 to 9999, a range both
-// backends hold exactly.
-func consoleTimeOK(field string, t time.Time) error {
-	if t.IsZero() {
-		return fmt.Errorf("%s is not set", field)
-	}
-	return consoleTimeRange(field, t)
-}
-
-func consoleTimeRange(field string, t time.Time) error {
-	if y := t.UTC().Year(); y < consoleMinYear || y > consoleMaxYear {
-		return fmt.Errorf("%s is in year %d, outside %d to %d", field, y, consoleMinYear, consoleMaxYear)
-	}
-	return nil
-}
-
-// consoleID checks a session id: 64 lower-case hex digits, the SHA-256 of the token, so
-// that a raw token is never stored.
-func consoleID(id string) error {
-	if len(id) != consoleIDLen {
-		return fmt.Errorf("session id must be %d hex digits (a SHA-256), got %d bytes", consoleIDLen, len(id))
-	}
-	for i := 0; i < len(id); i++ {
-		if c := id[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return fmt.Errorf("session id must be lower-case hex, got byte %q at %d", c, i)
-		}
-	}
-	return nil
-}
-
-// consoleSessionUser checks a session's user: "local:<name>" or "oidc:<email or
-// subject>".
-func consoleSessionUser(u string) error {
-	if err := consoleText("user", u, consoleMaxField); err != nil {
-		return err
-	}
-	if name, ok := strings.CutPrefix(u, "local:"); ok {
-		if err := consoleName(name); err != nil {
-			return fmt.Errorf("user: %w", err)
-		}
-		return nil
-	}
-	if rest, ok := strings.CutPrefix(u, "oidc:"); ok && rest != "" {
-		return nil
-	}
-	return fmt.Errorf(`user must be "local:<name>" or "oidc:<email or subject>", got %s`, consoleQuote(u))
-}
-
-// consoleCheckUser checks every field of a user the store writes (Created only when
-// created is set: an update keeps the stored one), and returns the first problem.
-func consoleCheckUser(u console.User, created bool) error {
-	var createdErr error
-	if created {
-		createdErr = consoleTimeOK("created time", u.Created)
-	}
-	return cmp.Or(consoleName(u.Name), consoleRole(u.Role),
-		consoleText("password hash", u.PasswordHash, consoleMaxField), createdErr, consoleTimeOK("updated time", u.Updated))
-}
-
-// consoleCheckSession checks every field of a session, and returns the first problem.
-func consoleCheckSession(s console.Session) error {
-	return cmp.Or(consoleID(s.ID), consoleSessionUser(s.User), consoleRole(s.Role),
-		consoleText("csrf token", s.CSRF, consoleMaxField), consoleTimeOK("created time", s.Created),
-		consoleTimeOK("expiry", s.Expires), consoleTimeOK("seen time", s.Seen))
-}
 
 // consoleMicros is how the console tables store a time.
 func consoleMicros(t time.Time) int64 { return t.UnixMicro() }
@@ -189,20 +60,20 @@ func consoleDisabled(b bool) int64 {
 func (c ConsoleStore) CreateFirstUser(ctx context.Context, u console.User) (bool, error) {
 	w, err := c.db.writer()
 	if err != nil {
-		return false, fmt.Errorf("sqlite: create first console user %s: %w", consoleQuote(u.Name), err)
+		return false, fmt.Errorf("sqlite: create first console user %s: %w", console.Quote(u.Name), err)
 	}
-	if err := consoleCheckUser(u, true); err != nil {
-		return false, fmt.Errorf("sqlite: create first console user %s: %w", consoleQuote(u.Name), err)
+	if err := console.CheckUser(u, true); err != nil {
+		return false, fmt.Errorf("sqlite: create first console user %s: %w", console.Quote(u.Name), err)
 	}
 	res, err := w.ExecContext(ctx, `INSERT INTO console_users (`+consoleUserColumns+`)
 SELECT ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM console_users)`,
 		u.Name, string(u.Role), u.PasswordHash, consoleDisabled(u.Disabled), consoleMicros(u.Created), consoleMicros(u.Updated))
 	if err != nil {
-		return false, fmt.Errorf("sqlite: create first console user %s: %w", consoleQuote(u.Name), err)
+		return false, fmt.Errorf("sqlite: create first console user %s: %w", console.Quote(u.Name), err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return false, fmt.Errorf("sqlite: create first console user %s: %w", consoleQuote(u.Name), err)
+		return false, fmt.Errorf("sqlite: create first console user %s: %w", console.Quote(u.Name), err)
 	}
 	return n == 1, nil
 }
@@ -212,21 +83,21 @@ SELECT ?, ?, ?, ?, ?, ? WHERE NOT EXISTS (SELECT 1 FROM console_users)`,
 func (c ConsoleStore) CreateUser(ctx context.Context, u console.User) error {
 	w, err := c.db.writer()
 	if err != nil {
-		return fmt.Errorf("sqlite: create console user %s: %w", consoleQuote(u.Name), err)
+		return fmt.Errorf("sqlite: create console user %s: %w", console.Quote(u.Name), err)
 	}
-	if err := consoleCheckUser(u, true); err != nil {
-		return fmt.Errorf("sqlite: create console user %s: %w", consoleQuote(u.Name), err)
+	if err := console.CheckUser(u, true); err != nil {
+		return fmt.Errorf("sqlite: create console user %s: %w", console.Quote(u.Name), err)
 	}
 	res, err := w.ExecContext(ctx, `INSERT INTO console_users (`+consoleUserColumns+`) VALUES (?, ?, ?, ?, ?, ?)
 ON CONFLICT (name) DO NOTHING`,
 		u.Name, string(u.Role), u.PasswordHash, consoleDisabled(u.Disabled), consoleMicros(u.Created), consoleMicros(u.Updated))
 	if err != nil {
-		return fmt.Errorf("sqlite: create console user %s: %w", consoleQuote(u.Name), err)
+		return fmt.Errorf("sqlite: create console user %s: %w", console.Quote(u.Name), err)
 	}
 	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("sqlite: create console user %s: %w", consoleQuote(u.Name), err)
+		return fmt.Errorf("sqlite: create console user %s: %w", console.Quote(u.Name), err)
 	} else if n == 0 {
-		return fmt.Errorf("sqlite: create console user %s: %w", consoleQuote(u.Name), console.ErrUserExists)
+		return fmt.Errorf("sqlite: create console user %s: %w", console.Quote(u.Name), console.ErrUserExists)
 	}
 	return nil
 }
@@ -237,20 +108,20 @@ ON CONFLICT (name) DO NOTHING`,
 func (c ConsoleStore) UpdateUser(ctx context.Context, u console.User) error {
 	w, err := c.db.writer()
 	if err != nil {
-		return fmt.Errorf("sqlite: update console user %s: %w", consoleQuote(u.Name), err)
+		return fmt.Errorf("sqlite: update console user %s: %w", console.Quote(u.Name), err)
 	}
-	if err := consoleCheckUser(u, false); err != nil {
-		return fmt.Errorf("sqlite: update console user %s: %w", consoleQuote(u.Name), err)
+	if err := console.CheckUser(u, false); err != nil {
+		return fmt.Errorf("sqlite: update console user %s: %w", console.Quote(u.Name), err)
 	}
 	res, err := w.ExecContext(ctx, `UPDATE console_users SET role = ?, password_hash = ?, disabled = ?, updated_us = ?
 WHERE name = ?`, string(u.Role), u.PasswordHash, consoleDisabled(u.Disabled), consoleMicros(u.Updated), u.Name)
 	if err != nil {
-		return fmt.Errorf("sqlite: update console user %s: %w", consoleQuote(u.Name), err)
+		return fmt.Errorf("sqlite: update console user %s: %w", console.Quote(u.Name), err)
 	}
 	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("sqlite: update console user %s: %w", consoleQuote(u.Name), err)
+		return fmt.Errorf("sqlite: update console user %s: %w", console.Quote(u.Name), err)
 	} else if n == 0 {
-		return fmt.Errorf("sqlite: update console user %s: %w", consoleQuote(u.Name), console.ErrUnknownUser)
+		return fmt.Errorf("sqlite: update console user %s: %w", console.Quote(u.Name), console.ErrUnknownUser)
 	}
 	return nil
 }
@@ -261,14 +132,14 @@ WHERE name = ?`, string(u.Role), u.PasswordHash, consoleDisabled(u.Disabled), co
 func (c ConsoleStore) DeleteUser(ctx context.Context, name string) (err error) {
 	defer func() {
 		if err != nil {
-			err = fmt.Errorf("sqlite: delete console user %s: %w", consoleQuote(name), err)
+			err = fmt.Errorf("sqlite: delete console user %s: %w", console.Quote(name), err)
 		}
 	}()
 	w, err := c.db.writer()
 	if err != nil {
 		return err
 	}
-	if consoleName(name) != nil {
+	if console.CheckName(name) != nil {
 		return console.ErrUnknownUser // no user can have this name
 	}
 	tx, err := w.BeginTx(ctx, nil)
@@ -293,7 +164,7 @@ func (c ConsoleStore) DeleteUser(ctx context.Context, name string) (err error) {
 
 // ConsoleUser returns one user, and false if there is none.
 func (c ConsoleStore) ConsoleUser(ctx context.Context, name string) (console.User, bool, error) {
-	if consoleName(name) != nil {
+	if console.CheckName(name) != nil {
 		return console.User{}, false, nil
 	}
 	u, err := consoleScanUser(c.db.r.QueryRowContext(ctx, `SELECT `+consoleUserColumns+` FROM console_users WHERE name = ?`, name))
@@ -301,7 +172,7 @@ func (c ConsoleStore) ConsoleUser(ctx context.Context, name string) (console.Use
 	case errors.Is(err, sql.ErrNoRows):
 		return console.User{}, false, nil
 	case err != nil:
-		return console.User{}, false, fmt.Errorf("sqlite: read console user %s: %w", consoleQuote(name), err)
+		return console.User{}, false, fmt.Errorf("sqlite: read console user %s: %w", console.Quote(name), err)
 	}
 	return u, true, nil
 }
@@ -340,8 +211,8 @@ func consoleScanUser(s scanner) (console.User, error) {
 		return console.User{}, err
 	}
 	u.Role, u.Disabled = console.Role(role), disabled != 0
-	if err := consoleRole(u.Role); err != nil {
-		return console.User{}, fmt.Errorf("user %s: %w", consoleQuote(u.Name), err)
+	if err := console.CheckRole(u.Role); err != nil {
+		return console.User{}, fmt.Errorf("user %s: %w", console.Quote(u.Name), err)
 	}
 	u.Created, u.Updated = consoleFromMicros(created), consoleFromMicros(updated)
 	return u, nil
@@ -353,7 +224,7 @@ func (c ConsoleStore) PutSession(ctx context.Context, s console.Session) error {
 	if err != nil {
 		return fmt.Errorf("sqlite: put console session: %w", err)
 	}
-	if err := consoleCheckSession(s); err != nil {
+	if err := console.CheckSession(s); err != nil {
 		return fmt.Errorf("sqlite: put console session: %w", err)
 	}
 	if _, err := w.ExecContext(ctx, `INSERT INTO console_sessions (`+consoleSessionColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?)
@@ -368,7 +239,7 @@ ON CONFLICT (id) DO UPDATE SET user = excluded.user, role = excluded.role, csrf 
 // ConsoleSession returns one session, and false if there is none; it does not look at
 // the session's times.
 func (c ConsoleStore) ConsoleSession(ctx context.Context, id string) (console.Session, bool, error) {
-	if consoleID(id) != nil {
+	if console.CheckSessionID(id) != nil {
 		return console.Session{}, false, nil
 	}
 	var (
@@ -385,7 +256,7 @@ func (c ConsoleStore) ConsoleSession(ctx context.Context, id string) (console.Se
 		return console.Session{}, false, fmt.Errorf("sqlite: read console session: %w", err)
 	}
 	s.Role = console.Role(role)
-	if err := consoleRole(s.Role); err != nil {
+	if err := console.CheckRole(s.Role); err != nil {
 		return console.Session{}, false, fmt.Errorf("sqlite: read console session: %w", err)
 	}
 	s.Created, s.Expires, s.Seen = consoleFromMicros(created), consoleFromMicros(expires), consoleFromMicros(seen)
@@ -398,10 +269,10 @@ func (c ConsoleStore) TouchSession(ctx context.Context, id string, seen time.Tim
 	if err != nil {
 		return fmt.Errorf("sqlite: touch console session: %w", err)
 	}
-	if err := consoleTimeOK("seen time", seen); err != nil {
+	if err := console.CheckTime("seen time", seen); err != nil {
 		return fmt.Errorf("sqlite: touch console session: %w", err)
 	}
-	if consoleID(id) != nil {
+	if console.CheckSessionID(id) != nil {
 		return nil // no session has this id
 	}
 	if _, err := w.ExecContext(ctx, `UPDATE console_sessions SET seen_us = ? WHERE id = ?`, consoleMicros(seen), id); err != nil {
@@ -416,7 +287,7 @@ func (c ConsoleStore) DeleteSession(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("sqlite: delete console session: %w", err)
 	}
-	if consoleID(id) != nil {
+	if console.CheckSessionID(id) != nil {
 		return nil
 	}
 	if _, err := w.ExecContext(ctx, `DELETE FROM console_sessions WHERE id = ?`, id); err != nil {
@@ -429,18 +300,18 @@ func (c ConsoleStore) DeleteSession(ctx context.Context, id string) error {
 func (c ConsoleStore) DeleteSessions(ctx context.Context, user string) (int64, error) {
 	w, err := c.db.writer()
 	if err != nil {
-		return 0, fmt.Errorf("sqlite: delete console sessions of %s: %w", consoleQuote(user), err)
+		return 0, fmt.Errorf("sqlite: delete console sessions of %s: %w", console.Quote(user), err)
 	}
-	if consoleSessionUser(user) != nil {
+	if console.CheckSessionUser(user) != nil {
 		return 0, nil // no session has this user
 	}
 	res, err := w.ExecContext(ctx, `DELETE FROM console_sessions WHERE user = ?`, user)
 	if err != nil {
-		return 0, fmt.Errorf("sqlite: delete console sessions of %s: %w", consoleQuote(user), err)
+		return 0, fmt.Errorf("sqlite: delete console sessions of %s: %w", console.Quote(user), err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
-		return 0, fmt.Errorf("sqlite: delete console sessions of %s: %w", consoleQuote(user), err)
+		return 0, fmt.Errorf("sqlite: delete console sessions of %s: %w", console.Quote(user), err)
 	}
 	return n, nil
 }
@@ -452,7 +323,7 @@ func (c ConsoleStore) PruneSessions(ctx context.Context, t, idleBefore time.Time
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: prune console sessions: %w", err)
 	}
-	if err := cmp.Or(consoleTimeRange("expiry bound", t), consoleTimeRange("idle bound", idleBefore)); err != nil {
+	if err := cmp.Or(console.CheckTimeRange("expiry bound", t), console.CheckTimeRange("idle bound", idleBefore)); err != nil {
 		return 0, fmt.Errorf("sqlite: prune console sessions: %w", err)
 	}
 	res, err := w.ExecContext(ctx, `DELETE FROM console_sessions WHERE expires_us < ? OR seen_us < ?`,
