@@ -1,6 +1,6 @@
 # The test command is `make test`; CI runs `make ci` (the same, plus vet, format and fuzzing).
 GO ?= go
-# 6s per target keeps CI's fuzzing (50+ targets, one after another) near six minutes;
+# 6s per target keeps CI's fuzzing (50+ targets, two at a time) near four minutes;
 # run longer locally, e.g. make fuzz FUZZTIME=2m.
 FUZZTIME ?= 6s
 
