@@ -51,6 +51,11 @@ const (
 	KindApprovalApproved  = "approval.approved"  // enough people approved it; LatencyMicros is the time to decide
 	KindApprovalDenied    = "approval.denied"    // a person declined it; LatencyMicros is the time to decide
 	KindApprovalExpired   = "approval.expired"   // nobody decided in time
+
+	// The credential broker's events. Values never appear in them: names do.
+	KindSecretSet      = "secret.set"      // an operator stored or replaced an upstream secret; Detail names it
+	KindSecretDeleted  = "secret.deleted"  // an operator deleted an upstream secret
+	KindSecretsRotated = "secrets.rotated" // every secret was re-encrypted under the primary key; Detail counts them
 )
 
 // Event is one audit record. Field names, their order and their JSON tags are
@@ -127,6 +132,11 @@ type Event struct {
 	// Scope (kill.engaged, kill.lifted, call.refused with reason killed) is the scope of
 	// the kill switch.
 	Scope string `json:"scope,omitempty"`
+	// Credentials (call.outcome, of tool and egress calls) names the upstream
+	// credentials the gateway attached to the call on the agent's behalf, one "<type>:<name>"
+	// each ("bearer:crm-key", "oauth_client_credentials:crm", "receipt:billing"); never a
+	// value.
+	Credentials []string `json:"credentials,omitempty"`
 	// Pruned marks a tombstone: an event whose retention ran out and whose content was
 	// removed behind a signed checkpoint. A tombstone keeps Seq, Time, Kind, RequestID,
 	// PrevHash and Hash, so the chain still links through it; its content cannot be
@@ -252,7 +262,7 @@ func normalize(e Event) Event {
 		}
 		e.Charges = m
 	}
-	for _, list := range []*[]string{&e.Rules, &e.Chain, &e.ShadowRules, &e.RiskFactors, &e.Deviations, &e.Sensors} {
+	for _, list := range []*[]string{&e.Rules, &e.Chain, &e.ShadowRules, &e.RiskFactors, &e.Deviations, &e.Sensors, &e.Credentials} {
 		if *list != nil {
 			*list = slices.Clone(*list)
 			for i, r := range *list {

@@ -166,6 +166,7 @@ func ctFullEvent() audit.Event {
 		IdempotencyKey: "pay-1",
 		Sensors:        []string{"pii:EMAIL", "redacted:secret:2"},
 		Scope:          "agent:finance-assistant",
+		Credentials:    []string{"oauth_client_credentials:crm", "receipt:crm"},
 	}
 }
 
