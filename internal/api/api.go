@@ -34,6 +34,12 @@
 //	POST /v1/breakers/{agent}/trip   trip it by hand {"by": "alice", "reason": "..."}; also reset
 //	GET  /v1/tasks/{id}/budget       a task's steps, spend and tokens against their bounds
 //	GET  /v1/agents/{id}/baseline    what the agent's learned baseline holds
+//	GET  /v1/secrets                 every secret's name, key id, version and times; never a value
+//	GET  /v1/secrets/{name}          one secret, without its value
+//	PUT  /v1/secrets/{name}          store a secret {"value": "...", "description": "..."}; the
+//	                                 value is write-only: no route returns it
+//	DELETE /v1/secrets/{name}        delete a secret
+//	POST /v1/secret-keys/rotate      re-encrypt every secret under the primary key
 //
 // Routes whose component is not wired answer 501.
 //
@@ -111,6 +117,8 @@ type Options struct {
 	SetAutonomy func(ctx context.Context, id string, level int, by, reason string, force bool) (AutonomyReport, error)
 	// Containment is kill switches, breakers, budgets and baselines; nil answers 501.
 	Containment Containment
+	// Secrets is the secret vault; nil answers 501 on /v1/secrets and /v1/secret-keys.
+	Secrets SecretsAdmin
 }
 
 // New returns the API handler.
@@ -129,6 +137,7 @@ func New(opts Options) http.Handler {
 	a.approvalRoutes(mux)
 	a.autonomyRoutes(mux)
 	a.containRoutes(mux)
+	a.secretRoutes(mux)
 	return a.auth(mux)
 }
 
@@ -147,7 +156,7 @@ func (a *server) auth(next http.Handler) http.Handler {
 			a.fail(w, r, http.StatusUnauthorized, "unauthenticated: the admin token is required", nil)
 			return
 		}
-		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+		r.Body = http.MaxBytesReader(w, r.Body, bodyLimit(r))
 		next.ServeHTTP(w, r)
 	})
 }

@@ -74,6 +74,13 @@ Usage:
                                               close a tripped breaker, or trip one by hand
   chaperone keys list                         show the token signing keys
   chaperone keys rotate                       start signing tokens with a new key
+  chaperone secrets set NAME [--from-file F | --from-env VAR] [--description S]
+                                              store an upstream credential, sealed; the value comes from
+                                              standard input (or F, or VAR), never from an argument
+  chaperone secrets list                      the stored secrets: names, versions, keys (never a value)
+  chaperone secrets delete NAME               delete a stored secret
+  chaperone secrets rotate                    re-encrypt every secret under the key file's first key
+  chaperone secrets keygen --id ID            print a new key line for the secrets key file (no API call)
   chaperone replay --config F --trace T.jsonl  re-run recorded sessions through the pipeline (--diff DIR)
   chaperone audit verify [--data-dir DIR] [--key PUB] [--checkpoints FILE] [--from CP]
                                               check the audit log's chain and signed checkpoints, offline
@@ -166,6 +173,14 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = sub(rest, map[string]func([]string) error{
 			"list":   func(a []string) error { return keysList(ctx, a, stdout, stderr) },
 			"rotate": func(a []string) error { return keysRotate(ctx, a, stdout, stderr) },
+		})
+	case "secrets":
+		err = sub(rest, map[string]func([]string) error{
+			"set":    func(a []string) error { return secretsSet(ctx, a, os.Stdin, stdout, stderr) },
+			"list":   func(a []string) error { return secretsList(ctx, a, stdout, stderr) },
+			"delete": func(a []string) error { return secretsDelete(ctx, a, stdout, stderr) },
+			"rotate": func(a []string) error { return secretsRotate(ctx, a, stdout, stderr) },
+			"keygen": func(a []string) error { return secretsKeygen(a, stdout, stderr) },
 		})
 	case "audit":
 		err = sub(rest, map[string]func([]string) error{

@@ -15,6 +15,7 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/contain"
 	"github.com/chaperone-dev/chaperone/internal/identity"
 	"github.com/chaperone-dev/chaperone/internal/registry"
+	"github.com/chaperone-dev/chaperone/internal/secrets"
 )
 
 // ErrNewerSchema is returned, wrapped, when a database's schema version is newer than
@@ -64,6 +65,7 @@ type Store interface {
 	approval.Store
 	contain.KillStore
 	contain.IdemStore
+	secrets.Store
 
 	// Console returns the console's users and sessions. It is a method rather than an
 	// embedded console.Store because the postgres store's TouchSession and DeleteSession

@@ -203,7 +203,7 @@ func TestMigrateFromV1(t *testing.T) {
 	for _, q := range []string{
 		`DROP TABLE agents`, `DROP TABLE tasks`, `DROP TABLE signing_keys`, `DROP TABLE approvals`,
 		`DROP TABLE kills`, `DROP TABLE breakers`, `DROP TABLE idempotency_keys`, `DROP TABLE baselines`, `DROP TABLE audit_checkpoints`,
-		`DROP TABLE console_users`, `DROP TABLE console_sessions`,
+		`DROP TABLE console_users`, `DROP TABLE console_sessions`, `DROP TABLE secrets`,
 		`DELETE FROM schema_migrations WHERE version > 1`,
 	} {
 		if _, err := db.SQL().ExecContext(ctx, q); err != nil {
@@ -228,7 +228,7 @@ func TestMigrateFromV1(t *testing.T) {
 		versions = append(versions, v)
 	}
 	rows.Close()
-	if diff := cmp.Diff([]int{1, 2, 3, 4, 5, 6}, versions); diff != "" {
+	if diff := cmp.Diff([]int{1, 2, 3, 4, 5, 6, 7}, versions); diff != "" {
 		t.Errorf("schema versions after upgrade (-want +got):\n%s", diff)
 	}
 	got, err := db.ScanEvents(ctx, 0, 10)

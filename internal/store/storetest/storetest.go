@@ -94,6 +94,7 @@ func ctAreas() []ctArea {
 		{"Baselines", ctBaselineCases()},
 		{"Idempotency", ctIdemCases()},
 		{"Console", ctConsoleCases()},
+		{"Secrets", ctSecretCases()},
 		{"Database", ctDatabaseCases()},
 	}
 }
