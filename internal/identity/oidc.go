@@ -151,7 +151,11 @@ func CheckIdPURL(s string) error {
 		return fmt.Errorf("longer than %d bytes", MaxIdPURL)
 	}
 	u, err := url.Parse(s)
-	if err != nil || u.Host == "" || u.User != nil || u.Opaque != "" {
+	switch {
+	case err == nil && u.User != nil:
+		// Not quoted: the user info may be a password.
+		return errors.New("must not carry credentials (user info) in the URL")
+	case err != nil || u.Host == "" || u.Opaque != "":
 		return fmt.Errorf("%q is not an absolute URL with a host", s)
 	}
 	switch {

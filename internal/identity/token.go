@@ -176,8 +176,6 @@ func (i *Issuer) Mint(c Claims) (string, error) {
 	if ks == nil {
 		return "", errors.New("mint: no signing keys")
 	}
-	key := ks.signer()
-
 	p := accessTokenJSON{
 		Iss: c.Issuer, Sub: c.Subject, Aud: c.Audience,
 		Exp: toNumericDate(c.Expiry), Nbf: toNumericDate(c.NotBefore), Iat: toNumericDate(c.IssuedAt),
@@ -194,34 +192,11 @@ func (i *Issuer) Mint(c Claims) (string, error) {
 	for _, a := range actors { // innermost (first) to outermost (acting now)
 		p.Act = &actor{Sub: a, Act: p.Act}
 	}
-	header := struct {
-		Alg string `json:"alg"`
-		Kid string `json:"kid"`
-		Typ string `json:"typ"`
-	}{Alg: "EdDSA", Kid: key.ID, Typ: "at+jwt"}
-	hb, err := json.Marshal(header)
+	tok, err := signCompact(ks, "at+jwt", p)
 	if err != nil {
 		return "", fmt.Errorf("mint: %w", err)
 	}
-	pb, err := json.Marshal(p)
-	if err != nil {
-		return "", fmt.Errorf("mint: %w", err)
-	}
-	var sb strings.Builder
-	sb.Grow(b64.EncodedLen(len(hb)) + b64.EncodedLen(len(pb)) + 90)
-	sb.WriteString(b64.EncodeToString(hb))
-	sb.WriteByte('.')
-	sb.WriteString(b64.EncodeToString(pb))
-	sig, err := jwt.SigningMethodEdDSA.Sign(sb.String(), key.Private)
-	if err != nil {
-		return "", fmt.Errorf("mint: sign: %w", err)
-	}
-	sb.WriteByte('.')
-	sb.WriteString(b64.EncodeToString(sig))
-	if sb.Len() > maxJWTBytes {
-		return "", fmt.Errorf("mint: token would be %d bytes, more than the %d verify accepts", sb.Len(), maxJWTBytes)
-	}
-	return sb.String(), nil
+	return tok, nil
 }
 
 // checkMint validates filled-in claims before signing.

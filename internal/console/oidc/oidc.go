@@ -185,7 +185,7 @@ func New(c Config) (*Client, error) {
 		errs = append(errs, fmt.Errorf("groups claim must be 1 to %d printable ASCII characters, got %q", maxScopeBytes, c.GroupsClaim))
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("oidc client for %q: %w", c.Issuer, err)
+		return nil, fmt.Errorf("oidc client for %q: %w", redactUserInfo(c.Issuer), err)
 	}
 
 	c.Scopes = withOpenID(c.Scopes)
@@ -528,4 +528,15 @@ func checkRedirectURL(s string) error {
 		return fmt.Errorf("%q must have no fragment", s)
 	}
 	return nil
+}
+
+// redactUserInfo returns a URL for an error message, without the user info a mistaken
+// configuration may have put in it (a password).
+func redactUserInfo(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return raw
+	}
+	u.User = url.User("redacted")
+	return u.String()
 }

@@ -709,7 +709,7 @@ func TestNewValidates(t *testing.T) {
 		{"http issuer elsewhere", edit(func(c *Config) { c.Issuer = "http://idp.example" }), []string{`issuer: "http://idp.example" must use https`}},
 		{"loopback-looking host", edit(func(c *Config) { c.Issuer = "http://127.0.0.1.evil.example" }), []string{"must use https"}},
 		{"issuer with a query", edit(func(c *Config) { c.Issuer = "https://idp.example/?tenant=a" }), []string{"no query or fragment"}},
-		{"issuer with user info", edit(func(c *Config) { c.Issuer = "https://u:p@idp.example" }), []string{"not an absolute URL"}},
+		{"issuer with user info", edit(func(c *Config) { c.Issuer = "https://u:p@idp.example" }), []string{"must not carry credentials"}},
 		{"relative redirect", edit(func(c *Config) { c.RedirectURL = "/console/oidc/callback" }), []string{"redirect url: \"/console/oidc/callback\" is not an absolute URL"}},
 		{"redirect with a fragment", edit(func(c *Config) { c.RedirectURL = "https://chaperone.example/cb#x" }), []string{"redirect url", "no fragment"}},
 		{"http redirect elsewhere", edit(func(c *Config) { c.RedirectURL = "http://chaperone.example/cb" }), []string{"redirect url", "must use https"}},
