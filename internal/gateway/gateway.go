@@ -10,6 +10,9 @@
 // audited), content type, body size, JSON-RPC framing, protocol version and standard
 // headers, session, then the method. A tools/call goes to the [pipeline].
 //
+// [Gateway.REST] serves the same tool calls over plain HTTP (POST /v1/tools/{name}:call)
+// for agents that do not speak MCP: same authentication, bounds, pipeline and audit.
+//
 // Protocol revisions: 2026-07-28 (sessionless: server/discover and per-request _meta) and the
 // initialize-based 2025-11-25, 2025-06-18, 2025-03-26 and 2024-11-05 over streamable HTTP.
 // The 2024-11-05 HTTP+SSE transport (GET /sse) is not served.
@@ -84,19 +87,86 @@ type usage struct {
 	Cost         *float64 `json:"cost"`
 }
 
-// check returns the report's tokens and cost, or what is wrong with it.
-func (u *usage) check() (int64, float64, error) {
+// check returns the report's tokens and cost, or what is wrong with it; name is how the
+// entry names the report in errors.
+func (u *usage) check(name string) (int64, float64, error) {
 	if u.InputTokens < 0 || u.OutputTokens < 0 || u.InputTokens > MaxReportedTokens || u.OutputTokens > MaxReportedTokens {
-		return 0, 0, fmt.Errorf("_meta %q: input_tokens and output_tokens must be between 0 and %d", MetaUsage, MaxReportedTokens)
+		return 0, 0, fmt.Errorf("%s: input_tokens and output_tokens must be between 0 and %d", name, MaxReportedTokens)
 	}
 	var cost float64
 	if u.Cost != nil {
 		cost = *u.Cost
 	}
 	if !(cost >= 0 && cost <= MaxReportedCost) {
-		return 0, 0, fmt.Errorf("_meta %q: cost must be between 0 and %d", MetaUsage, MaxReportedCost)
+		return 0, 0, fmt.Errorf("%s: cost must be between 0 and %d", name, MaxReportedCost)
 	}
 	return u.InputTokens + u.OutputTokens, cost, nil
+}
+
+// callOptions are what a tool call carries besides its tool and arguments: MCP in the
+// call's _meta, REST in the request body. Both entries check them with the same code,
+// [callOptions.apply], so the bounds cannot drift apart.
+type callOptions struct {
+	Prompt   *string
+	Approval string
+	Wait     *bool
+	Reason   string
+	IdemKey  string
+	Usage    json.RawMessage
+}
+
+// optionNames are how an entry names callOptions' fields in its errors.
+type optionNames struct {
+	prompt, approval, reason, idemKey, usage string
+	// strict refuses unknown fields in the usage report.
+	strict bool
+}
+
+// mcpOptionNames name the _meta keys of a tools/call.
+var mcpOptionNames = optionNames{
+	prompt: `_meta "` + MetaPrompt + `"`, approval: `_meta "` + MetaApproval + `"`, reason: `_meta "` + MetaReason + `"`,
+	idemKey: `_meta "` + MetaIdempotencyKey + `"`, usage: `_meta "` + MetaUsage + `"`,
+}
+
+// apply checks o against the bounds every entry shares and sets it on c. It returns the
+// usage report (nil if there is none), or an error naming the field, as n names it, and
+// the bound it broke.
+func (o *callOptions) apply(c *pipeline.Call, n *optionNames) (*usage, error) {
+	c.ApprovalID, c.NoWait, c.Reason, c.IdempotencyKey = o.Approval, o.Wait != nil && !*o.Wait, o.Reason, o.IdemKey
+	var reported *usage
+	if len(o.Usage) > 0 && string(o.Usage) != "null" {
+		reported = &usage{}
+		var err error
+		if n.strict {
+			dec := json.NewDecoder(bytes.NewReader(o.Usage))
+			dec.DisallowUnknownFields()
+			err = dec.Decode(reported)
+		} else {
+			err = json.Unmarshal(o.Usage, reported)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s must be an object of input_tokens, output_tokens (integers) and cost (a number)", n.usage)
+		}
+		if c.ReportedTokens, c.ReportedSpend, err = reported.check(n.usage); err != nil {
+			return nil, err
+		}
+	}
+	for _, f := range []struct {
+		name  string
+		value string
+		max   int
+	}{{n.approval, c.ApprovalID, maxApprovalIDBytes}, {n.reason, c.Reason, MaxReasonBytes}, {n.idemKey, c.IdempotencyKey, 255}} {
+		if len(f.value) > f.max {
+			return nil, fmt.Errorf("%s is longer than %d bytes", f.name, f.max)
+		}
+	}
+	if o.Prompt != nil {
+		if len(*o.Prompt) > MaxPromptBytes {
+			return nil, fmt.Errorf("%s is longer than %d bytes", n.prompt, MaxPromptBytes)
+		}
+		c.Prompt = *o.Prompt
+	}
+	return reported, nil
 }
 
 // Protocol versions, newest first.
@@ -293,19 +363,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	rid := newID("req")
 	a := g.arrive(r)
-	var pr *identity.Principal
-	var failure identity.Failure
-	var err error
-	if ca, ok := g.opts.Auth.(contextAuthenticator); ok {
-		pr, failure, err = ca.AuthenticateContext(r.Context(), r.Header.Get("Authorization"))
-	} else {
-		pr, failure, err = g.opts.Auth.Authenticate(r.Header.Get("Authorization"))
-	}
-	a.authenticated()
-	if err != nil {
-		g.traceFailedAuth(ctx, a, rid, string(failure))
-		g.auditAuthFailure(ctx, rid, r, failure)
-		w.Header().Set("WWW-Authenticate", g.challenge(failure))
+	pr := g.authenticate(w, r, &a, rid)
+	if pr == nil {
 		writeError(w, http.StatusUnauthorized, nil, codeUnauthenticated, "unauthenticated: a valid bearer token is required")
 		return
 	}
@@ -407,6 +466,33 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeError(w, http.StatusOK, m.ID, codeMethodNotFound, fmt.Sprintf("method not found: %q is not offered by this gateway", truncate(m.Method, 64)))
 	}
+}
+
+// authenticate checks the request's credential before anything else of it is read. A
+// refused one is traced and audited and nil is returned, with the WWW-Authenticate
+// challenge already set on w: the caller writes the 401 in its entry's format.
+func (g *Gateway) authenticate(w http.ResponseWriter, r *http.Request, a *arrival, rid string) *identity.Principal {
+	ctx := r.Context()
+	var pr *identity.Principal
+	var failure identity.Failure
+	var err error
+	if ca, ok := g.opts.Auth.(contextAuthenticator); ok {
+		pr, failure, err = ca.AuthenticateContext(ctx, r.Header.Get("Authorization"))
+	} else {
+		pr, failure, err = g.opts.Auth.Authenticate(r.Header.Get("Authorization"))
+	}
+	a.authenticated()
+	if err == nil && (pr == nil || pr.Agent == nil) {
+		// An authenticator that neither refuses nor names an agent: fail closed.
+		err, failure = errors.New("no principal"), identity.FailureUnknown
+	}
+	if err != nil {
+		g.traceFailedAuth(ctx, *a, rid, string(failure))
+		g.auditAuthFailure(ctx, rid, r, failure)
+		w.Header().Set("WWW-Authenticate", g.challenge(failure))
+		return nil
+	}
+	return pr
 }
 
 type headerError struct {
@@ -615,40 +701,13 @@ func (g *Gateway) callTool(ctx context.Context, w http.ResponseWriter, a arrival
 		writeError(w, http.StatusOK, m.ID, codeInvalidParams, `invalid params: tools/call needs "name" and optional "arguments"`)
 		return
 	}
-	c := &pipeline.Call{RequestID: rid, Principal: pr, Tool: p.Name, Arguments: p.Arguments,
-		ApprovalID: p.Meta.Approval, NoWait: p.Meta.Wait != nil && !*p.Meta.Wait, Reason: p.Meta.Reason,
-		IdempotencyKey: p.Meta.IdemKey}
-	var reported *usage
-	if len(p.Meta.Usage) > 0 && string(p.Meta.Usage) != "null" {
-		var u usage
-		var err error
-		reported = &u
-		if jerr := json.Unmarshal(p.Meta.Usage, &u); jerr != nil {
-			err = fmt.Errorf("_meta %q must be an object of input_tokens, output_tokens (integers) and cost (a number)", MetaUsage)
-		} else {
-			c.ReportedTokens, c.ReportedSpend, err = u.check()
-		}
-		if err != nil {
-			writeError(w, http.StatusOK, m.ID, codeInvalidParams, "invalid params: "+err.Error())
-			return
-		}
-	}
-	for _, f := range []struct {
-		key   string
-		value string
-		max   int
-	}{{MetaApproval, c.ApprovalID, maxApprovalIDBytes}, {MetaReason, c.Reason, MaxReasonBytes}, {MetaIdempotencyKey, c.IdempotencyKey, 255}} {
-		if len(f.value) > f.max {
-			writeError(w, http.StatusOK, m.ID, codeInvalidParams, fmt.Sprintf("invalid params: _meta %q is longer than %d bytes", f.key, f.max))
-			return
-		}
-	}
-	if p.Meta.Prompt != nil {
-		if len(*p.Meta.Prompt) > MaxPromptBytes {
-			writeError(w, http.StatusOK, m.ID, codeInvalidParams, fmt.Sprintf("invalid params: _meta %q is longer than %d bytes", MetaPrompt, MaxPromptBytes))
-			return
-		}
-		c.Prompt = *p.Meta.Prompt
+	c := &pipeline.Call{RequestID: rid, Principal: pr, Tool: p.Name, Arguments: p.Arguments}
+	opts := callOptions{Prompt: p.Meta.Prompt, Approval: p.Meta.Approval, Wait: p.Meta.Wait, Reason: p.Meta.Reason,
+		IdemKey: p.Meta.IdemKey, Usage: p.Meta.Usage}
+	reported, err := opts.apply(c, &mcpOptionNames)
+	if err != nil {
+		writeError(w, http.StatusOK, m.ID, codeInvalidParams, "invalid params: "+err.Error())
+		return
 	}
 	if sess != nil {
 		c.SessionID = sess.id
@@ -883,6 +942,9 @@ func writeError(w http.ResponseWriter, status int, id json.RawMessage, code int,
 	w.WriteHeader(status)
 	w.Write(body)
 }
+
+// NewRequestID returns a new call's request id, as the MCP and REST entries make them.
+func NewRequestID() string { return newID("req") }
 
 func newID(prefix string) string {
 	var b [16]byte

@@ -116,6 +116,10 @@ type Call struct {
 	// since its previous call; they count against the task's budget.
 	ReportedSpend  float64
 	ReportedTokens int64
+	// Builtin is a tool the gateway itself provides (an egress proxy request), used
+	// instead of looking Tool up in the registry. Ingresses never set it from an agent's
+	// request.
+	Builtin *registry.Tool
 }
 
 // Outcome is what became of a call: either Result (the upstream's CallToolResult JSON, which
@@ -232,6 +236,10 @@ type Options struct {
 	Tracer trace.Tracer
 	// TraceCapture adds the call's arguments and result to its span, credentials redacted.
 	TraceCapture bool
+	// Redact, if set, runs on every upstream result before anything else sees it —
+	// sensors, flow state, audit capture, the agent — and removes the gateway's own
+	// credentials an upstream echoed back.
+	Redact Redactor
 	// OnCall, if set, is told what became of every call (see [Outcome] and decisionOf:
 	// allow, approve, or the refusal code) and how long Handle took.
 	OnCall func(decision string, d time.Duration)
@@ -452,6 +460,9 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) (final Outcome) {
 	stg.next(ctx, SpanAdmit)
 
 	t, ok := p.opts.Tools.Lookup(c.Tool)
+	if c.Builtin != nil {
+		t, ok = c.Builtin, true
+	}
 	if ks := p.opts.Contain.Kills; ks != nil {
 		// First, before anything that could wait: the call is in flight from here, so a
 		// kill pulled while it runs cancels it.
@@ -715,9 +726,15 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) (final Outcome) {
 
 	uctx := stg.next(ctx, SpanUpstreamPrefix+t.Name, trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(AttrMCPMethod.String("tools/call"), AttrToolName.String(t.Name), AttrUpstream.String(t.Upstream)))
+	exec := &Execution{Call: c, Tool: t, Decision: d, ArgsHash: ev.ArgsHash}
 	start := time.Now()
-	res, attempts, callErr := p.callUpstream(uctx, t, sendArgs)
+	res, attempts, callErr := p.callUpstream(withExecution(uctx, exec), t, sendArgs)
 	latency := time.Since(start)
+	usedCreds, credErr := exec.credentials()
+	var redacted int
+	if callErr == nil && p.opts.Redact != nil {
+		res, redacted = p.opts.Redact(res)
+	}
 	if sp := stg.current(); sp.IsRecording() {
 		if callErr != nil {
 			sp.RecordError(callErr)
@@ -735,16 +752,26 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) (final Outcome) {
 		Agent: ev.Agent, User: ev.User, Task: ev.Task, Chain: ev.Chain, TokenID: ev.TokenID,
 		Tool: c.Tool, Upstream: t.Upstream, ArgsHash: ev.ArgsHash, ShadowDecision: ev.ShadowDecision, ShadowRules: ev.ShadowRules,
 		Decision: string(d.Effect), Rules: d.Rules, PolicyVersion: d.Version, LatencyMicros: latency.Microseconds(),
-		Approval: ev.Approval,
+		Approval: ev.Approval, Credentials: usedCreds,
 	}
 	if attempts > 1 {
 		out.Detail = fmt.Sprintf("%d attempts", attempts)
 	}
 	var refusal *Refusal
+	if credErr != nil {
+		// Whatever the upstream made of a request without its credential, the agent learns
+		// only that the gateway could not get one; the log says which and why.
+		p.opts.Logger.WarnContext(ctx, "upstream credential unavailable", "request_id", c.RequestID, "upstream", t.Upstream, "err", credErr)
+		callErr = credErr
+	}
 	if callErr != nil {
 		refusal = &Refusal{Code: CodeUpstreamError, Message: upstreamMessage(callErr)}
 		if errors.Is(callErr, upstream.ErrUnavailable) {
 			refusal.Code = CodeToolUnavailable
+		}
+		if credErr != nil {
+			refusal = &Refusal{Code: CodeCredentialUnavailable, Message: "The gateway could not obtain the credential for this tool's upstream, so the call did not run."}
+			out.Detail = truncate(credErr.Error(), 500)
 		}
 		if k, killed := killedBy(ctx); killed {
 			refusal = &Refusal{Code: CodeKilled, Message: "The call was cancelled in flight: " + killedMessage(k)}
@@ -755,12 +782,15 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) (final Outcome) {
 		out.Reason, out.Message = string(refusal.Code), refusal.Message
 		res = nil
 	} else {
+		if redacted > 0 {
+			out.Sensors = append(out.Sensors, fmt.Sprintf("redacted:credential:%d", redacted))
+		}
 		labels, seen := &t.Flow, res
 		var injection policy.Injection
 		toolErr, toolErrKnown := false, false
 		if p.opts.Sensors != nil {
 			rs := p.senseResult(stg.next(ctx, SpanSensorsResult), t, key, res, p.resultJudge(fs, facts, t, pol, now), now)
-			out.Sensors = rs.notes
+			out.Sensors = append(out.Sensors, rs.notes...)
 			if rs.untrusted {
 				labels = untrustedLabels(t.Flow)
 				injection = rs.facts.Injection

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os/exec"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -120,9 +121,13 @@ func New(cfg Config) (*Client, error) {
 		c.env = childEnv(cfg.Env)
 	case cfg.URL != "":
 		u, _ := url.Parse(cfg.URL) // validated
+		var base http.RoundTripper = http.DefaultTransport.(*http.Transport).Clone()
+		if cfg.Credentials != nil {
+			base = cfg.Credentials(base)
+		}
 		c.http = &http.Client{
 			Transport: &httpTransport{
-				base:    http.DefaultTransport.(*http.Transport).Clone(),
+				base:    base,
 				scheme:  u.Scheme,
 				host:    u.Host,
 				headers: cfg.Headers,
@@ -335,6 +340,13 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 	case c.cfg.Command != "":
 		stderr := &lineLogger{log: c.log}
 		cmd := c.command(stderr)
+		if c.cfg.SecretEnv != nil {
+			extra, err := c.cfg.SecretEnv(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("start %s: credentials: %w", c.cfg.Command, err)
+			}
+			cmd.Env = append(slices.Clip(cmd.Env), extra...)
+		}
 		t := &captureTransport{inner: &mcp.CommandTransport{Command: cmd, TerminateDuration: terminateGrace}}
 		cs, err := c.sdk.Connect(ctx, t, &mcp.ClientSessionOptions{ProtocolVersion: protocolVersion})
 		if err != nil {

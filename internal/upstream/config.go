@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -45,6 +46,17 @@ type Config struct {
 	// secrets as far as this package is concerned: they never appear in logs or errors.
 	// They are not sent after a redirect (redirects are not followed at all).
 	Headers map[string]string
+
+	// SecretEnv, if set, is called each time a stdio child starts and returns "KEY=VALUE"
+	// entries added after Env: credentials the gateway holds for the child, resolved at
+	// start so a replaced secret reaches the next child. An error fails the start (and is
+	// retried with backoff like any other); it must name the secret, never its value.
+	SecretEnv func(ctx context.Context) ([]string, error)
+	// Credentials, if set, wraps the HTTP transport of a streamable HTTP upstream: the
+	// credential broker's RoundTripper, which attaches the credential of the call in the
+	// request's context. It is applied inside the origin check, so it only ever sees
+	// requests to URL.
+	Credentials func(base http.RoundTripper) http.RoundTripper
 
 	// Server is an in-process upstream, connected through in-memory transports.
 	Server *mcp.Server
