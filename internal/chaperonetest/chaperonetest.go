@@ -4,6 +4,7 @@ package chaperonetest
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -17,6 +18,7 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/daemon"
 	"github.com/chaperone-dev/chaperone/internal/demo"
 	"github.com/chaperone-dev/chaperone/internal/identity"
+	"github.com/chaperone-dev/chaperone/internal/inspect"
 	"github.com/chaperone-dev/chaperone/internal/registry"
 )
 
@@ -41,6 +43,10 @@ type Options struct {
 	// ConfigFile writes the configuration to a file the gateway runs from, so that reloads
 	// re-read it (see [Gateway.RewriteConfig]).
 	ConfigFile bool
+	// Logger receives the daemon's log; nil discards it.
+	Logger *slog.Logger
+	// EgressResolver resolves the egress proxy's destinations (see daemon.Options).
+	EgressResolver inspect.Resolver
 }
 
 // Gateway is a running gateway.
@@ -99,7 +105,7 @@ func Start(t testing.TB, o Options) *Gateway {
 		t.Fatalf("test config: %v", err)
 	}
 	g.Config = cfg
-	g.opts = daemon.Options{DemoState: &g.Demo}
+	g.opts = daemon.Options{DemoState: &g.Demo, Logger: o.Logger, EgressResolver: o.EgressResolver}
 	if o.ConfigFile {
 		g.ConfigPath = filepath.Join(dir, "chaperone.yaml")
 		g.RewriteConfig(t, nil)

@@ -73,6 +73,10 @@ type Config struct {
 	Log Log `yaml:"log"`
 	// Console configures the operator web console.
 	Console Console `yaml:"console"`
+	// Secrets configures the encrypted store of upstream credentials.
+	Secrets Secrets `yaml:"secrets"`
+	// Egress is the HTTP forward proxy for agents' own web requests.
+	Egress EgressProxy `yaml:"egress"`
 }
 
 // Approvals configures human approval of the calls policy holds.
@@ -216,6 +220,13 @@ type Upstream struct {
 	Headers map[string]string `yaml:"headers"`
 	// Builtin names an in-process server: "demo".
 	Builtin string `yaml:"builtin"`
+	// Credential is how the gateway authenticates to a url upstream on the agent's
+	// behalf, per call; the agent never sees it.
+	Credential *Credential `yaml:"credential"`
+	// SecretEnv adds environment variables with credentials to a command upstream:
+	// variable name to reference ("secret:NAME", "env:VAR", "file:/path"), resolved each
+	// time the command starts.
+	SecretEnv map[string]string `yaml:"secret_env"`
 	// Environment is dev, test or prod; only agents of the same environment reach it.
 	// Default "dev".
 	Environment string `yaml:"environment"`
@@ -478,6 +489,7 @@ func (c *Config) resolvePaths(base string) {
 	c.DataDir = abs(c.DataDir)
 	c.Store.SQLite = abs(c.Store.SQLite)
 	c.Admin.TokenFile = abs(c.Admin.TokenFile)
+	c.Secrets.KeyFile = abs(c.Secrets.KeyFile)
 	if c.Console.OIDC != nil {
 		c.Console.OIDC.ClientSecretFile = abs(c.Console.OIDC.ClientSecretFile)
 	}
@@ -572,6 +584,7 @@ func (c *Config) ApplyDefaults() {
 	def(&c.Admin.Listen, "127.0.0.1:8081")
 	def(&c.Admin.TokenFile, filepath.Join(c.DataDir, "admin.token"))
 	c.Console.applyDefaults()
+	c.Egress.applyDefaults()
 	c.Store.applyDefaults(c.DataDir)
 	def(&c.Registry.FirstUse, "pin")
 	if c.Registry.RefreshInterval == 0 {
@@ -964,6 +977,7 @@ func (c *Config) Validate() error {
 	errs = append(errs, c.Audit.validateEvidence()...)
 	errs = append(errs, c.Telemetry.validate()...)
 	errs = append(errs, c.Console.validate()...)
+	errs = append(errs, c.validateCredentials()...)
 	// A key's record must outlive the call that holds it, or a retry could run it twice.
 	longest := c.Server.WriteTimeout.D()
 	for _, u := range c.Upstreams {

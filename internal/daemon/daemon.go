@@ -31,14 +31,18 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/config"
 	"github.com/chaperone-dev/chaperone/internal/console"
 	"github.com/chaperone-dev/chaperone/internal/contain"
+	"github.com/chaperone-dev/chaperone/internal/credential"
 	"github.com/chaperone-dev/chaperone/internal/demo"
+	"github.com/chaperone-dev/chaperone/internal/egress"
 	"github.com/chaperone-dev/chaperone/internal/flow"
 	"github.com/chaperone-dev/chaperone/internal/gateway"
 	"github.com/chaperone-dev/chaperone/internal/identity"
+	"github.com/chaperone-dev/chaperone/internal/inspect"
 	"github.com/chaperone-dev/chaperone/internal/oauth"
 	"github.com/chaperone-dev/chaperone/internal/pipeline"
 	"github.com/chaperone-dev/chaperone/internal/policy"
 	"github.com/chaperone-dev/chaperone/internal/registry"
+	"github.com/chaperone-dev/chaperone/internal/secrets"
 	"github.com/chaperone-dev/chaperone/internal/store"
 	"github.com/chaperone-dev/chaperone/internal/store/backend"
 	"github.com/chaperone-dev/chaperone/internal/store/postgres"
@@ -61,6 +65,9 @@ type Options struct {
 	// ConfigPath is the configuration file cfg was loaded from; when set, reloads re-read it
 	// for changes to the tool registry and the policy paths.
 	ConfigPath string
+	// EgressResolver looks up the egress proxy's destinations; nil uses the system's.
+	// Tests map names to addresses with it.
+	EgressResolver inspect.Resolver
 }
 
 // Daemon is a built gateway, ready to Run.
@@ -127,6 +134,22 @@ type Daemon struct {
 	syncCh   map[string]chan struct{}
 	// synced has one channel per upstream, closed after its first successful reconciliation.
 	synced map[string]chan struct{}
+
+	// auth authenticates agents, on the MCP endpoint, the REST entry and the egress proxy.
+	auth *identity.Authenticator
+	// issuerURL is the token issuer's URL, also the issuer of decision receipts.
+	issuerURL string
+	// The credential broker: the secret store (nil when no key source is configured), its
+	// keyring, and the broker that attaches upstream credentials (credentialsOn when any
+	// upstream or egress rule has one).
+	keyring       atomic.Pointer[secrets.Keyring]
+	vault         *secrets.Vault
+	broker        *credential.Broker
+	credentialsOn bool
+	// The egress proxy (nil when egress.listen is off) and the tool its requests are.
+	egress     *egress.Proxy
+	egressLn   net.Listener
+	egressTool *registry.Tool
 }
 
 // New builds the daemon and binds its listeners. On error everything opened is closed.
@@ -156,6 +179,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, err 
 		return nil, fmt.Errorf("open audit log: %w", err)
 	}
 	if err := d.buildCheckpointer(); err != nil {
+		return nil, err
+	}
+	if err := d.buildSecrets(); err != nil {
 		return nil, err
 	}
 
@@ -212,6 +238,14 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, err 
 		for k, v := range u.Env {
 			uc.Env = append(uc.Env, k+"="+v)
 		}
+		if len(u.SecretEnv) > 0 {
+			uc.SecretEnv = d.secretEnv(u.Name, u.SecretEnv)
+		}
+		if u.Credential != nil {
+			uc.Credentials = func(base http.RoundTripper) http.RoundTripper {
+				return &lateCredentials{d: d, upstream: u.Name, base: base}
+			}
+		}
 		if u.Builtin == "demo" {
 			srv, st := demo.NewServer(demo.Options{})
 			uc.Server = srv
@@ -246,8 +280,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, err 
 	if err := d.buildIdentity(ctx); err != nil {
 		return nil, err
 	}
+	if err := d.buildBroker(); err != nil {
+		return nil, err
+	}
 	popts := pipeline.Options{
-		Tools: d.reg, Policy: d.policy.Load, Upstreams: upstreamSet(d.ups), Audit: d.audit, Budgets: d.budgets,
+		Tools: d.reg, Policy: d.policy.Load, Upstreams: callRouter{d: d, ups: upstreamSet(d.ups)}, Audit: d.audit, Budgets: d.budgets,
 		Logger:          d.log.With("component", "pipeline"),
 		Capture:         pipeline.Capture{Arguments: cfg.Audit.CapturesArguments(), Results: cfg.Audit.CapturesResults(), MaxBytes: cfg.Audit.CaptureMaxBytes},
 		AsyncAfter:      cfg.Audit.After == "async",
@@ -266,6 +303,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, err 
 			}
 		},
 	}
+	if d.credentialsOn {
+		// Results are searched for the credentials the gateway holds only when it holds
+		// some: the search costs about 2 µs per KiB of result.
+		popts.Redact = d.redactResult
+	}
 	if cfg.Approvals.On() {
 		if d.approvals, err = newApprovals(cfg, d.store, d.audit, d.log.With("component", "approvals")); err != nil {
 			return nil, err
@@ -283,8 +325,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, err 
 		sessions = d.shared
 	}
 	d.pipeline = pipeline.New(popts)
+	d.auth = &identity.Authenticator{Static: static, Tokens: d.issuer, Agents: d.agents, Tasks: d.tasks, Revoked: d.tokenRevoked}
 	d.gw = gateway.New(gateway.Options{
-		Auth:  &identity.Authenticator{Static: static, Tokens: d.issuer, Agents: d.agents, Tasks: d.tasks, Revoked: d.tokenRevoked},
+		Auth:  d.auth,
 		Calls: d.pipeline, Catalog: d.reg, Policy: d.policy.Load, Audit: d.audit,
 		Logger: d.log.With("component", "gateway"), MaxBody: cfg.Server.MaxBodyBytes,
 		MaxSessions: cfg.Server.MaxSessions, SessionIdle: cfg.Server.SessionIdle.D(),
@@ -292,6 +335,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, err 
 		Tracer: d.tracer, Sessions: sessions,
 	})
 	if err := d.metricsListener(); err != nil {
+		return nil, err
+	}
+	if err := d.buildEgress(); err != nil {
 		return nil, err
 	}
 	if cfg.Admin.Listen != "off" {
@@ -320,6 +366,7 @@ func (d *Daemon) apiOptions() api.Options {
 		Agents: d.agents, Tasks: d.tasks, RotateKeys: d.RotateKeys, Keys: d.keyInfo, Shadow: d.pipeline.ShadowStats,
 		Approvals: d.approvalsAPI(), Autonomy: d.autonomyReport, SetAutonomy: d.setAutonomy,
 		Containment: containAPI{d},
+		Secrets:     d.secretsAPI(),
 	}
 }
 
@@ -401,6 +448,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	mux := http.NewServeMux()
 	mux.Handle(d.cfg.Server.Path, d.gw)
+	// The REST entry for agents that do not speak MCP: POST /v1/tools/{name}:call.
+	mux.Handle("/v1/", d.gw.REST())
 	d.oauth.Register(mux)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", d.ready)
@@ -415,6 +464,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		mux.Handle("GET /metrics", d.metrics.Handler())
 		servers = append(servers, d.httpServer(mux))
 		lns = append(lns, d.metricsLn)
+	}
+	if d.egressLn != nil {
+		servers = append(servers, d.egressServer())
+		lns = append(lns, d.egressLn)
 	}
 	for i, s := range servers {
 		go func() {
@@ -558,6 +611,13 @@ func (d *Daemon) ReloadPolicy(ctx context.Context) (string, error) {
 			return "", err
 		}
 	}
+	if d.vault != nil {
+		// A reload also picks up a key file with a new key, so every replica can read what
+		// one re-encrypts under it.
+		if err := d.ReloadSecretKeys(); err != nil {
+			return "", fmt.Errorf("reload secret keys: %w", err)
+		}
+	}
 	return d.loadPolicy(ctx, d.decl.Load())
 }
 
@@ -593,6 +653,13 @@ func declare(cfg *config.Config) (*declared, error) {
 			return nil, fmt.Errorf("tools[%d].sensors: %w", i, err)
 		}
 		d.tools[names[i]] = policy.ToolInfo{Class: t.Class}
+	}
+	if cfg.Egress.Listen != "" {
+		// The egress proxy's requests are calls of the egress tool: policy rules name it.
+		if _, taken := d.tools[egressTool]; taken {
+			return nil, fmt.Errorf("tools: %q is the egress proxy's tool while egress.listen is set; expose the declared tool under another name", egressTool)
+		}
+		d.tools[egressTool] = policy.ToolInfo{Class: policy.ClassExternal}
 	}
 	return d, nil
 }
@@ -668,6 +735,9 @@ func sameUpstreams(a, b []config.Upstream) bool {
 			}
 			if len(out[i].Headers) == 0 {
 				out[i].Headers = nil
+			}
+			if len(out[i].SecretEnv) == 0 {
+				out[i].SecretEnv = nil
 			}
 		}
 		if len(out) == 0 {

@@ -24,6 +24,7 @@ func (d *Daemon) buildIdentity(ctx context.Context) error {
 	if issuerURL == "" {
 		issuerURL = "http://" + d.mcpLn.Addr().String()
 	}
+	d.issuerURL = issuerURL
 	audience := cfg.Audience
 	if audience == "" {
 		audience = issuerURL
