@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/chaperone-dev/chaperone/internal/boundedfile"
 	"github.com/chaperone-dev/chaperone/internal/config"
 	"github.com/chaperone-dev/chaperone/internal/registry"
 	"github.com/chaperone-dev/chaperone/internal/store/sqlite"
@@ -148,22 +149,8 @@ func (d *Definitions) fromDir(cfg *config.Config, names []string, dir string) er
 }
 
 func readBounded(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("%s: not a regular file", path)
-	}
-	if fi.Size() > limit {
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, limit)
-	}
-	return os.ReadFile(path)
+	b, _, err := boundedfile.Read(path, limit)
+	return b, err
 }
 
 // permissiveSchema is the input schema of a tool without a definition: an object whose

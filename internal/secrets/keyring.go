@@ -11,11 +11,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"runtime"
 	"strings"
 
 	"golang.org/x/crypto/chacha20poly1305"
+
+	"github.com/chaperone-dev/chaperone/internal/boundedfile"
 )
 
 // Bounds of a keyring.
@@ -135,26 +136,14 @@ func decodeKey(enc string) ([]byte, error) {
 // file that is not regular or whose mode grants anything to group or others: the mode
 // must be 0600 or stricter.
 func LoadKeyring(path string) (*Keyring, error) {
-	f, err := os.Open(path)
+	data, fi, err := boundedfile.Read(path, MaxKeyFile)
+	defer clear(data)
 	if err != nil {
-		return nil, fmt.Errorf("secrets: load key file: %w", err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("secrets: load key file: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("secrets: load key file %s: not a regular file (mode %s)", path, fi.Mode())
+		return nil, fmt.Errorf("secrets: load key file: %w", err) // the error names the path
 	}
 	// Windows has no such mode bits: there the file's ACL is the operator's to set.
 	if perm := fi.Mode().Perm(); perm&^0o600 != 0 && runtime.GOOS != "windows" {
 		return nil, fmt.Errorf("secrets: load key file %s: mode is %#o, must be 0600 or stricter (chmod 600 %s)", path, perm, path)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxKeyFile+1))
-	defer clear(data)
-	if err != nil {
-		return nil, fmt.Errorf("secrets: load key file %s: %w", path, err)
 	}
 	k, err := ParseKeyring(data)
 	if err != nil {

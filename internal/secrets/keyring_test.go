@@ -297,7 +297,7 @@ func TestLoadKeyring(t *testing.T) {
 		noneIn(t, "LoadKeyring's error", err.Error(), keyMaterial(key1, key2)...)
 	}
 	big := write("big", "k1 "+std(key1)+"\n"+strings.Repeat("#", secrets.MaxKeyFile), 0o600)
-	if _, err := secrets.LoadKeyring(big); err == nil || !strings.Contains(err.Error(), "more than 65536") {
+	if _, err := secrets.LoadKeyring(big); err == nil || !strings.Contains(err.Error(), big+": larger than 65536 bytes") {
 		t.Errorf("LoadKeyring(oversized) = %v, want a size error", err)
 	}
 	if _, err := secrets.LoadKeyring(dir); err == nil || !strings.Contains(err.Error(), "not a regular file") {

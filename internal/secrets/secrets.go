@@ -52,6 +52,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/chaperone-dev/chaperone/internal/boundedfile"
 )
 
 // Errors callers branch on. Each is returned wrapped, with a message naming the secret,
@@ -313,19 +315,10 @@ func Resolve(ctx context.Context, ref Ref, v *Vault) (Value, error) {
 // readValueFile reads a secret from a regular file of at most MaxValue bytes (after one
 // trailing newline is removed) and refuses an empty one.
 func readValueFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
+	b, _, err := boundedfile.Read(path, MaxValue+2) // room for a trailing "\r\n"
+	if errors.Is(err, boundedfile.ErrTooLarge) {
+		return nil, fmt.Errorf("the file holds more than %d bytes", MaxValue)
 	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("not a regular file (mode %s)", fi.Mode())
-	}
-	b, err := io.ReadAll(io.LimitReader(f, MaxValue+3)) // room for a trailing "\r\n"
 	if err != nil {
 		return nil, err
 	}

@@ -3,7 +3,6 @@ package suite
 import (
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/chaperone-dev/chaperone/internal/boundedfile"
 	"github.com/chaperone-dev/chaperone/internal/policy"
 )
 
@@ -142,26 +142,8 @@ func Load(path string) (*Suite, error) {
 
 // readFile reads a regular file of at most MaxFileBytes.
 func readFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("read %s: not a regular file", path)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileBytes+1))
-	if err != nil {
-		return nil, err
-	}
-	if len(data) > MaxFileBytes {
-		return nil, fmt.Errorf("read %s: larger than %d bytes", path, MaxFileBytes)
-	}
-	return data, nil
+	data, _, err := boundedfile.Read(path, MaxFileBytes)
+	return data, err
 }
 
 // isSuite reports whether a file name is a suite's.
