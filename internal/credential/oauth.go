@@ -215,7 +215,13 @@ func sanitize(s string, n int) string {
 }
 
 // tokenKey names one cached token: per upstream, and for token exchange per user and agent.
-type tokenKey struct{ upstream, user, agent string }
+type tokenKey struct {
+	upstream, user, agent string
+	// setup marks the gateway's own token for a token_exchange upstream: the requests that
+	// carry no call (the MCP session's set-up, tool lists) act for nobody, so they use a
+	// client_credentials token of the same client.
+	setup bool
+}
 
 // tokenEntry is one cache slot.
 type tokenEntry struct {
@@ -285,10 +291,16 @@ func (c *tokenCache) entry(key tokenKey, now time.Time) *tokenEntry {
 func (b *Broker) token(ctx context.Context, u *upstreamCred, ci *CallInfo) (string, error) {
 	key := tokenKey{upstream: u.upstream}
 	if u.spec.Type == TypeTokenExchange {
-		if ci.User == "" {
+		switch {
+		case ci.User != "":
+			key.user, key.agent = ci.User, ci.Agent
+		case ci.Tool == "" && u.spec.ClientSecret != "":
+			key.setup = true // no call: the gateway's own session traffic
+		case ci.Tool == "":
+			return "", errors.New("token_exchange: requests without a call (the upstream session's set-up) use the client's own client_credentials token, which needs client_secret")
+		default:
 			return "", errors.New("token_exchange needs a user to act for, and the call has none")
 		}
-		key.user, key.agent = ci.User, ci.Agent
 	}
 	c := &b.tokens
 	c.mu.Lock()
@@ -377,6 +389,10 @@ func (b *Broker) fetch(ctx context.Context, u *upstreamCred, key tokenKey) (toke
 		form.Set("grant_type", grantRefreshToken)
 		form.Set("refresh_token", usedRefresh)
 	case TypeTokenExchange:
+		if key.setup {
+			form.Set("grant_type", grantClientCredentials)
+			break
+		}
 		subject, err := b.o.Receipts.MintSubject(key.user, key.agent, u.audience, subjectTTL)
 		if err != nil {
 			return tokenResponse{}, time.Time{}, err

@@ -448,12 +448,51 @@ func TestTokenExchangePerUser(t *testing.T) {
 	problems.Range(func(k, _ any) bool { t.Errorf("token endpoint refused: %s", k); return true })
 
 	h := http.Header{}
-	_, err := b.Apply(context.Background(), "crm", &CallInfo{Upstream: "crm", Agent: "a1"}, h)
+	_, err := b.Apply(context.Background(), "crm", &CallInfo{Upstream: "crm", Agent: "a1", Tool: "crm.read"}, h)
 	if err == nil || !strings.Contains(err.Error(), "token_exchange needs a user to act for") {
-		t.Errorf("Apply without a user = %v, want refused", err)
+		t.Errorf("Apply of a call without a user = %v, want refused", err)
 	}
 	if len(h) != 0 || te.hits.Load() != 4 {
 		t.Errorf("refused Apply set %v or reached the endpoint (%d requests)", h, te.hits.Load())
+	}
+}
+
+// TestTokenExchangeSessionSetup: requests that carry no call (an MCP session's initialize
+// and tool lists) act for nobody; they get the client's own client_credentials token, not
+// a token for some user.
+func TestTokenExchangeSessionSetup(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "secret:crm-client", testClientSecret)
+	var grants sync.Map
+	var n atomic.Int64
+	te := newTokenEndpoint(t, func(w http.ResponseWriter, r *http.Request, f url.Values) {
+		if !clientAuthOK(r) {
+			writeJSON(w, http.StatusUnauthorized, map[string]any{"error": "invalid_client"})
+			return
+		}
+		grants.Store(f.Get("grant_type"), true)
+		if f.Get("grant_type") == "client_credentials" && f.Get("subject_token") != "" {
+			writeJSON(w, http.StatusBadRequest, map[string]any{"error": "invalid_request"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"access_token": fmt.Sprintf("at-%s-%d", f.Get("grant_type")[:6], n.Add(1)), "token_type": "Bearer", "expires_in": 600})
+	})
+	b := e.broker(t, map[string]Spec{"crm": {Type: TypeTokenExchange, TokenURL: te.tokenURL(), ClientID: testClientID, ClientSecret: "secret:crm-client"}})
+	for range 2 {
+		if tok, err := bearerOf(t, b, "crm", &CallInfo{Upstream: "crm"}); err != nil || tok != "at-client-1" {
+			t.Fatalf("session set-up token = %q, %v; want the client's own token, fetched once", tok, err)
+		}
+	}
+	if tok, err := bearerOf(t, b, "crm", &CallInfo{Upstream: "crm", User: "alice", Agent: "a1", Tool: "crm.read"}); err != nil || tok != "at-urn:ie-2" {
+		t.Errorf("a user's call = %q, %v; want an exchanged token", tok, err)
+	}
+	if _, ok := grants.Load("client_credentials"); !ok {
+		t.Errorf("the set-up token was not a client_credentials grant")
+	}
+
+	public := e.broker(t, map[string]Spec{"crm": {Type: TypeTokenExchange, TokenURL: te.tokenURL(), ClientID: testClientID}})
+	if _, err := public.Apply(context.Background(), "crm", &CallInfo{Upstream: "crm"}, http.Header{}); err == nil || !strings.Contains(err.Error(), "needs client_secret") {
+		t.Errorf("set-up for a public client = %v, want refused: it has no token of its own", err)
 	}
 }
 

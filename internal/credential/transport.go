@@ -11,8 +11,8 @@ import "net/http"
 // [CallInfo.Used]). A request without one (an MCP session's initialize, tools/list, the
 // SSE GET) still gets the credential, since upstreams require authentication on every
 // request, for a CallInfo with only Upstream set: a receipt then names no tool, agent or
-// user (its sub is the gateway), and a token_exchange credential, which needs a user, fails
-// the request. A CallInfo naming another upstream fails the request: a call's credential
+// user (its sub is the gateway), and a token_exchange credential uses the client's own
+// client_credentials token (it acts for no user). A CallInfo naming another upstream fails the request: a call's credential
 // decisions must not leak to another upstream's transport.
 //
 // An upstream with no credential gets its requests passed to base untouched. When Apply
