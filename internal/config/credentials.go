@@ -282,10 +282,10 @@ func (c *Config) checkRef(field, ref string) []error {
 // checkCredential checks one credential: the broker's own checks, then its references.
 func (c *Config) checkCredential(field string, cr *Credential) []error {
 	var errs []error
-	if err := cr.Spec().Validate(); err != nil {
-		for _, e := range unjoin(err) {
-			errs = append(errs, fmt.Errorf("%s: %w", field, e))
-		}
+	for _, e := range cr.Spec().Problems() {
+		errs = append(errs, fmt.Errorf("%s: %w", field, e))
+	}
+	if len(errs) > 0 {
 		return errs
 	}
 	refs := cr.refs()
@@ -293,12 +293,4 @@ func (c *Config) checkCredential(field string, cr *Credential) []error {
 		errs = append(errs, c.checkRef(field+"."+k, refs[k])...)
 	}
 	return errs
-}
-
-// unjoin returns the errors errors.Join combined, or err alone.
-func unjoin(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		return j.Unwrap()
-	}
-	return []error{err}
 }

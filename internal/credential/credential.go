@@ -159,10 +159,14 @@ var reserved = []string{
 	"Mcp-Session-Id", "Mcp-Protocol-Version", "Last-Event-Id",
 }
 
-// Validate reports every problem of the spec at once, each naming the field (as in the
-// configuration: token_url, client_id, ...) and the bound it broke. It never echoes a
-// value that should be a reference: a secret pasted in its place must not reach a log.
-func (s Spec) Validate() error {
+// Validate reports every problem of the spec at once (errors.Join of [Spec.Problems]).
+func (s Spec) Validate() error { return errors.Join(s.Problems()...) }
+
+// Problems lists every problem of the spec, each naming the field (as in the
+// configuration: token_url, client_id, ...) and the bound it broke; none for a valid spec.
+// It never echoes a value that should be a reference: a secret pasted in its place must
+// not reach a log.
+func (s Spec) Problems() []error {
 	var errs []error
 	bad := func(field, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
@@ -263,7 +267,7 @@ func (s Spec) Validate() error {
 			bad("resource", "%v", err)
 		}
 	}
-	return errors.Join(errs...)
+	return errs
 }
 
 // checkTokenURL accepts an absolute https URL, or http to a loopback host, with no user
