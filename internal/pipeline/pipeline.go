@@ -758,20 +758,19 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) (final Outcome) {
 		out.Detail = fmt.Sprintf("%d attempts", attempts)
 	}
 	var refusal *Refusal
-	if credErr != nil {
-		// Whatever the upstream made of a request without its credential, the agent learns
-		// only that the gateway could not get one; the log says which and why.
-		p.opts.Logger.WarnContext(ctx, "upstream credential unavailable", "request_id", c.RequestID, "upstream", t.Upstream, "err", credErr)
-		callErr = credErr
-	}
-	if callErr != nil {
-		refusal = &Refusal{Code: CodeUpstreamError, Message: upstreamMessage(callErr)}
-		if errors.Is(callErr, upstream.ErrUnavailable) {
-			refusal.Code = CodeToolUnavailable
-		}
-		if credErr != nil {
+	if credErr != nil || callErr != nil {
+		switch {
+		case credErr != nil:
+			// Whatever the upstream made of a request without its credential, the agent
+			// learns only that the gateway could not get one; the log and the event's
+			// detail say which and why.
+			p.opts.Logger.WarnContext(ctx, "upstream credential unavailable", "request_id", c.RequestID, "upstream", t.Upstream, "err", credErr)
 			refusal = &Refusal{Code: CodeCredentialUnavailable, Message: "The gateway could not obtain the credential for this tool's upstream, so the call did not run."}
 			out.Detail = truncate(credErr.Error(), 500)
+		case errors.Is(callErr, upstream.ErrUnavailable):
+			refusal = &Refusal{Code: CodeToolUnavailable, Message: upstreamMessage(callErr)}
+		default:
+			refusal = &Refusal{Code: CodeUpstreamError, Message: upstreamMessage(callErr)}
 		}
 		if k, killed := killedBy(ctx); killed {
 			refusal = &Refusal{Code: CodeKilled, Message: "The call was cancelled in flight: " + killedMessage(k)}
