@@ -192,15 +192,7 @@ func (r callRouter) Call(ctx context.Context, up, tool string, args json.RawMess
 	if !ok || !r.d.credentialsOn {
 		return r.ups.Call(ctx, up, tool, args)
 	}
-	pr := ex.Call.Principal
-	ci := &credential.CallInfo{Upstream: up, Tool: ex.Tool.Name, RequestID: ex.Call.RequestID,
-		PolicyVersion: ex.Decision.Version, Rules: ex.Decision.Rules, ArgsHash: ex.ArgsHash}
-	if pr != nil {
-		ci.User, ci.Task, ci.Chain = pr.User, pr.Task, pr.Chain
-		if pr.Agent != nil {
-			ci.Agent = pr.Agent.ID
-		}
-	}
+	ci := callInfo(up, ex.Call.Principal, ex)
 	res, err := r.ups.Call(credential.WithCall(ctx, ci), up, tool, args)
 	for _, u := range ci.Used() {
 		ex.UsedCredential(u)
@@ -236,3 +228,17 @@ func (s secretsAdmin) Rotate(ctx context.Context, by string) (secrets.RotateResu
 // SigningKeys returns the gateway's token signing keys, which also sign decision
 // receipts; upstreams verify receipts with their public half, published as the JWKS.
 func (d *Daemon) SigningKeys() *identity.KeySet { return d.keys.Load() }
+
+// callInfo describes, for the credential broker, the call an allowed execution ex makes to
+// the credential named name on behalf of pr.
+func callInfo(name string, pr *identity.Principal, ex *pipeline.Execution) *credential.CallInfo {
+	ci := &credential.CallInfo{Upstream: name, Tool: ex.Tool.Name, RequestID: ex.Call.RequestID,
+		PolicyVersion: ex.Decision.Version, Rules: ex.Decision.Rules, ArgsHash: ex.ArgsHash}
+	if pr != nil {
+		ci.User, ci.Task, ci.Chain = pr.User, pr.Task, pr.Chain
+		if pr.Agent != nil {
+			ci.Agent = pr.Agent.ID
+		}
+	}
+	return ci
+}

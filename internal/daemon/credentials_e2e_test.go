@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -172,7 +173,7 @@ func TestCredentialsNeverReachTheAgent(t *testing.T) {
 
 	crm, crmURL := newEchoUpstream(t, func(a string) bool {
 		tok, ok := strings.CutPrefix(a, "Bearer ")
-		return ok && containsString(te.tokens(), tok)
+		return ok && slices.Contains(te.tokens(), tok)
 	})
 	files, filesURL := newEchoUpstream(t, func(a string) bool { return a == "Bearer "+filesKey })
 	billing, billingURL := newEchoUpstream(t, func(a string) bool { return strings.HasPrefix(a, "Bearer ey") })
@@ -356,13 +357,4 @@ func TestCredentialsNeverReachTheAgent(t *testing.T) {
 	if !strings.Contains(logs.String(), "upstream") {
 		t.Errorf("the log is empty: the search above proved nothing")
 	}
-}
-
-func containsString(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

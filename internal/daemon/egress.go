@@ -11,7 +11,6 @@ import (
 
 	"github.com/chaperone-dev/chaperone/internal/audit"
 	"github.com/chaperone-dev/chaperone/internal/config"
-	"github.com/chaperone-dev/chaperone/internal/credential"
 	"github.com/chaperone-dev/chaperone/internal/egress"
 	"github.com/chaperone-dev/chaperone/internal/gateway"
 	"github.com/chaperone-dev/chaperone/internal/identity"
@@ -200,21 +199,15 @@ func (d *Daemon) injectEgress(ctx context.Context, r *egress.Request, h http.Hea
 	if !d.broker.Has(name) {
 		return nil, nil
 	}
-	ci := &credential.CallInfo{Upstream: name, Tool: egressTool}
-	if pr := r.Principal; pr != nil {
-		ci.User, ci.Task, ci.Chain = pr.User, pr.Task, pr.Chain
-		if pr.Agent != nil {
-			ci.Agent = pr.Agent.ID
-		}
+	// Inject runs inside forward, which only the pipeline's execution of the egress tool
+	// calls: without one there is no decided call to attach a credential to.
+	ex, ok := pipeline.ExecutionFrom(ctx)
+	if !ok {
+		return nil, errors.New("egress: a credential is attached only to a request the policy allowed")
 	}
-	if ex, ok := pipeline.ExecutionFrom(ctx); ok {
-		ci.RequestID, ci.PolicyVersion, ci.Rules, ci.ArgsHash = ex.Call.RequestID, ex.Decision.Version, ex.Decision.Rules, ex.ArgsHash
-	}
-	used, err := d.broker.Apply(ctx, name, ci, h)
+	used, err := d.broker.Apply(ctx, name, callInfo(name, r.Principal, ex), h)
 	if err != nil {
-		if ex, ok := pipeline.ExecutionFrom(ctx); ok {
-			ex.CredentialFailed(err)
-		}
+		ex.CredentialFailed(err)
 		return nil, err
 	}
 	return []string{used}, nil

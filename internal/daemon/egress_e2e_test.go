@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -62,6 +63,10 @@ func TestEgressProxy(t *testing.T) {
 	}))
 	t.Cleanup(origin.Close)
 	_, port, _ := net.SplitHostPort(strings.TrimPrefix(origin.URL, "http://"))
+	portNum, err := strconv.Atoi(port)
+	if err != nil {
+		t.Fatalf("origin port %q: %v", port, err)
+	}
 	apiKey := "ak-" + randomText(24)
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "secrets.keys")
@@ -77,7 +82,7 @@ func TestEgressProxy(t *testing.T) {
 			c.Secrets = config.Secrets{KeyFile: keyFile}
 			c.Egress = config.EgressProxy{Listen: "127.0.0.1:0", AllowPrivate: []string{"127.0.0.1"},
 				Rules: []config.EgressRule{{Name: "api", Agents: []string{"test-agent"}, Hosts: []string{"api.test", "metadata.test", "intranet.test"},
-					Methods: []string{"GET", "POST"}, Ports: []int{mustAtoi(t, port), 80},
+					Methods: []string{"GET", "POST"}, Ports: []int{portNum, 80},
 					Credential: &config.Credential{Type: "bearer", Secret: "secret:api-key"}}}}
 			seedSecrets(t, c, map[string]string{"api-key": apiKey})
 		},
@@ -215,16 +220,4 @@ func TestEgressProxy(t *testing.T) {
 			t.Errorf("the %s is in the log", what)
 		}
 	}
-}
-
-func mustAtoi(t *testing.T, s string) int {
-	t.Helper()
-	n := 0
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			t.Fatalf("not a port: %q", s)
-		}
-		n = n*10 + int(c-'0')
-	}
-	return n
 }
