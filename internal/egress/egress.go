@@ -722,30 +722,12 @@ func (p *Proxy) forwardHTTP(ctx context.Context, w http.ResponseWriter, r *http.
 // waits in a buffer. It returns the bytes written and the first read or write error.
 func (p *Proxy) relayBody(w http.ResponseWriter, body io.Reader, touch func()) (int64, error) {
 	rc := http.NewResponseController(w)
-	bp := p.bufs.Get().(*[]byte)
-	defer p.bufs.Put(bp)
-	buf := *bp
-	var n int64
-	for {
-		m, rerr := body.Read(buf)
-		if m > 0 {
-			touch()
-			k, werr := w.Write(buf[:m])
-			n += int64(k)
-			if werr != nil {
-				return n, werr
-			}
-			if ferr := rc.Flush(); ferr != nil && !errors.Is(ferr, http.ErrNotSupported) {
-				return n, ferr
-			}
+	return p.copyChunks(w, body, touch, func() error {
+		if err := rc.Flush(); err != nil && !errors.Is(err, http.ErrNotSupported) {
+			return err
 		}
-		if rerr == io.EOF {
-			return n, nil
-		}
-		if rerr != nil {
-			return n, rerr
-		}
-	}
+		return nil
+	})
 }
 
 // countReader counts the agent's request body as the transport reads it.
@@ -902,6 +884,13 @@ func (p *Proxy) splice(ctx context.Context, tn *tunnel, fromAgent io.Reader, age
 
 // pipe copies src to dst until either fails, calling touch on every chunk.
 func (p *Proxy) pipe(dst io.Writer, src io.Reader, touch func()) int64 {
+	n, _ := p.copyChunks(dst, src, touch, nil)
+	return n
+}
+
+// copyChunks copies src to dst through a pooled buffer, calling touch on every chunk and
+// then flush, if set. It returns the bytes written and the first error other than EOF.
+func (p *Proxy) copyChunks(dst io.Writer, src io.Reader, touch func(), flush func() error) (int64, error) {
 	bp := p.bufs.Get().(*[]byte)
 	defer p.bufs.Put(bp)
 	buf := *bp
@@ -913,11 +902,19 @@ func (p *Proxy) pipe(dst io.Writer, src io.Reader, touch func()) int64 {
 			k, werr := dst.Write(buf[:m])
 			n += int64(k)
 			if werr != nil {
-				return n
+				return n, werr
+			}
+			if flush != nil {
+				if err := flush(); err != nil {
+					return n, err
+				}
 			}
 		}
+		if rerr == io.EOF {
+			return n, nil
+		}
 		if rerr != nil {
-			return n
+			return n, rerr
 		}
 	}
 }

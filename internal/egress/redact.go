@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/chaperone-dev/chaperone/internal/credential"
@@ -32,11 +33,7 @@ func injectedValues(h http.Header) [][]byte {
 		}
 	}
 	// Longest first, so that a value is replaced whole before a part of it is looked for.
-	for i := 1; i < len(out); i++ {
-		for j := i; j > 0 && len(out[j]) > len(out[j-1]); j-- {
-			out[j], out[j-1] = out[j-1], out[j]
-		}
-	}
+	slices.SortStableFunc(out, func(a, b []byte) int { return len(b) - len(a) })
 	return out
 }
 
@@ -67,7 +64,8 @@ type redactReader struct {
 	r      io.Reader
 	values [][]byte
 	keep   int
-	buf    []byte // read, redacted, not yet held back or returned
+	chunk  []byte // the read buffer, reused
+	buf    []byte // read and redacted, held back until more has been read
 	ready  []byte // redacted and safe to return
 	eof    bool
 	err    error
@@ -78,7 +76,7 @@ func newRedactReader(r io.Reader, values [][]byte) *redactReader {
 	for _, v := range values {
 		keep = max(keep, len(v)-1)
 	}
-	return &redactReader{r: r, values: values, keep: keep}
+	return &redactReader{r: r, values: values, keep: keep, chunk: make([]byte, 32<<10)}
 }
 
 func (rr *redactReader) Read(p []byte) (int, error) {
@@ -90,16 +88,10 @@ func (rr *redactReader) Read(p []byte) (int, error) {
 			}
 			return 0, rr.err
 		}
-		chunk := make([]byte, 32<<10)
-		n, err := rr.r.Read(chunk)
-		rr.buf = redactAll(append(rr.buf, chunk[:n]...), rr.values)
+		n, err := rr.r.Read(rr.chunk)
+		rr.buf = redactAll(append(rr.buf, rr.chunk[:n]...), rr.values)
 		if err != nil {
-			rr.eof = true
-			if err != io.EOF {
-				rr.err = err
-			} else {
-				rr.err = io.EOF
-			}
+			rr.eof, rr.err = true, err // io.EOF included: returned once everything is
 			continue
 		}
 		if cut := len(rr.buf) - rr.keep; cut > 0 {
