@@ -31,30 +31,53 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/store/backend"
 )
 
-// tokenEndpoint is a real OAuth 2.0 token endpoint (client_credentials, client_secret_basic)
-// issuing short-lived access tokens, each one new.
+// tokenEndpoint is a real OAuth 2.0 token endpoint (client_secret_basic) issuing
+// short-lived access tokens, each one new: for the client_credentials grant, and for the
+// refresh_token grant with the current refresh token, which it rotates at every use.
 type tokenEndpoint struct {
 	clientID, clientSecret string
 	lifetime               int // expires_in, seconds
 
-	mu     sync.Mutex
-	issued []string
+	mu      sync.Mutex
+	issued  []string
+	refresh []string // every refresh token, the last the only valid one
 }
 
 func (te *tokenEndpoint) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
 	id, secret, ok := r.BasicAuth()
-	if !ok || id != te.clientID || secret != te.clientSecret || r.PostFormValue("grant_type") != "client_credentials" {
-		w.Header().Set("Content-Type", "application/json")
+	if !ok || id != te.clientID || secret != te.clientSecret {
 		w.WriteHeader(http.StatusUnauthorized)
 		io.WriteString(w, `{"error":"invalid_client"}`)
 		return
 	}
 	tok := "at-" + randomText(24)
 	te.mu.Lock()
-	te.issued = append(te.issued, tok)
-	te.mu.Unlock()
-	w.Header().Set("Content-Type", "application/json")
-	fmt.Fprintf(w, `{"access_token":%q,"token_type":"Bearer","expires_in":%d}`, tok, te.lifetime)
+	defer te.mu.Unlock()
+	switch r.PostFormValue("grant_type") {
+	case "client_credentials":
+		te.issued = append(te.issued, tok)
+		fmt.Fprintf(w, `{"access_token":%q,"token_type":"Bearer","expires_in":%d}`, tok, te.lifetime)
+	case "refresh_token":
+		if len(te.refresh) == 0 || r.PostFormValue("refresh_token") != te.refresh[len(te.refresh)-1] {
+			w.WriteHeader(http.StatusBadRequest)
+			io.WriteString(w, `{"error":"invalid_grant"}`)
+			return
+		}
+		next := "rt-" + randomText(24)
+		te.issued, te.refresh = append(te.issued, tok), append(te.refresh, next)
+		fmt.Fprintf(w, `{"access_token":%q,"token_type":"Bearer","expires_in":%d,"refresh_token":%q}`, tok, te.lifetime, next)
+	default:
+		w.WriteHeader(http.StatusBadRequest)
+		io.WriteString(w, `{"error":"unsupported_grant_type"}`)
+	}
+}
+
+// refreshTokens returns every refresh token, the first given by the operator.
+func (te *tokenEndpoint) refreshTokens() []string {
+	te.mu.Lock()
+	defer te.mu.Unlock()
+	return append([]string(nil), te.refresh...)
 }
 
 func (te *tokenEndpoint) tokens() []string {
@@ -140,6 +163,32 @@ func seedSecrets(t *testing.T, cfg *config.Config, values map[string]string) {
 	}
 }
 
+// revealStored reads a secret from the store of cfg's gateway with its key file, as a
+// restarted gateway would.
+func revealStored(t *testing.T, cfg *config.Config, name string) string {
+	t.Helper()
+	ctx := context.Background()
+	st, err := backend.Open(ctx, cfg.Store, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	kr, err := secrets.LoadKeyring(cfg.Secrets.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := secrets.NewVault(secrets.VaultOptions{Store: st, Keyring: func() *secrets.Keyring { return kr },
+		Audit: func(context.Context, *audit.Event) error { return nil }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	val, err := v.Reveal(ctx, name)
+	if err != nil {
+		t.Fatalf("reveal %s: %v", name, err)
+	}
+	return string(val.Bytes())
+}
+
 func writeKeys(t *testing.T, path string, ids ...string) []string {
 	t.Helper()
 	var lines []string
@@ -167,6 +216,7 @@ func TestCredentialsNeverReachTheAgent(t *testing.T) {
 	k1 := writeKeys(t, keyFile, "k1")
 
 	te := &tokenEndpoint{clientID: "chaperone-gw", clientSecret: "cs-" + randomText(24), lifetime: 2}
+	te.refresh = []string{"rt-" + randomText(24)} // the one the operator stores
 	tokenSrv := httptest.NewServer(te)
 	t.Cleanup(tokenSrv.Close)
 	filesKey := "fk-" + randomText(24)
@@ -177,6 +227,10 @@ func TestCredentialsNeverReachTheAgent(t *testing.T) {
 	})
 	files, filesURL := newEchoUpstream(t, func(a string) bool { return a == "Bearer "+filesKey })
 	billing, billingURL := newEchoUpstream(t, func(a string) bool { return strings.HasPrefix(a, "Bearer ey") })
+	_, mailURL := newEchoUpstream(t, func(a string) bool {
+		tok, ok := strings.CutPrefix(a, "Bearer ")
+		return ok && slices.Contains(te.tokens(), tok)
+	})
 
 	logger, logs := logtest.New()
 	g := chaperonetest.Start(t, chaperonetest.Options{
@@ -185,18 +239,21 @@ func TestCredentialsNeverReachTheAgent(t *testing.T) {
 				ClientID: te.clientID, ClientSecret: "secret:crm-client"}},
 			{Name: "files", URL: filesURL, Credential: &config.Credential{Type: "bearer", Secret: "secret:files-key"}},
 			{Name: "billing", URL: billingURL, Credential: &config.Credential{Type: "receipt", Audience: "https://billing.example"}},
+			{Name: "mail", URL: mailURL, Credential: &config.Credential{Type: "oauth_refresh_token", TokenURL: tokenSrv.URL,
+				ClientID: te.clientID, ClientSecret: "secret:crm-client", RefreshToken: "secret:mail-refresh"}},
 		},
 		Tools: []config.Tool{
 			{Upstream: "crm", Name: "whoami", ExposeAs: "crm_whoami", Class: "read"},
 			{Upstream: "files", Name: "whoami", ExposeAs: "files_whoami", Class: "read"},
 			{Upstream: "billing", Name: "whoami", ExposeAs: "billing_whoami", Class: "read"},
+			{Upstream: "mail", Name: "whoami", ExposeAs: "mail_whoami", Class: "read"},
 		},
 		Policy: "rules:\n  - id: reads\n    match: {classes: [read]}\n    effect: allow\n",
 		Logger: logger,
 		Configure: func(c *config.Config) {
 			c.Secrets = config.Secrets{KeyFile: keyFile}
 			c.Audit.Capture = config.CaptureArgumentsAndResults
-			seedSecrets(t, c, map[string]string{"crm-client": te.clientSecret, "files-key": filesKey})
+			seedSecrets(t, c, map[string]string{"crm-client": te.clientSecret, "files-key": filesKey, "mail-refresh": te.refreshTokens()[0]})
 		},
 	})
 	agent := g.Agents["test-agent"]
@@ -228,7 +285,7 @@ func TestCredentialsNeverReachTheAgent(t *testing.T) {
 
 	// The upstreams saw the credentials (they would refuse otherwise); the agent sees a
 	// redaction where an upstream echoed one.
-	for _, tool := range []string{"crm_whoami", "files_whoami", "billing_whoami"} {
+	for _, tool := range []string{"crm_whoami", "files_whoami", "billing_whoami", "mail_whoami"} {
 		for _, got := range []string{call(tool), restCall(tool)} {
 			// The broker's own redaction, not only the secret sensor's (which may catch a
 			// "Bearer" header too): the broker knows the exact values.
@@ -258,6 +315,21 @@ func TestCredentialsNeverReachTheAgent(t *testing.T) {
 		t.Errorf("after the refresh the upstream saw %q, want the newest token", got)
 	}
 
+	// The token endpoint rotated the mail upstream's refresh token at each use; the gateway
+	// wrote the newest back to the secret store, where a restart will find it.
+	rts := te.refreshTokens()
+	if len(rts) < 2 {
+		t.Fatalf("the refresh token was used %d times, want at least once", len(rts)-1)
+	}
+	code, body := adminDo(t, g, http.MethodGet, "/v1/secrets/mail-refresh", nil)
+	var meta secrets.Meta
+	if err := json.Unmarshal(body, &meta); err != nil || code != http.StatusOK || meta.Version != int64(len(rts)) || meta.UpdatedBy != "credential-broker" {
+		t.Errorf("GET /v1/secrets/mail-refresh = %d %s, want version %d set by credential-broker", code, body, len(rts))
+	}
+	if got := revealStored(t, g.Config, "mail-refresh"); got != rts[len(rts)-1] {
+		t.Errorf("the stored refresh token is not the newest one the endpoint issued")
+	}
+
 	// Key rotation while calls run: a new primary key, every secret re-encrypted under it,
 	// no call failing; then the old key leaves the key file and everything still opens.
 	k2 := writeKeys(t, filepath.Join(dir, "k2.line"), "k2")
@@ -283,7 +355,7 @@ func TestCredentialsNeverReachTheAgent(t *testing.T) {
 			}
 		})
 	}
-	code, body := adminDo(t, g, http.MethodPost, "/v1/secret-keys/rotate", map[string]any{})
+	code, body = adminDo(t, g, http.MethodPost, "/v1/secret-keys/rotate", map[string]any{})
 	close(stop)
 	wg.Wait()
 	if code != http.StatusOK || failed.Load() != 0 {
@@ -294,7 +366,7 @@ func TestCredentialsNeverReachTheAgent(t *testing.T) {
 	var list struct {
 		Secrets []secrets.Meta `json:"secrets"`
 	}
-	if err := json.Unmarshal(body, &list); err != nil || code != http.StatusOK || len(list.Secrets) != 2 {
+	if err := json.Unmarshal(body, &list); err != nil || code != http.StatusOK || len(list.Secrets) != 3 {
 		t.Fatalf("GET /v1/secrets = %d %s", code, body)
 	}
 	for _, m := range list.Secrets {
@@ -311,6 +383,18 @@ func TestCredentialsNeverReachTheAgent(t *testing.T) {
 	call("files_whoami")
 	if files.last() != "Bearer "+filesKey {
 		t.Errorf("after dropping the old key the files upstream saw %q", files.last())
+	}
+	// A policy reload re-reads the key file: a new primary key seals the next secret set.
+	k3 := writeKeys(t, filepath.Join(dir, "k3.line"), "k3")
+	if err := os.WriteFile(keyFile, []byte(k3[0]+"\n"+k2[0]+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Daemon.ReloadPolicy(context.Background()); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	code, body = adminDo(t, g, http.MethodPut, "/v1/secrets/probe", map[string]any{"value": "probe-value-0123"})
+	if err := json.Unmarshal(body, &meta); err != nil || code != http.StatusOK || meta.KeyID != "k3" {
+		t.Errorf("PUT /v1/secrets/probe after the reload = %d %s, want it sealed with k3", code, body)
 	}
 
 	// The audit log names the credentials used, never their values.
@@ -335,6 +419,9 @@ func TestCredentialsNeverReachTheAgent(t *testing.T) {
 		values[fmt.Sprintf("access token %d", i)] = tok
 	}
 	values["receipt"] = strings.TrimPrefix(billing.last(), "Bearer ")
+	for i, rt := range te.refreshTokens() {
+		values[fmt.Sprintf("refresh token %d", i)] = rt
+	}
 	places := map[string]string{"agent": strings.Join(received, "\n"), "log": logs.String()}
 	var auditText strings.Builder
 	for _, e := range events {
