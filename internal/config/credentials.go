@@ -107,6 +107,9 @@ type EgressRule struct {
 	Credential *Credential `yaml:"credential"`
 }
 
+// EgressTool is the name policy rules give the egress proxy's requests.
+const EgressTool = "egress"
+
 var egressRuleName = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 
 func (e *EgressProxy) applyDefaults() {
@@ -162,6 +165,8 @@ func (e *EgressProxy) validate(checkCredential func(field string, c *Credential)
 		if len(e.Rules) == 0 {
 			bad("egress.rules", "the proxy is on but no rule allows anything: add rules or turn egress.listen off")
 		}
+	} else if len(e.Rules) > 0 || len(e.AllowPrivate) > 0 {
+		bad("egress.listen", "is not set, so the proxy is off and its rules and allow_private would do nothing: set it (e.g. 127.0.0.1:8082) or remove them")
 	}
 	for i, s := range e.AllowPrivate {
 		if _, err := parsePrefix(s); err != nil {
@@ -242,6 +247,12 @@ func (c *Config) validateCredentials() []error {
 		}
 	}
 	errs = append(errs, c.Egress.validate(c.checkCredential)...)
+	if c.Egress.Listen != "" {
+		// The proxy's requests are calls of the tool "egress", which policy rules name.
+		if names, err := ExposedNames(c.Tools); err == nil && slices.Contains(names, EgressTool) {
+			bad("tools", "%q is the egress proxy's tool while egress.listen is set; expose the declared tool under another name (expose_as)", EgressTool)
+		}
+	}
 	return errs
 }
 

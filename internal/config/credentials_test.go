@@ -94,6 +94,12 @@ func TestCredentialsDefaultsAndValidation(t *testing.T) {
 			"egress.allow_private[1]: must be an IP address or CIDR"},
 		"egress bad listen": {func(s string) string { return strings.Replace(s, `"127.0.0.1:8081"`, `"8081"`, 1) },
 			"egress.listen: must be host:port"},
+		"egress rules without listen": {func(s string) string { return strings.Replace(s, `listen: "127.0.0.1:8081"`, "", 1) },
+			"egress.listen: is not set, so the proxy is off"},
+		"tool named egress": {func(s string) string {
+			return strings.Replace(s, "name: lookup, class: read}", "name: lookup, expose_as: egress, class: read}", 1)
+		},
+			`tools: "egress" is the egress proxy's tool`},
 		"egress rule credential": {func(s string) string { return strings.Replace(s, `"secret:github-token"`, `"github-token"`, 1) },
 			"egress.rules[0].credential: secret"},
 	} {

@@ -656,9 +656,7 @@ func declare(cfg *config.Config) (*declared, error) {
 	}
 	if cfg.Egress.Listen != "" {
 		// The egress proxy's requests are calls of the egress tool: policy rules name it.
-		if _, taken := d.tools[egressTool]; taken {
-			return nil, fmt.Errorf("tools: %q is the egress proxy's tool while egress.listen is set; expose the declared tool under another name", egressTool)
-		}
+		// (Validation refused a declared tool of that name.)
 		d.tools[egressTool] = policy.ToolInfo{Class: policy.ClassExternal}
 	}
 	return d, nil

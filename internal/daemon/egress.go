@@ -24,7 +24,7 @@ import (
 // The egress proxy's requests are calls of a tool the gateway provides: policy rules name
 // it, and its arguments describe the request.
 const (
-	egressTool     = "egress"
+	egressTool     = config.EgressTool
 	egressUpstream = "egress"
 )
 
