@@ -86,6 +86,7 @@ type session struct {
 	ss      *mcp.ServerSession // in-process only
 	cmd     *exec.Cmd          // stdio only
 	stderr  *lineLogger        // stdio only
+	http    *httpSession       // streamable HTTP only: where calls go directly
 }
 
 // release forgets the raw-capture registrations of a finished request.
@@ -362,7 +363,7 @@ func (c *Client) connect(ctx context.Context) (*session, error) {
 		if err != nil {
 			return nil, fmt.Errorf("connect %s: %w", safeURL(c.cfg.URL), err)
 		}
-		return &session{cs: cs}, nil
+		return &session{cs: cs, http: &httpSession{id: cs.ID(), proto: cs.InitializeResult().ProtocolVersion}}, nil
 	}
 }
 
@@ -515,10 +516,17 @@ func toolsFromPage(raw json.RawMessage, res *mcp.ListToolsResult) ([]Tool, error
 // Errors wrap [ErrUnavailable] when the upstream is not connected or the transport failed,
 // ctx's error when the deadline passed or ctx was cancelled, and otherwise the upstream's
 // JSON-RPC error (a *jsonrpc.Error, e.g. for an unknown tool).
+//
+// On streamable HTTP the call is one POST on the SDK's session, read directly (see
+// httpcall.go); results larger than 16 MiB are refused. Stdio and in-process upstreams go
+// through the SDK.
 func (c *Client) Call(ctx context.Context, tool string, args json.RawMessage) (json.RawMessage, error) {
 	s := c.sess.Load()
 	if s == nil {
 		return nil, fmt.Errorf("upstream %q: call tool %q: %w", c.cfg.Name, tool, ErrUnavailable)
+	}
+	if s.http != nil {
+		return c.callHTTP(ctx, s, tool, args)
 	}
 	params := &mcp.CallToolParams{Name: tool}
 	if tc := telemetry.ToMeta(ctx); tc != nil {

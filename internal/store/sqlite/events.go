@@ -54,6 +54,9 @@ func (db *DB) appendEvents(ctx context.Context, events []audit.Event, chain func
 		}
 	}
 
+	if err := db.prepareAppend(ctx, w); err != nil {
+		return err
+	}
 	tx, err := w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -63,12 +66,9 @@ func (db *DB) appendEvents(ctx context.Context, events []audit.Event, chain func
 			tx.Rollback()
 		}
 	}()
-	var headSeq int64
-	var headHash string
-	err = tx.QueryRowContext(ctx,
-		`SELECT seq, coalesce(event ->> '$.hash', '') FROM audit_events ORDER BY seq DESC LIMIT 1`).Scan(&headSeq, &headHash)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("read chain head: %w", err)
+	headSeq, headHash, err := db.chainHead(ctx, tx)
+	if err != nil {
+		return err
 	}
 	if chain != nil {
 		if err := chain(headSeq, headHash); err != nil {
@@ -81,17 +81,73 @@ func (db *DB) appendEvents(ctx context.Context, events []audit.Event, chain func
 	if first := events[0]; first.Seq != headSeq+1 || first.PrevHash != headHash {
 		return fmt.Errorf("event %d does not continue the stored chain, which ends at event %d", first.Seq, headSeq)
 	}
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO audit_events (seq, event) VALUES (?, ?)`)
-	if err != nil {
-		return err
-	}
+	stmt := tx.StmtContext(ctx, db.insStmt)
 	defer stmt.Close()
 	for i := range events {
 		if _, err := stmt.ExecContext(ctx, events[i].Seq, records[i]); err != nil {
 			return fmt.Errorf("insert event %d: %w", events[i].Seq, err)
 		}
 	}
-	return tx.Commit()
+	db.setHead(chainHead{}) // unknown until the commit's outcome is
+	if err := tx.Commit(); err != nil {
+		return err
+	}
+	last := &events[len(events)-1]
+	db.setHead(chainHead{seq: last.Seq, hash: last.Hash, known: true})
+	return nil
+}
+
+// chainHead reads the stored chain's head inside tx, which holds the write lock. Decoding
+// the newest event for its hash costs more than the rest of a small append, so the head
+// this process's last append left is reused when the table still ends there (another
+// process sharing the file may have appended since: then it is read in full).
+func (db *DB) chainHead(ctx context.Context, tx *sql.Tx) (int64, string, error) {
+	db.headMu.Lock()
+	h := db.head
+	db.headMu.Unlock()
+	if h.known {
+		var maxSeq int64
+		if err := tx.StmtContext(ctx, db.maxSeqStmt).QueryRowContext(ctx).Scan(&maxSeq); err != nil {
+			return 0, "", fmt.Errorf("read chain head: %w", err)
+		}
+		if maxSeq == h.seq {
+			return h.seq, h.hash, nil
+		}
+	}
+	var seq int64
+	var hash string
+	err := tx.QueryRowContext(ctx,
+		`SELECT seq, coalesce(event ->> '$.hash', '') FROM audit_events ORDER BY seq DESC LIMIT 1`).Scan(&seq, &hash)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
+		return 0, "", fmt.Errorf("read chain head: %w", err)
+	}
+	return seq, hash, nil
+}
+
+// prepareAppend prepares the append's statements on w, unless an earlier append did.
+func (db *DB) prepareAppend(ctx context.Context, w *sql.DB) error {
+	db.stmtMu.Lock()
+	defer db.stmtMu.Unlock()
+	if db.insStmt != nil {
+		return nil
+	}
+	maxSeq, err := w.PrepareContext(ctx, `SELECT coalesce(max(seq), 0) FROM audit_events`)
+	if err != nil {
+		return fmt.Errorf("prepare: %w", err)
+	}
+	ins, err := w.PrepareContext(ctx, `INSERT INTO audit_events (seq, event) VALUES (?, ?)`)
+	if err != nil {
+		maxSeq.Close()
+		return fmt.Errorf("prepare: %w", err)
+	}
+	db.maxSeqStmt, db.insStmt = maxSeq, ins
+	return nil
+}
+
+func (db *DB) setHead(h chainHead) {
+	db.headMu.Lock()
+	db.head = h
+	db.headMu.Unlock()
 }
 
 // eventRecords checks that events follow one another and encodes their records.

@@ -41,6 +41,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/chaperone-dev/chaperone/internal/store"
@@ -66,6 +67,24 @@ type DB struct {
 	path string
 	w    *sql.DB // the one write connection; nil when read-only
 	r    *sql.DB // read-only connections
+
+	// head caches the audit chain's head as the last append in this process left it,
+	// so that an append need not decode the newest stored event (see appendEvents).
+	headMu sync.Mutex
+	head   chainHead // guarded by headMu
+
+	// The audit append's statements, prepared on the write connection at the first
+	// append that succeeds in preparing them: parsing them costs more than running them.
+	stmtMu              sync.Mutex
+	maxSeqStmt, insStmt *sql.Stmt // guarded by stmtMu until set, then read-only
+}
+
+// chainHead is the newest audit event's position and hash; known is false when it must
+// be read from the table.
+type chainHead struct {
+	seq   int64
+	hash  string
+	known bool
 }
 
 // Open opens the database at path, creating the file (mode 0600) and its
@@ -164,6 +183,11 @@ func openReader(ctx context.Context, abs string, extra url.Values) (*sql.DB, err
 // Close closes the database. Pending statements fail.
 func (db *DB) Close() error {
 	var errs []error
+	for _, st := range []*sql.Stmt{db.maxSeqStmt, db.insStmt} {
+		if st != nil {
+			errs = append(errs, st.Close())
+		}
+	}
 	if db.w != nil {
 		errs = append(errs, db.w.Close())
 	}

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -440,5 +441,48 @@ func TestPins(t *testing.T) {
 	}
 	if err := db.SetPin(ctx, sqlite.Pin{Tool: "x"}); err == nil {
 		t.Errorf("SetPin without hash succeeded")
+	}
+}
+
+// TestAppendChainedTwoHandles interleaves appends from two handles on one file, as two
+// processes sharing it would: each append must see the other's events as the head, even
+// though a handle remembers the head its own last append left.
+func TestAppendChainedTwoHandles(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	a, path := openTemp(t)
+	b, err := sqlite.Open(ctx, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+
+	var heads []int64
+	appendOne := func(db *sqlite.DB) {
+		t.Helper()
+		events := []audit.Event{{Time: t0, Kind: audit.KindCallIntent, Agent: "a", Tool: "t"}}
+		err := db.AppendChained(ctx, events, func(seq int64, hash string) error {
+			heads = append(heads, seq)
+			events[0].Seq, events[0].PrevHash = seq+1, hash
+			events[0].Hash = events[0].ComputeHash()
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("AppendChained: %v", err)
+		}
+	}
+	for _, db := range []*sqlite.DB{a, a, b, a, b, b, a} {
+		appendOne(db)
+	}
+	if want := []int64{0, 1, 2, 3, 4, 5, 6}; !slices.Equal(heads, want) {
+		t.Errorf("heads seen = %v, want %v", heads, want)
+	}
+	// The stored events make one chain.
+	last, ok, err := a.LastEvent(ctx)
+	if err != nil || !ok || last.Seq != 7 {
+		t.Fatalf("LastEvent = %d, %v, %v", last.Seq, ok, err)
+	}
+	if r, err := audit.Verify(ctx, a); err != nil || r.Events != 7 || r.Broken != nil {
+		t.Errorf("Verify = %+v, %v", r, err)
 	}
 }
