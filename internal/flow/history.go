@@ -18,7 +18,8 @@ type history struct {
 	counts map[string]int64
 	all    int64
 	sums   map[sumKey]float64
-	ring   []entry
+	ring   []entry // grows as calls come, up to limit entries
+	limit  int
 	next   int
 	// dropped says the ring has wrapped: older calls are no longer kept.
 	dropped bool
@@ -37,8 +38,10 @@ type numArg struct {
 	v   float64
 }
 
+// newHistory keeps the last n calls. The ring grows with the session rather than being
+// allocated whole: most sessions make a few calls, and a gateway holds thousands of them.
 func newHistory(n int) history {
-	return history{counts: map[string]int64{}, sums: map[sumKey]float64{}, ring: make([]entry, 0, n)}
+	return history{counts: map[string]int64{}, sums: map[sumKey]float64{}, limit: max(n, 1)}
 }
 
 // add records a call of tool with args at t. Only top-level numeric arguments are totalled.
@@ -53,9 +56,9 @@ func (h *history) add(tool string, args map[string]any, t time.Time) {
 		}
 	}
 	e := entry{tool: tool, at: t.UnixNano(), nums: nums}
-	if len(h.ring) < cap(h.ring) {
+	if len(h.ring) < h.limit {
 		h.ring = append(h.ring, e)
-		h.next = len(h.ring) % cap(h.ring)
+		h.next = len(h.ring) % h.limit
 		return
 	}
 	h.ring[h.next] = e
