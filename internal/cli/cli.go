@@ -96,6 +96,12 @@ Usage:
   chaperone sensors scan [--file F] [--json]  run every content sensor on a text and show what they find
   chaperone migrate [--config F | --db FILE|URL] [--status]
                                               apply the store's schema migrations (--status: show them)
+  chaperone bench [--sessions 8,32] [--rate 500] [--duration 5s] [--rounds 3] [--target URL --token-file F]
+                                              load through Chaperone (and --target) and straight to the same
+                                              upstream, in one run: throughput, p50..p99.9, CPU per call
+  chaperone bench memory [--sessions 10000] [--soak 1m]
+                                              heap per idle and active session, RSS, memory over a soak
+  chaperone bench upstream [--listen ADDR]    the harness's upstream alone, for another gateway to front
   chaperone version
 
 Run 'chaperone COMMAND -h' for a command's flags.
@@ -200,6 +206,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		})
 	case "migrate":
 		err = migrate(ctx, rest, stdout, stderr)
+	case "bench":
+		err = benchCmd(ctx, rest, stdout, stderr)
 	case "version":
 		fmt.Fprintf(stdout, "chaperone %s\n", daemon.Version)
 	case "help", "-h", "--help":

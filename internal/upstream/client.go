@@ -41,6 +41,9 @@ const (
 	protocolVersion = "2025-11-25"
 	// stableAfter is how long a connection must stay up for the backoff to reset.
 	stableAfter = 30 * time.Second
+	// maxIdleConns is how many keep-alive connections to a streamable-HTTP upstream stay
+	// open between calls.
+	maxIdleConns = 256
 	// maxToolPages bounds the pages Tools follows, against an upstream that never stops
 	// handing out cursors.
 	maxToolPages = 100
@@ -122,7 +125,12 @@ func New(cfg Config) (*Client, error) {
 		c.env = childEnv(cfg.Env)
 	case cfg.URL != "":
 		u, _ := url.Parse(cfg.URL) // validated
-		var base http.RoundTripper = http.DefaultTransport.(*http.Transport).Clone()
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		// Every concurrent call holds a connection: keep as many idle as calls are likely
+		// to run at once, or each burst closes and re-dials (the default keeps two).
+		tr.MaxIdleConnsPerHost = maxIdleConns
+		tr.MaxIdleConns = maxIdleConns
+		var base http.RoundTripper = tr
 		if cfg.Credentials != nil {
 			base = cfg.Credentials(base)
 		}
