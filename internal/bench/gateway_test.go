@@ -106,7 +106,7 @@ func BenchmarkGateway(b *testing.B) {
 			b.Cleanup(func() { g.Close() })
 			t.URL, t.Token = g.URL, g.Token
 		}
-		for _, sessions := range []int{2, 16} {
+		for _, sessions := range []int{2, 8, 32} {
 			b.Run(fmt.Sprintf("%s/sessions=%d", tc.name, sessions), func(b *testing.B) {
 				benchmarkCalls(b, t, sessions)
 			})

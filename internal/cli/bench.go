@@ -36,6 +36,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	rounds := fs.Int("rounds", 3, "rounds: each target runs once per round, in turn; medians are reported")
 	resultBytes := fs.Int("result-bytes", 256, "size of the text of each result of the built-in upstream")
 	delay := fs.Duration("upstream-delay", 0, "time the built-in upstream takes per call (a tool's own latency)")
+	kind := fs.String("upstream-kind", "lean", "the built-in upstream: lean (a few µs per call) or sdk (built on the official MCP Go SDK)")
 	deny := fs.Float64("deny", 0, "fraction of calls to the tool the policy denies (0 to 1)")
 	rules := fs.Int("rules", 10, fmt.Sprintf("policy rules of the in-process gateway (%d to %d)", bench.MinRules, bench.MaxRules))
 	noFlow := fs.Bool("no-flow", false, "label the echo tool trusted and public (no untrusted values tracked)")
@@ -75,9 +76,9 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 
 	baselineURL := *upstreamURL
 	if baselineURL == "" {
-		up, err := bench.NewUpstream(bench.UpstreamOptions{ResultBytes: *resultBytes, Delay: *delay})
+		up, err := newBenchUpstream(*kind, bench.UpstreamOptions{ResultBytes: *resultBytes, Delay: *delay})
 		if err != nil {
-			return usageError{err.Error()}
+			return err
 		}
 		url, stop, err := serveLoopback(*upstreamListen, up)
 		if err != nil {
@@ -219,12 +220,13 @@ func benchUpstream(ctx context.Context, args []string, stdout, stderr io.Writer)
 	listen := fs.String("listen", "127.0.0.1:9100", "address to listen on (loopback)")
 	resultBytes := fs.Int("result-bytes", 256, "size of the text of each result")
 	delay := fs.Duration("delay", 0, "time each call takes")
+	kind := fs.String("kind", "lean", "lean (a few µs per call) or sdk (built on the official MCP Go SDK)")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
-	up, err := bench.NewUpstream(bench.UpstreamOptions{ResultBytes: *resultBytes, Delay: *delay})
+	up, err := newBenchUpstream(*kind, bench.UpstreamOptions{ResultBytes: *resultBytes, Delay: *delay})
 	if err != nil {
-		return usageError{err.Error()}
+		return err
 	}
 	url, stop, err := serveLoopback(*listen, up)
 	if err != nil {
@@ -233,8 +235,25 @@ func benchUpstream(ctx context.Context, args []string, stdout, stderr io.Writer)
 	defer stop()
 	fmt.Fprintf(stdout, "upstream listening on %s (tools: %s, %s); stop with Ctrl-C\n", url, bench.ToolEcho, bench.ToolBlocked)
 	<-ctx.Done()
-	fmt.Fprintf(stdout, "%d calls answered\n", up.Calls())
 	return nil
+}
+
+// newBenchUpstream makes the harness's upstream of a kind.
+func newBenchUpstream(kind string, o bench.UpstreamOptions) (http.Handler, error) {
+	var h http.Handler
+	var err error
+	switch kind {
+	case "lean":
+		h, err = bench.NewUpstream(o)
+	case "sdk":
+		h, err = bench.NewSDKUpstream(o)
+	default:
+		return nil, usageError{fmt.Sprintf("upstream kind must be lean or sdk, got %q", kind)}
+	}
+	if err != nil {
+		return nil, usageError{err.Error()}
+	}
+	return h, nil
 }
 
 // benchMemory is `chaperone bench memory`: what sessions cost the gateway, and a soak.

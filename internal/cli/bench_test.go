@@ -151,6 +151,8 @@ func TestBenchUsageErrors(t *testing.T) {
 		{[]string{"--rounds", "0", "--duration", "1ms"}, "rounds must be between 1 and 100, got 0"},
 		{[]string{"memory", "--sessions", "0"}, "--sessions must be between 1 and 100000, got 0"},
 		{[]string{"upstream", "--listen", "192.0.2.1:1"}, "listens on loopback only"},
+		{[]string{"--upstream-kind", "fast"}, `upstream kind must be lean or sdk, got "fast"`},
+		{[]string{"upstream", "--kind", "sdk", "--result-bytes", "-2"}, "result bytes -2 is negative"},
 	} {
 		code, out, errOut := runCLI(t, "", append([]string{"bench"}, tc.args...)...)
 		if code == 0 || !strings.Contains(errOut, tc.want) {
@@ -196,5 +198,15 @@ func TestBenchUpstreamServesUntilStopped(t *testing.T) {
 	cancel()
 	if code := <-done; code != 0 {
 		t.Errorf("bench upstream = %d: %s", code, errOut.String())
+	}
+}
+
+// TestBenchSDKUpstream runs the comparison with the upstream built on the official SDK,
+// which answers with event streams.
+func TestBenchSDKUpstream(t *testing.T) {
+	r := runBench(t, "--upstream-kind", "sdk", "--sessions", "2", "--rate", "0", "--duration", "300ms", "--rounds", "1")
+	c := r.Comparisons[0]
+	if c.Baseline.OK == 0 || c.Baseline.OK != c.Baseline.Calls || len(c.Targets) != 1 || c.Targets[0].OK == 0 || c.Targets[0].RPCErrors != 0 {
+		t.Errorf("comparison %+v", c)
 	}
 }

@@ -1046,12 +1046,136 @@ func ruleList(rules []string) string {
 	return s
 }
 
+// isToolError reports whether the result object says "isError": true, as an MCP client
+// reads it: the member named exactly isError (the last one, if repeated) at the top
+// level. It scans the top level without decoding the values, which costs a fraction of
+// decoding a large result; a key with an escape sequence, or anything that does not scan
+// as an object, is decided by encoding/json instead.
 func isToolError(res json.RawMessage) bool {
-	var r struct {
-		IsError bool `json:"isError"`
+	v, ok := topLevelMember(res, "isError")
+	if !ok {
+		var m map[string]json.RawMessage
+		if json.Unmarshal(res, &m) != nil {
+			return false
+		}
+		v = bytes.TrimSpace(m["isError"])
 	}
-	_ = json.Unmarshal(res, &r)
-	return r.IsError
+	return string(v) == "true"
+}
+
+// topLevelMember returns the raw value of the last member named key of the JSON object
+// in b (nil if there is none), and false if b could not be scanned simply: it is not an
+// object, is malformed, or has a key with an escape sequence.
+func topLevelMember(b []byte, key string) ([]byte, bool) {
+	i := skipSpace(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return nil, false
+	}
+	i = skipSpace(b, i+1)
+	if i < len(b) && b[i] == '}' {
+		return nil, skipSpace(b, i+1) == len(b)
+	}
+	var found []byte
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return nil, false
+		}
+		end := skipString(b, i)
+		if end < 0 {
+			return nil, false
+		}
+		name := b[i+1 : end-1]
+		if bytes.IndexByte(name, '\\') >= 0 {
+			return nil, false
+		}
+		i = skipSpace(b, end)
+		if i >= len(b) || b[i] != ':' {
+			return nil, false
+		}
+		i = skipSpace(b, i+1)
+		vend := skipValue(b, i)
+		if vend < 0 {
+			return nil, false
+		}
+		if string(name) == key {
+			found = b[i:vend]
+		}
+		i = skipSpace(b, vend)
+		if i >= len(b) {
+			return nil, false
+		}
+		switch b[i] {
+		case ',':
+			i = skipSpace(b, i+1)
+		case '}':
+			return found, skipSpace(b, i+1) == len(b)
+		default:
+			return nil, false
+		}
+	}
+}
+
+func skipSpace(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+// skipString returns the index after the string starting at b[i] (a quote), -1 if it
+// does not end.
+func skipString(b []byte, i int) int {
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return j + 1
+		}
+	}
+	return -1
+}
+
+// skipValue returns the index after the value starting at b[i], -1 if it is malformed
+// in a way the scan notices (unbalanced brackets, an unterminated string, nothing).
+// Literals and numbers are not checked: a malformed one only makes isToolError compare
+// it with "true".
+func skipValue(b []byte, i int) int {
+	if i >= len(b) {
+		return -1
+	}
+	switch b[i] {
+	case '"':
+		return skipString(b, i)
+	case '{', '[':
+		depth := 0
+		for j := i; j < len(b); j++ {
+			switch b[j] {
+			case '"':
+				end := skipString(b, j)
+				if end < 0 {
+					return -1
+				}
+				j = end - 1
+			case '{', '[':
+				depth++
+			case '}', ']':
+				depth--
+				if depth == 0 {
+					return j + 1
+				}
+			}
+		}
+		return -1
+	}
+	j := i
+	for j < len(b) && b[j] != ',' && b[j] != '}' && b[j] != ']' && b[j] != ' ' && b[j] != '\t' && b[j] != '\n' && b[j] != '\r' {
+		j++
+	}
+	if j == i {
+		return -1
+	}
+	return j
 }
 
 func truncate(s string, n int) string {
