@@ -119,6 +119,7 @@ func BenchmarkEvaluate(b *testing.B) {
 		src  []byte
 	}{
 		{"rules=10", benchSmallPolicy},
+		{"rules=100", benchPolicy(100)},
 		{"rules=1000", benchPolicy(1000)},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
