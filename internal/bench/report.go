@@ -140,13 +140,11 @@ func medianDuration(ds []time.Duration) time.Duration {
 	if len(ds) == 0 {
 		return 0
 	}
-	s := append([]time.Duration(nil), ds...)
-	for i := 1; i < len(s); i++ { // insertion sort: a handful of rounds
-		for j := i; j > 0 && s[j] < s[j-1]; j-- {
-			s[j], s[j-1] = s[j-1], s[j]
-		}
+	v := make([]int64, len(ds))
+	for i, d := range ds {
+		v[i] = int64(d)
 	}
-	return s[len(s)/2]
+	return time.Duration(median(v, midInt))
 }
 
 func describeLoad(l Load) string {

@@ -80,31 +80,8 @@ func Median(results []Result) Result {
 	case 1:
 		return results[0]
 	}
-	ints := func(f func(Result) int64) int64 {
-		v := make([]int64, len(results))
-		for i, r := range results {
-			v[i] = f(r)
-		}
-		slices.Sort(v)
-		m := len(v) / 2
-		if len(v)%2 == 1 {
-			return v[m]
-		}
-		a, b := v[m-1], v[m]
-		return a/2 + b/2 + (a%2+b%2)/2
-	}
-	floats := func(f func(Result) float64) float64 {
-		v := make([]float64, len(results))
-		for i, r := range results {
-			v[i] = f(r)
-		}
-		slices.Sort(v)
-		m := len(v) / 2
-		if len(v)%2 == 1 {
-			return v[m]
-		}
-		return v[m-1]/2 + v[m]/2
-	}
+	ints := func(f func(Result) int64) int64 { return median(field(results, f), midInt) }
+	floats := func(f func(Result) float64) float64 { return median(field(results, f), midFloat) }
 	durations := func(f func(Result) time.Duration) time.Duration {
 		return time.Duration(ints(func(r Result) int64 { return int64(f(r)) }))
 	}
@@ -143,3 +120,28 @@ func Median(results []Result) Result {
 	}
 	return out
 }
+
+// field returns f of each result.
+func field[T any](results []Result, f func(Result) T) []T {
+	v := make([]T, len(results))
+	for i, r := range results {
+		v[i] = f(r)
+	}
+	return v
+}
+
+// median returns the median of v, which it sorts; mid combines the two middle values of
+// an even count. v must not be empty.
+func median[T int64 | float64](v []T, mid func(a, b T) T) T {
+	slices.Sort(v)
+	m := len(v) / 2
+	if len(v)%2 == 1 {
+		return v[m]
+	}
+	return mid(v[m-1], v[m])
+}
+
+// midInt is the mean of a and b without overflow, rounded towards zero.
+func midInt(a, b int64) int64 { return a/2 + b/2 + (a%2+b%2)/2 }
+
+func midFloat(a, b float64) float64 { return a/2 + b/2 }
