@@ -49,7 +49,8 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	tokenFile := fs.String("token-file", "", "file holding the --target's bearer token")
 	targetPID := fs.Int("target-pid", 0, "process id serving --target, to report its CPU per call (Linux)")
 	noChaperone := fs.Bool("no-chaperone", false, "do not start Chaperone in this process (measure --target only)")
-	tool := fs.String("tool", bench.ToolEcho, "the tool every allowed call calls")
+	tool := fs.String("tool", bench.ToolEcho, "the tool every allowed call calls (another gateway may name it differently, e.g. with a prefix)")
+	deniedTool := fs.String("denied-tool", bench.ToolBlocked, "the tool the --deny share of calls calls")
 	jsonOut := fs.Bool("json", false, "print the results as JSON")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	if err := parse(fs, args, 0); err != nil {
@@ -69,7 +70,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if (*tokenFile != "" || *targetPID != 0) && *target == "" {
 		return usageError{"--token-file and --target-pid describe a --target, and none was given"}
 	}
-	mix := benchMix(*tool, *deny)
+	mix := benchMix(*tool, *deniedTool, *deny)
 	for i := range loads {
 		loads[i].Mix = mix
 	}
@@ -180,15 +181,15 @@ func benchLoads(sessions string, rate float64, rateSessions int, d time.Duration
 	return loads, nil
 }
 
-// benchMix calls tool, and the denied tool for a fraction deny of the calls, spread
+// benchMix calls tool, and denied for a fraction deny of the calls, spread
 // evenly (call i is denied when the running count of denials falls behind i×deny). Each
 // call's text differs: the gateway's loop breaker refuses the same call made over and
 // over, as an agent stuck in a loop makes it.
-func benchMix(tool string, deny float64) func(int64) (string, json.RawMessage) {
+func benchMix(tool, denied string, deny float64) func(int64) (string, json.RawMessage) {
 	return func(i int64) (string, json.RawMessage) {
 		args := json.RawMessage(fmt.Appendf(nil, `{"text":"hello %d"}`, i))
 		if deny > 0 && int64(float64(i+1)*deny) > int64(float64(i)*deny) {
-			return bench.ToolBlocked, args
+			return denied, args
 		}
 		return tool, args
 	}
