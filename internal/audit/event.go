@@ -196,6 +196,28 @@ func (e *Event) ComputeHash() string {
 	return hashPrefix + hex.EncodeToString(sum[:])
 }
 
+// Seal sets e.Hash to the hash of e's canonical form and returns e's record, the bytes
+// [Event.MarshalRecord] returns once Hash is set, encoding the event once where
+// ComputeHash followed by MarshalRecord encodes it twice: the record is the hashed form
+// with the hash written into its last member.
+func (e *Event) Seal() ([]byte, error) {
+	e.Hash = ""
+	b, err := e.MarshalRecord()
+	if err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(b)
+	e.Hash = hashPrefix + hex.EncodeToString(sum[:])
+	const emptyHash = `"hash":""}`
+	if !bytes.HasSuffix(b, []byte(emptyHash)) {
+		return e.MarshalRecord() // not the layout this relies on: encode again
+	}
+	rec := make([]byte, 0, len(b)+len(e.Hash))
+	rec = append(rec, b[:len(b)-2]...)
+	rec = append(rec, e.Hash...)
+	return append(rec, `"}`...), nil
+}
+
 // ParseRecord decodes a record written by [Event.MarshalRecord]. It accepts
 // only the canonical form: unknown or duplicated fields, other spellings of
 // keys, whitespace, trailing data, or a time not in UTC or finer than a

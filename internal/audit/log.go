@@ -40,6 +40,15 @@ type ChainStore interface {
 	AppendChained(ctx context.Context, events []Event, chain func(headSeq int64, headHash string) error) error
 }
 
+// A SealingStore is a [ChainStore] that takes the records the Log encodes while it chains
+// events (see [Event.Seal]) instead of encoding every event a second time.
+type SealingStore interface {
+	ChainStore
+	// AppendSealed is AppendChained with seal in place of chain: seal numbers and hashes
+	// the events in place to continue the head and returns their records, in order.
+	AppendSealed(ctx context.Context, events []Event, seal func(headSeq int64, headHash string) ([]string, error)) error
+}
+
 // LogOptions tunes a [Log]. The zero value is ready to use.
 type LogOptions struct {
 	// MaxBatch is the most events the writer commits in one store
@@ -290,7 +299,9 @@ func (w *writer) commit(ctx context.Context, batch []*pending) error {
 		w.events = append(w.events, p.event)
 	}
 	var err error
-	if cs, ok := w.store.(ChainStore); ok {
+	if ss, ok := w.store.(SealingStore); ok {
+		err = ss.AppendSealed(ctx, w.events, w.seal)
+	} else if cs, ok := w.store.(ChainStore); ok {
 		err = cs.AppendChained(ctx, w.events, w.chain)
 	} else if err = w.chain(w.seq, w.hash); err == nil {
 		err = w.store.AppendEvents(ctx, w.events)
@@ -328,6 +339,27 @@ func (w *writer) chain(seq int64, hash string) error {
 		prev = e.Hash
 	}
 	return nil
+}
+
+// seal is chain for a [SealingStore]: it also returns the events' records.
+func (w *writer) seal(seq int64, hash string) ([]string, error) {
+	if seq < w.seq {
+		return nil, fmt.Errorf("audit: store ends at event %d but event %d was committed", seq, w.seq)
+	}
+	records := make([]string, len(w.events))
+	prev := hash
+	for i := range w.events {
+		seq++
+		e := &w.events[i]
+		e.Seq, e.PrevHash = seq, prev
+		rec, err := e.Seal()
+		if err != nil {
+			return nil, fmt.Errorf("audit: encode event %d: %w", seq, err)
+		}
+		records[i] = string(rec)
+		prev = e.Hash
+	}
+	return records, nil
 }
 
 // reload sets the head from the store. A store whose head is behind an event

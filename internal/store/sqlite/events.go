@@ -10,8 +10,8 @@ import (
 )
 
 var (
-	_ audit.ChainStore = (*DB)(nil)
-	_ audit.Source     = (*DB)(nil)
+	_ audit.SealingStore = (*DB)(nil)
+	_ audit.Source       = (*DB)(nil)
 )
 
 // MaxPage is the most events ScanEvents and TailEvents return in one call.
@@ -30,10 +30,20 @@ func (db *DB) AppendEvents(ctx context.Context, events []audit.Event) error {
 // them: several Logs, in several processes sharing the file, then make one
 // chain.
 func (db *DB) AppendChained(ctx context.Context, events []audit.Event, chain func(headSeq int64, headHash string) error) error {
-	return db.appendEvents(ctx, events, chain)
+	return db.appendEvents(ctx, events, func(seq int64, hash string) ([]string, error) {
+		if err := chain(seq, hash); err != nil {
+			return nil, err
+		}
+		return eventRecords(events)
+	})
 }
 
-func (db *DB) appendEvents(ctx context.Context, events []audit.Event, chain func(int64, string) error) (err error) {
+// AppendSealed is AppendChained with the records seal returns (see audit.SealingStore).
+func (db *DB) AppendSealed(ctx context.Context, events []audit.Event, seal func(headSeq int64, headHash string) ([]string, error)) error {
+	return db.appendEvents(ctx, events, seal)
+}
+
+func (db *DB) appendEvents(ctx context.Context, events []audit.Event, seal func(int64, string) ([]string, error)) (err error) {
 	if len(events) == 0 {
 		return nil
 	}
@@ -48,7 +58,7 @@ func (db *DB) appendEvents(ctx context.Context, events []audit.Event, chain func
 	}
 	// Encode before taking the write lock, unless the lock holder numbers them.
 	var records []string
-	if chain == nil {
+	if seal == nil {
 		if records, err = eventRecords(events); err != nil {
 			return err
 		}
@@ -70,12 +80,12 @@ func (db *DB) appendEvents(ctx context.Context, events []audit.Event, chain func
 	if err != nil {
 		return err
 	}
-	if chain != nil {
-		if err := chain(headSeq, headHash); err != nil {
+	if seal != nil {
+		if records, err = seal(headSeq, headHash); err != nil {
 			return err
 		}
-		if records, err = eventRecords(events); err != nil {
-			return err
+		if len(records) != len(events) {
+			return fmt.Errorf("sealed %d records for %d events", len(records), len(events))
 		}
 	}
 	if first := events[0]; first.Seq != headSeq+1 || first.PrevHash != headHash {
