@@ -12,7 +12,7 @@ import (
 var (
 	_ store.Store           = (*DB)(nil)
 	_ audit.Store           = (*DB)(nil)
-	_ audit.ChainStore      = (*DB)(nil)
+	_ audit.SealingStore    = (*DB)(nil)
 	_ audit.Source          = (*DB)(nil)
 	_ audit.CheckpointStore = (*DB)(nil)
 	_ registry.PinStore     = (*DB)(nil)

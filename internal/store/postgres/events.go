@@ -53,7 +53,17 @@ func (db *DB) AppendEvents(ctx context.Context, events []audit.Event) error {
 // refuses it. If chain fails, nothing is written and its error is returned, wrapped.
 // chain is called once; a nil chain appends events as AppendEvents does.
 func (db *DB) AppendChained(ctx context.Context, events []audit.Event, chain func(headSeq int64, headHash string) error) error {
-	return db.pgAppend(ctx, events, chain)
+	return db.pgAppend(ctx, events, func(seq int64, hash string) ([]string, error) {
+		if err := chain(seq, hash); err != nil {
+			return nil, err
+		}
+		return pgRecords(events)
+	})
+}
+
+// AppendSealed is AppendChained with the records seal returns (see audit.SealingStore).
+func (db *DB) AppendSealed(ctx context.Context, events []audit.Event, seal func(headSeq int64, headHash string) ([]string, error)) error {
+	return db.pgAppend(ctx, events, seal)
 }
 
 // pgEventRows are the column values of a batch of events, one slice per column, for
@@ -66,25 +76,38 @@ type pgEventRows struct {
 	pruned     []bool
 }
 
-// pgEncodeEvents checks that events follow one another and encodes their rows.
-func pgEncodeEvents(events []audit.Event) (pgEventRows, error) {
+// pgRecords checks that events follow one another and encodes their records.
+func pgRecords(events []audit.Event) ([]string, error) {
+	records := make([]string, len(events))
+	for i := range events {
+		e := &events[i]
+		if i > 0 && (e.Seq != events[i-1].Seq+1 || e.PrevHash != events[i-1].Hash) {
+			return nil, fmt.Errorf("event %d does not follow event %d", e.Seq, events[i-1].Seq)
+		}
+		b, err := e.MarshalRecord()
+		if err != nil {
+			return nil, err
+		}
+		records[i] = string(b)
+	}
+	return records, nil
+}
+
+// pgEventRowsOf returns the rows of events whose records are records.
+func pgEventRowsOf(events []audit.Event, records []string) (pgEventRows, error) {
+	if len(records) != len(events) {
+		return pgEventRows{}, fmt.Errorf("%d records for %d events", len(records), len(events))
+	}
 	rows := pgEventRows{
 		seqs:       make([]int64, len(events)),
-		records:    make([]string, len(events)),
+		records:    records,
 		kinds:      make([]string, len(events)),
 		requestIDs: make([]string, len(events)),
 		pruned:     make([]bool, len(events)),
 	}
 	for i := range events {
 		e := &events[i]
-		if i > 0 && (e.Seq != events[i-1].Seq+1 || e.PrevHash != events[i-1].Hash) {
-			return pgEventRows{}, fmt.Errorf("event %d does not follow event %d", e.Seq, events[i-1].Seq)
-		}
-		b, err := e.MarshalRecord()
-		if err != nil {
-			return pgEventRows{}, err
-		}
-		rows.seqs[i], rows.records[i] = e.Seq, string(b)
+		rows.seqs[i] = e.Seq
 		rows.kinds[i], rows.requestIDs[i] = pgIndexText(e.Kind), pgIndexText(e.RequestID)
 		rows.pruned[i] = e.Pruned
 	}
@@ -98,7 +121,7 @@ func pgIndexText(s string) string {
 	return strings.ReplaceAll(strings.ToValidUTF8(s, "\uFFFD"), "\x00", "\uFFFD")
 }
 
-func (db *DB) pgAppend(ctx context.Context, events []audit.Event, chain func(int64, string) error) (err error) {
+func (db *DB) pgAppend(ctx context.Context, events []audit.Event, seal func(int64, string) ([]string, error)) (err error) {
 	if len(events) == 0 {
 		return nil
 	}
@@ -111,9 +134,9 @@ func (db *DB) pgAppend(ctx context.Context, events []audit.Event, chain func(int
 		return err
 	}
 	// Encode before taking the lock, unless the lock holder numbers them.
-	var rows pgEventRows
-	if chain == nil {
-		if rows, err = pgEncodeEvents(events); err != nil {
+	var records []string
+	if seal == nil {
+		if records, err = pgRecords(events); err != nil {
 			return err
 		}
 	}
@@ -151,16 +174,17 @@ func (db *DB) pgAppend(ctx context.Context, events []audit.Event, chain func(int
 			return fmt.Errorf("read chain head: %w", &audit.CorruptError{Seq: headSeq, Err: err})
 		}
 	}
-	if chain != nil {
-		if err := chain(headSeq, headHash); err != nil {
-			return err
-		}
-		if rows, err = pgEncodeEvents(events); err != nil {
+	if seal != nil {
+		if records, err = seal(headSeq, headHash); err != nil {
 			return err
 		}
 	}
 	if first := events[0]; first.Seq != headSeq+1 || first.PrevHash != headHash {
 		return fmt.Errorf("event %d does not continue the stored chain, which ends at event %d", first.Seq, headSeq)
+	}
+	rows, err := pgEventRowsOf(events, records)
+	if err != nil {
+		return err
 	}
 	err = tx.send(ctx, true, func(b *pgx.Batch) {
 		b.Queue(`INSERT INTO audit_events (seq, event, kind, request_id, pruned)
