@@ -28,16 +28,7 @@ func BenchmarkViewPolicyQuestions(b *testing.B) {
 		b.Run(fmt.Sprintf("values=%d", n), func(b *testing.B) {
 			s := sessionWith(n)
 			args := map[string]any{"recipient": "DE89 3704 0044 0532 0130 00", "amount": 98.7, "subject": "invoice 2026-03 for December"}
-			b.ReportAllocs()
-			for b.Loop() {
-				s.RLock()
-				v := NewView(s, args, payment, t0)
-				_ = v.Untrusted() && v.Private()
-				_ = v.SinksFromUntrusted()
-				_ = v.SinksFromTrusted()
-				_ = v.Calls("send_money")
-				s.RUnlock()
-			}
+			benchmarkPolicyQuestions(b, s, args)
 		})
 	}
 }
@@ -75,5 +66,20 @@ func BenchmarkStoreSession(b *testing.B) {
 			b.Fatal(err)
 		}
 		i++
+	}
+}
+
+// benchmarkPolicyQuestions asks s, for a payment with args, what a policy asks: taint,
+// where the sinks came from, and one history question.
+func benchmarkPolicyQuestions(b *testing.B, s *Session, args map[string]any) {
+	b.ReportAllocs()
+	for b.Loop() {
+		s.RLock()
+		v := NewView(s, args, payment, t0)
+		_ = v.Untrusted() && v.Private()
+		_ = v.SinksFromUntrusted()
+		_ = v.SinksFromTrusted()
+		_ = v.Calls("send_money")
+		s.RUnlock()
 	}
 }

@@ -83,14 +83,5 @@ func BenchmarkViewPolicyQuestions50Results(b *testing.B) {
 	}
 	b.Logf("session of %d results remembers %d values", results, s.Values())
 
-	b.ReportAllocs()
-	for b.Loop() {
-		s.RLock()
-		v := NewView(s, args, payment, t0)
-		_ = v.Untrusted() && v.Private()
-		_ = v.SinksFromUntrusted()
-		_ = v.SinksFromTrusted()
-		_ = v.Calls("send_money")
-		s.RUnlock()
-	}
+	benchmarkPolicyQuestions(b, s, args)
 }
