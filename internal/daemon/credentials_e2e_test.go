@@ -141,31 +141,33 @@ func seedSecrets(t *testing.T, cfg *config.Config, values map[string]string) {
 	t.Helper()
 	c := *cfg
 	c.ApplyDefaults()
-	ctx := context.Background()
-	st, err := backend.Open(ctx, c.Store, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	kr, err := secrets.LoadKeyring(c.Secrets.KeyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := secrets.NewVault(secrets.VaultOptions{Store: st, Keyring: func() *secrets.Keyring { return kr },
-		Audit: func(context.Context, *audit.Event) error { return nil }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, val := range values {
-		if _, err := v.Set(ctx, name, []byte(val), "", "test"); err != nil {
-			t.Fatal(err)
+	withVault(t, &c, func(ctx context.Context, v *secrets.Vault) {
+		for name, val := range values {
+			if _, err := v.Set(ctx, name, []byte(val), "", "test"); err != nil {
+				t.Fatal(err)
+			}
 		}
-	}
+	})
 }
 
 // revealStored reads a secret from the store of cfg's gateway with its key file, as a
 // restarted gateway would.
 func revealStored(t *testing.T, cfg *config.Config, name string) string {
+	t.Helper()
+	var out string
+	withVault(t, cfg, func(ctx context.Context, v *secrets.Vault) {
+		val, err := v.Reveal(ctx, name)
+		if err != nil {
+			t.Fatalf("reveal %s: %v", name, err)
+		}
+		out = string(val.Bytes())
+	})
+	return out
+}
+
+// withVault opens the store of cfg's gateway and a vault over it with its key file, and
+// calls f with them; the store is closed when f returns.
+func withVault(t *testing.T, cfg *config.Config, f func(context.Context, *secrets.Vault)) {
 	t.Helper()
 	ctx := context.Background()
 	st, err := backend.Open(ctx, cfg.Store, slog.New(slog.DiscardHandler))
@@ -182,11 +184,7 @@ func revealStored(t *testing.T, cfg *config.Config, name string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	val, err := v.Reveal(ctx, name)
-	if err != nil {
-		t.Fatalf("reveal %s: %v", name, err)
-	}
-	return string(val.Bytes())
+	f(ctx, v)
 }
 
 func writeKeys(t *testing.T, path string, ids ...string) []string {
