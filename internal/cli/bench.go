@@ -15,6 +15,7 @@ import (
 
 	"github.com/chaperone-dev/chaperone/internal/bench"
 	"github.com/chaperone-dev/chaperone/internal/boundedfile"
+	"github.com/chaperone-dev/chaperone/internal/config"
 )
 
 // benchCmd is `chaperone bench`: load through Chaperone (in this process) and any other
@@ -202,7 +203,7 @@ func serveLoopback(addr string, h http.Handler) (string, func(), error) {
 	if err != nil {
 		return "", nil, usageError{fmt.Sprintf("listen address %q: %v", addr, err)}
 	}
-	if ip := net.ParseIP(host); host != "localhost" && (ip == nil || !ip.IsLoopback()) {
+	if !config.IsLoopbackHost(host) {
 		return "", nil, usageError{fmt.Sprintf("listen address %q: the harness's upstream listens on loopback only", addr)}
 	}
 	ln, err := net.Listen("tcp", addr)
@@ -390,13 +391,13 @@ func bytesText(n int64) string {
 	return fmt.Sprintf("%d B", n)
 }
 
-// isTerminal reports whether w is a character device (a terminal), where progress is
-// shown; in pipes and files it is not.
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
+// isTerminal reports whether f (an io.Reader or io.Writer) is a character device (a
+// terminal), where prompts and progress are shown; in pipes and files it is not.
+func isTerminal(f any) bool {
+	file, ok := f.(*os.File)
 	if !ok {
 		return false
 	}
-	st, err := f.Stat()
+	st, err := file.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }

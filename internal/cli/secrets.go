@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"text/tabwriter"
 	"unicode/utf8"
@@ -79,11 +78,9 @@ func secretValue(ctx context.Context, name, file, env string, stdin io.Reader, s
 	case env != "":
 		ref = secrets.Ref{Kind: secrets.RefEnv, Target: env}
 	default:
-		if f, ok := stdin.(*os.File); ok {
-			if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-				fmt.Fprintf(stderr, "Type the value of secret %s, then press Ctrl-D on a line of its own.\n"+
-					"It shows as you type; to avoid that, pipe it in: chaperone secrets set %s < FILE\n", name, name)
-			}
+		if isTerminal(stdin) {
+			fmt.Fprintf(stderr, "Type the value of secret %s, then press Ctrl-D on a line of its own.\n"+
+				"It shows as you type; to avoid that, pipe it in: chaperone secrets set %s < FILE\n", name, name)
 		}
 		b, err := io.ReadAll(io.LimitReader(stdin, secrets.MaxValue+3)) // room for "\r\n"
 		if err != nil {

@@ -695,7 +695,7 @@ func checkWebhookURL(raw string) error {
 	case "https":
 		return nil
 	case "http":
-		if h := u.Hostname(); h == "localhost" || net.ParseIP(h) != nil && net.ParseIP(h).IsLoopback() {
+		if IsLoopbackHost(u.Hostname()) {
 			return nil
 		}
 		return fmt.Errorf("http is allowed only on a loopback address, got %q", u.Host)
@@ -706,7 +706,9 @@ func checkWebhookURL(raw string) error {
 // Environments are the environments agents and upstreams belong to.
 var Environments = []string{"dev", "test", "prod"}
 
-func isLoopback(host string) bool {
+// IsLoopbackHost reports whether host (a name or an IP address, no port) is localhost or a
+// loopback address.
+func IsLoopbackHost(host string) bool {
 	if host == "localhost" {
 		return true
 	}
@@ -917,7 +919,7 @@ func (c *Config) Validate() error {
 			bad(f+".issuer", "must be set and unique, got %q", p.Issuer)
 		}
 		issuers[p.Issuer] = true
-		if u, err := url.Parse(p.JWKSURL); err != nil || u.Host == "" || !(u.Scheme == "https" || u.Scheme == "http" && isLoopback(u.Hostname())) {
+		if u, err := url.Parse(p.JWKSURL); err != nil || u.Host == "" || !(u.Scheme == "https" || u.Scheme == "http" && IsLoopbackHost(u.Hostname())) {
 			bad(f+".jwks_url", "must be an https URL (http only on loopback), got %q", p.JWKSURL)
 		}
 		if p.Audience == "" {

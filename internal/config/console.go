@@ -110,7 +110,7 @@ func (c *Console) validate() []error {
 		switch {
 		case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") || u.User != nil || u.RawQuery != "" || u.Fragment != "" || (u.Path != "" && u.Path != "/"):
 			bad("console.public_url", "must be an origin like https://chaperone.example.com (no path, query or user), got %q", c.PublicURL)
-		case u.Scheme == "http" && !isLoopback(u.Hostname()):
+		case u.Scheme == "http" && !IsLoopbackHost(u.Hostname()):
 			bad("console.public_url", "must be https unless the host is loopback (the session cookie would cross the network in clear), got %q", c.PublicURL)
 		}
 	}
@@ -121,7 +121,7 @@ func (c *Console) validate() []error {
 		bad("console.idle_timeout", "must be between 1m and session_ttl (%s), got %s", c.SessionTTL.D(), t)
 	}
 	if o := c.OIDC; o != nil {
-		if u, err := url.Parse(o.Issuer); err != nil || u.Host == "" || !(u.Scheme == "https" || u.Scheme == "http" && isLoopback(u.Hostname())) {
+		if u, err := url.Parse(o.Issuer); err != nil || u.Host == "" || !(u.Scheme == "https" || u.Scheme == "http" && IsLoopbackHost(u.Hostname())) {
 			bad("console.oidc.issuer", "must be an https URL (http only on loopback), got %q", o.Issuer)
 		}
 		if o.ClientID == "" || len(o.ClientID) > 256 {
