@@ -110,6 +110,7 @@ func StartGateway(ctx context.Context, o GatewayOptions) (*Gateway, error) {
 			_ = g.Close()
 			return nil, fmt.Errorf("bench gateway: the upstream's tools were not reconciled: %w", waitCtx.Err())
 		case err := <-g.done:
+			cancel()
 			g.removeTemp()
 			return nil, fmt.Errorf("bench gateway: stopped while starting: %v", err)
 		case <-time.After(10 * time.Millisecond):

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -315,4 +316,58 @@ func BenchmarkCallHTTP(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestDirectCallsReuseConnections makes 16 concurrent calls twice: the second round must
+// reuse the first round's connections rather than dial again (a transport keeping two
+// idle connections, net/http's default, re-dials fourteen of them every burst).
+func TestDirectCallsReuseConnections(t *testing.T) {
+	t.Parallel()
+	const n = 16
+	var (
+		dials   atomic.Int64
+		arrived = make(chan struct{}, n)
+		release = make(chan struct{})
+	)
+	s := &callServer{fake: &fakeServer{listResult: `{"tools":[{"name":"t","inputSchema":{"type":"object"}}]}`}}
+	s.answer = func(w http.ResponseWriter, _ *http.Request, id json.RawMessage) {
+		arrived <- struct{}{}
+		<-release
+		jsonAnswer(w, http.StatusOK, `{"jsonrpc":"2.0","id":`+string(id)+`,"result":{"content":[]}}`)
+	}
+	ts := httptest.NewUnstartedServer(s)
+	ts.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			dials.Add(1)
+		}
+	}
+	ts.Start()
+	t.Cleanup(ts.Close)
+	c := newClient(t, upstream.Config{Name: "conns", URL: ts.URL, CallTimeout: 10 * time.Second})
+	waitReady(t, c)
+
+	burst := func() {
+		t.Helper()
+		var wg sync.WaitGroup
+		for range n {
+			wg.Go(func() {
+				if _, err := c.Call(context.Background(), "t", nil); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		for range n { // all n in flight at once, so n connections are open
+			<-arrived
+		}
+		for range n {
+			release <- struct{}{}
+		}
+		wg.Wait()
+	}
+	burst()
+	first := dials.Load()
+	burst()
+	if again := dials.Load() - first; again != 0 {
+		t.Errorf("the second burst of %d calls dialled %d new connections, want 0 (first burst: %d)", n, again, first)
+	}
 }
