@@ -3,16 +3,15 @@ package audit
 import (
 	"bytes"
 	"crypto/ed25519"
-	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/chaperone-dev/chaperone/internal/sign"
 )
 
 // Checkpoint is a signed statement of the chain's head at a point in time: the log held
@@ -27,7 +26,7 @@ type Checkpoint struct {
 	Seq  int64     `json:"seq"`  // events covered: 1 to Seq
 	Head string    `json:"head"` // the Hash of event Seq
 	Time time.Time `json:"time"` // when it was signed (UTC, to the microsecond)
-	Key  string    `json:"key"`  // the signing key's id; see [KeyID]
+	Key  string    `json:"key"`  // the signing key's id; see [sign.KeyID]
 	Sig  string    `json:"sig"`  // base64 (standard, padded) Ed25519 signature of [Checkpoint.SignedBytes]
 }
 
@@ -57,7 +56,7 @@ func SignCheckpoint(key ed25519.PrivateKey, seq int64, head string, at time.Time
 	if seq < 1 || !validHash(head) {
 		return Checkpoint{}, fmt.Errorf("audit: sign checkpoint: seq %d head %q: want a seq of at least 1 and a sha256 hash", seq, head)
 	}
-	c := Checkpoint{Seq: seq, Head: head, Time: at.UTC().Truncate(time.Microsecond), Key: KeyID(key.Public().(ed25519.PublicKey))}
+	c := Checkpoint{Seq: seq, Head: head, Time: at.UTC().Truncate(time.Microsecond), Key: sign.KeyID(key.Public().(ed25519.PublicKey))}
 	c.Sig = base64.StdEncoding.EncodeToString(ed25519.Sign(key, c.SignedBytes()))
 	return c, nil
 }
@@ -73,7 +72,7 @@ func (c *Checkpoint) Check(keys []ed25519.PublicKey) error {
 		return fmt.Errorf("audit: checkpoint at event %d: signature is not %d bytes of base64: %w", c.Seq, ed25519.SignatureSize, ErrBadSignature)
 	}
 	for _, k := range keys {
-		if KeyID(k) != c.Key {
+		if sign.KeyID(k) != c.Key {
 			continue
 		}
 		if ed25519.Verify(k, c.SignedBytes(), sig) {
@@ -128,86 +127,6 @@ func ParseCheckpoint(raw []byte) (Checkpoint, error) {
 	}
 	c.Time = c.Time.UTC()
 	return c, nil
-}
-
-// KeyID names a public key: "ed25519:" and the first 16 hex digits of the SHA-256 of the
-// key's 32 bytes.
-func KeyID(pub ed25519.PublicKey) string {
-	sum := sha256.Sum256(pub)
-	return "ed25519:" + hex.EncodeToString(sum[:8])
-}
-
-// MarshalSigningKey encodes key as a PKCS #8 PEM block ("PRIVATE KEY"), the form
-// `openssl pkey` reads.
-func MarshalSigningKey(key ed25519.PrivateKey) ([]byte, error) {
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return nil, fmt.Errorf("audit: encode signing key: %w", err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}), nil
-}
-
-// ParseSigningKey decodes a PKCS #8 PEM Ed25519 private key.
-func ParseSigningKey(b []byte) (ed25519.PrivateKey, error) {
-	blk, _ := pem.Decode(b)
-	if blk == nil || blk.Type != "PRIVATE KEY" {
-		return nil, errors.New("audit: signing key: not a PEM \"PRIVATE KEY\" block")
-	}
-	k, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
-	if err != nil {
-		return nil, fmt.Errorf("audit: signing key: %w", err)
-	}
-	ek, ok := k.(ed25519.PrivateKey)
-	if !ok {
-		return nil, fmt.Errorf("audit: signing key: a %T, want an Ed25519 key", k)
-	}
-	return ek, nil
-}
-
-// MarshalPublicKey encodes pub as a PKIX PEM block ("PUBLIC KEY").
-func MarshalPublicKey(pub ed25519.PublicKey) ([]byte, error) {
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		return nil, fmt.Errorf("audit: encode public key: %w", err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der}), nil
-}
-
-// ParsePublicKeys decodes every PKIX PEM Ed25519 public key in b, in order. A "PRIVATE
-// KEY" block yields its public half, so a gateway's own key file verifies its checkpoints.
-func ParsePublicKeys(b []byte) ([]ed25519.PublicKey, error) {
-	var keys []ed25519.PublicKey
-	for n := 1; ; n++ {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			break
-		}
-		switch blk.Type {
-		case "PUBLIC KEY":
-			k, err := x509.ParsePKIXPublicKey(blk.Bytes)
-			if err != nil {
-				return nil, fmt.Errorf("audit: public key %d: %w", n, err)
-			}
-			ek, ok := k.(ed25519.PublicKey)
-			if !ok {
-				return nil, fmt.Errorf("audit: public key %d: a %T, want an Ed25519 key", n, k)
-			}
-			keys = append(keys, ek)
-		case "PRIVATE KEY":
-			k, err := ParseSigningKey(pem.EncodeToMemory(blk))
-			if err != nil {
-				return nil, fmt.Errorf("audit: key %d: %w", n, err)
-			}
-			keys = append(keys, k.Public().(ed25519.PublicKey))
-		default:
-			return nil, fmt.Errorf("audit: key %d: PEM block %q, want \"PUBLIC KEY\"", n, blk.Type)
-		}
-	}
-	if len(keys) == 0 {
-		return nil, errors.New("audit: no PEM \"PUBLIC KEY\" block found")
-	}
-	return keys, nil
 }
 
 // validHash reports whether h has the form of an event hash.

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/chaperone-dev/chaperone/internal/audit"
+	"github.com/chaperone-dev/chaperone/internal/sign"
 	"github.com/chaperone-dev/chaperone/internal/store/sqlite"
 )
 
@@ -105,7 +106,7 @@ func TestCheckpointSignature(t *testing.T) {
 		"head changed": func(c *audit.Checkpoint) { c.Head = "sha256:" + strings.Repeat("cd", 32) },
 		"time changed": func(c *audit.Checkpoint) { c.Time = c.Time.Add(time.Second) },
 		"sig garbage":  func(c *audit.Checkpoint) { c.Sig = "not base64!" },
-		"key swapped":  func(c *audit.Checkpoint) { c.Key = audit.KeyID(other.Public().(ed25519.PublicKey)) },
+		"key swapped":  func(c *audit.Checkpoint) { c.Key = sign.KeyID(other.Public().(ed25519.PublicKey)) },
 	} {
 		bad := cp
 		c(&bad)
@@ -146,42 +147,6 @@ func TestParseCheckpointRefuses(t *testing.T) {
 		if _, err := audit.ParseCheckpoint([]byte(raw)); err == nil {
 			t.Errorf("%s: ParseCheckpoint succeeded", name)
 		}
-	}
-}
-
-func TestKeysPEM(t *testing.T) {
-	t.Parallel()
-	key := newKey(t)
-	priv, err := audit.MarshalSigningKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	back, err := audit.ParseSigningKey(priv)
-	if err != nil || !back.Equal(key) {
-		t.Fatalf("ParseSigningKey = %v, %v", back, err)
-	}
-	pubPEM, err := audit.MarshalPublicKey(key.Public().(ed25519.PublicKey))
-	if err != nil {
-		t.Fatal(err)
-	}
-	other := newKey(t)
-	otherPEM, _ := audit.MarshalPublicKey(other.Public().(ed25519.PublicKey))
-	keys, err := audit.ParsePublicKeys(append(append(pubPEM, otherPEM...), priv...))
-	if err != nil || len(keys) != 3 || !keys[0].Equal(key.Public()) || !keys[2].Equal(key.Public()) {
-		t.Fatalf("ParsePublicKeys = %d keys, %v", len(keys), err)
-	}
-	for name, b := range map[string][]byte{
-		"empty":        nil,
-		"not pem":      []byte("hello"),
-		"wrong block":  []byte("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n"),
-		"garbage body": []byte("-----BEGIN PUBLIC KEY-----\nAAAA\n-----END PUBLIC KEY-----\n"),
-	} {
-		if _, err := audit.ParsePublicKeys(b); err == nil {
-			t.Errorf("%s: ParsePublicKeys succeeded", name)
-		}
-	}
-	if _, err := audit.ParseSigningKey(pubPEM); err == nil {
-		t.Error("ParseSigningKey(public key) succeeded")
 	}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/approval"
 	"github.com/chaperone-dev/chaperone/internal/audit"
 	"github.com/chaperone-dev/chaperone/internal/report"
+	"github.com/chaperone-dev/chaperone/internal/sign"
 	"github.com/chaperone-dev/chaperone/internal/store"
 	"github.com/chaperone-dev/chaperone/internal/store/pgtest"
 	"github.com/chaperone-dev/chaperone/internal/store/postgres"
@@ -105,7 +106,7 @@ func repNewLog(tb testing.TB) *repLog {
 		tb.Fatal(err)
 	}
 	l.deny = repFill(tb, s, priv)
-	pem, err := audit.MarshalPublicKey(pub)
+	pem, err := sign.MarshalPublicKey(pub)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -192,7 +193,7 @@ func TestReportCommandWrongKey(t *testing.T) {
 	t.Parallel()
 	l := repNewLog(t)
 	other, _, _ := ed25519.GenerateKey(rand.Reader)
-	pem, _ := audit.MarshalPublicKey(other)
+	pem, _ := sign.MarshalPublicKey(other)
 	keyFile := filepath.Join(t.TempDir(), "other.pub")
 	if err := os.WriteFile(keyFile, pem, 0o644); err != nil {
 		t.Fatal(err)

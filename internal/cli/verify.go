@@ -15,6 +15,7 @@ import (
 
 	"github.com/chaperone-dev/chaperone/internal/audit"
 	"github.com/chaperone-dev/chaperone/internal/audit/anchor"
+	"github.com/chaperone-dev/chaperone/internal/sign"
 	"github.com/chaperone-dev/chaperone/internal/store"
 )
 
@@ -129,7 +130,7 @@ func verifyKeys(files []string, dataDir string) ([]ed25519.PublicKey, error) {
 		if err != nil {
 			return nil, fmt.Errorf("--key: %w", err)
 		}
-		ks, err := audit.ParsePublicKeys(b)
+		ks, err := sign.ParsePublicKeys(b)
 		if err != nil {
 			return nil, fmt.Errorf("--key %s: %w", f, err)
 		}

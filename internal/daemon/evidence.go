@@ -16,6 +16,7 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/audit"
 	"github.com/chaperone-dev/chaperone/internal/audit/anchor"
 	"github.com/chaperone-dev/chaperone/internal/pipeline"
+	"github.com/chaperone-dev/chaperone/internal/sign"
 	"github.com/chaperone-dev/chaperone/internal/telemetry"
 )
 
@@ -94,7 +95,7 @@ func signingKey(path string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	freshPEM, err := audit.MarshalSigningKey(fresh)
+	freshPEM, err := sign.MarshalPrivateKey(fresh)
 	if err != nil {
 		return nil, err
 	}
@@ -102,11 +103,11 @@ func signingKey(path string) (ed25519.PrivateKey, error) {
 	if err != nil {
 		return nil, err
 	}
-	key, err := audit.ParseSigningKey([]byte(pemText))
+	key, err := sign.ParsePrivateKey([]byte(pemText))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	pub, err := audit.MarshalPublicKey(key.Public().(ed25519.PublicKey))
+	pub, err := sign.MarshalPublicKey(key.Public().(ed25519.PublicKey))
 	if err != nil {
 		return nil, err
 	}

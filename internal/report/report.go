@@ -15,6 +15,7 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/approval"
 	"github.com/chaperone-dev/chaperone/internal/audit"
 	"github.com/chaperone-dev/chaperone/internal/insight"
+	"github.com/chaperone-dev/chaperone/internal/sign"
 	"github.com/chaperone-dev/chaperone/internal/store"
 )
 
@@ -686,7 +687,7 @@ func verify(ctx context.Context, o *Options, notes *[]string) (Verification, []C
 	}
 	v := Verification{Keys: []string{}, CheckpointsStored: len(stored)}
 	for _, k := range o.Keys {
-		v.Keys = append(v.Keys, audit.KeyID(k))
+		v.Keys = append(v.Keys, sign.KeyID(k))
 	}
 	slices.Sort(v.Keys)
 	v.Keys = slices.Compact(v.Keys)

@@ -20,6 +20,7 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/identity"
 	"github.com/chaperone-dev/chaperone/internal/insight"
 	"github.com/chaperone-dev/chaperone/internal/report"
+	"github.com/chaperone-dev/chaperone/internal/sign"
 	"github.com/chaperone-dev/chaperone/internal/store/sqlite"
 	"github.com/chaperone-dev/chaperone/internal/testclock"
 )
@@ -264,7 +265,7 @@ func TestBuild(t *testing.T) {
 	}
 
 	v := r.Verification
-	if !v.OK || v.Broken != nil || v.CheckpointsMatched != 1 || v.Anchor == nil || v.NotCovered != 1 || v.Keys[0] != audit.KeyID(f.pub) {
+	if !v.OK || v.Broken != nil || v.CheckpointsMatched != 1 || v.Anchor == nil || v.NotCovered != 1 || v.Keys[0] != sign.KeyID(f.pub) {
 		t.Errorf("Verification = %+v, want an intact chain anchored in the one checkpoint, 1 event after it", v)
 	}
 	if len(r.Checkpoints) != 1 || !r.Checkpoints[0].Verified || !r.Checkpoints[0].Time.Equal(at(50)) {
