@@ -5,7 +5,8 @@
 //
 //	GET  /v1/status                  version, policy version, sessions, upstream readiness
 //	GET  /v1/tools                   the registry: every declared tool and its state
-//	POST /v1/tools/{name}/approve    pin the definition the upstream offers now  {"by": "alice"}
+//	POST /v1/tools/{name}/approve    pin the definition the upstream offers now  {"by": "alice", "hash": "sha256:…"}
+//	GET  /v1/tools/{name}/diff       the live definition against the approved one, field by field
 //	POST /v1/policy/reload           recompile the policy files; the old policy stays on error
 //	GET  /v1/policy/shadow           per shadow rule: calls it would have decided and changed
 //	GET  /v1/agents                  every agent (no secrets; a key fingerprint at most)
@@ -83,12 +84,28 @@ type Tool struct {
 	Reason       string `json:"reason,omitempty"`
 	Hash         string `json:"hash,omitempty"`
 	LiveHash     string `json:"live_hash,omitempty"`
+	// Environment is the environment of the tool's upstream ("" means any).
+	Environment string `json:"environment,omitempty"`
+	// Finding is what the review of the live definition found.
+	Finding string `json:"finding,omitempty"`
+	// Manifest describes the signed manifest that governs the tool, if any.
+	Manifest *ToolManifest `json:"manifest,omitempty"`
+}
+
+// ToolManifest is what a tool's signed manifest says of it, in brief.
+type ToolManifest struct {
+	Signer  string `json:"signer"`
+	Version string `json:"version,omitempty"`
+	Owner   string `json:"owner,omitempty"`
+	Path    string `json:"path"`
+	Digest  string `json:"digest"`
 }
 
 // Registry is what the API needs of the tool registry.
 type Registry interface {
 	Tools() []*registry.Tool
-	Approve(ctx context.Context, name, by string) (*registry.Tool, error)
+	Approve(ctx context.Context, name, by string, opts registry.ApproveOptions) (*registry.Tool, error)
+	Compare(ctx context.Context, name string) (*registry.Comparison, error)
 }
 
 // Options wires the API.
@@ -131,6 +148,7 @@ func New(opts Options) http.Handler {
 	mux.HandleFunc("GET /v1/status", a.status)
 	mux.HandleFunc("GET /v1/tools", a.tools)
 	mux.HandleFunc("POST /v1/tools/{name}/approve", a.approve)
+	mux.HandleFunc("GET /v1/tools/{name}/diff", a.diff)
 	mux.HandleFunc("POST /v1/policy/reload", a.reload)
 	mux.HandleFunc("GET /v1/policy/shadow", a.shadow)
 	a.identityRoutes(mux)
@@ -174,26 +192,57 @@ func (a *server) tools(w http.ResponseWriter, r *http.Request) {
 }
 
 func toolView(t *registry.Tool) Tool {
-	return Tool{Name: t.Name, Upstream: t.Upstream, UpstreamName: t.UpstreamName, Class: t.Class,
-		Status: string(t.Status), Reason: t.Reason, Hash: t.Hash, LiveHash: t.LiveHash}
+	v := Tool{Name: t.Name, Upstream: t.Upstream, UpstreamName: t.UpstreamName, Class: t.Class,
+		Status: string(t.Status), Reason: t.Reason, Hash: t.Hash, LiveHash: t.LiveHash,
+		Environment: t.Environment, Finding: t.Finding}
+	if m := t.Manifest; m != nil {
+		v.Manifest = &ToolManifest{Signer: m.Signer, Version: m.Version, Owner: m.Owner, Path: m.Path, Digest: m.Digest}
+	}
+	return v
+}
+
+func (a *server) diff(w http.ResponseWriter, r *http.Request) {
+	c, err := a.opts.Registry.Compare(r.Context(), r.PathValue("name"))
+	switch {
+	case errors.Is(err, registry.ErrUnknownTool):
+		a.fail(w, r, http.StatusNotFound, "no declared tool has that name", err)
+	case err != nil:
+		a.fail(w, r, http.StatusInternalServerError, "the tool's definitions could not be compared", err)
+	default:
+		writeJSON(w, http.StatusOK, c)
+	}
+}
+
+// ApproveRequest is the body of POST /v1/tools/{name}/approve.
+type ApproveRequest struct {
+	// By names who approves (1 to 128 characters).
+	By string `json:"by"`
+	// Hash, if set, is the live hash the approver reviewed: the approval fails if the
+	// upstream offers another definition now.
+	Hash string `json:"hash,omitempty"`
+	// AcceptFindings approves a definition the review flagged.
+	AcceptFindings bool `json:"accept_findings,omitempty"`
 }
 
 func (a *server) approve(w http.ResponseWriter, r *http.Request) {
-	var body struct {
-		By string `json:"by"`
-	}
+	var body ApproveRequest
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil || body.By == "" || len(body.By) > 128 {
-		a.fail(w, r, http.StatusBadRequest, `body must be {"by": "<who approves, 1 to 128 characters>"}`, err)
+	if err := dec.Decode(&body); err != nil || body.By == "" || len(body.By) > 128 || len(body.Hash) > 128 {
+		a.fail(w, r, http.StatusBadRequest, `body must be {"by": "<who approves, 1 to 128 characters>", "hash": "<the reviewed live hash, optional>", "accept_findings": false}`, err)
 		return
 	}
-	t, err := a.opts.Registry.Approve(r.Context(), r.PathValue("name"), "operator:"+body.By)
+	t, err := a.opts.Registry.Approve(r.Context(), r.PathValue("name"), "operator:"+body.By,
+		registry.ApproveOptions{Hash: body.Hash, AcceptFindings: body.AcceptFindings})
 	switch {
 	case errors.Is(err, registry.ErrUnknownTool):
 		a.fail(w, r, http.StatusNotFound, "no declared tool has that name", err)
 	case errors.Is(err, registry.ErrNothingToApprove):
 		a.fail(w, r, http.StatusConflict, "the tool's upstream has not offered a definition yet", err)
+	case errors.Is(err, registry.ErrDefinitionChanged), errors.Is(err, registry.ErrFindings),
+		errors.Is(err, registry.ErrManifestMismatch), errors.Is(err, registry.ErrUnsigned):
+		// The message names hashes and review findings: what the operator needs, no secret.
+		a.fail(w, r, http.StatusConflict, "not approved: "+err.Error(), err)
 	case err != nil && t != nil:
 		a.fail(w, r, http.StatusUnprocessableEntity, "the definition was pinned but cannot be enforced: "+t.Reason, err)
 	case err != nil:

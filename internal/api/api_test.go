@@ -232,7 +232,7 @@ func TestTools(t *testing.T) {
 func TestApproveBadRequest(t *testing.T) {
 	t.Parallel()
 	s := newServer(t, nil)
-	const msg = `body must be {"by": "<who approves, 1 to 128 characters>"}`
+	const msg = `body must be {"by": "<who approves, 1 to 128 characters>", "hash": "<the reviewed live hash, optional>", "accept_findings": false}`
 	tests := []struct{ name, body string }{
 		{"empty body", ""},
 		{"not JSON", "by=alice"},
@@ -390,5 +390,45 @@ func TestStatus(t *testing.T) {
 	want := api.Status{Version: "v0.1.0", PolicyVersion: s.policy.Load().Version(), Sessions: 2, Upstreams: map[string]bool{"fs": true, "web": false}}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("GET /v1/status (-want +got):\n%s", diff)
+	}
+}
+
+// TestDiffAndBoundApproval: the diff of a tool awaiting first approval shows its whole
+// definition as added, with the live hash; an approval naming another hash is refused
+// and leaves the tool quarantined; one naming the reviewed hash pins it, after which the
+// diff is empty.
+func TestDiffAndBoundApproval(t *testing.T) {
+	t.Parallel()
+	s := newServer(t, nil)
+	status, body := s.do(t, "GET", "/v1/tools/read_file/diff", bearer, "")
+	if status != http.StatusOK {
+		t.Fatalf("GET diff = %d %s", status, body)
+	}
+	var c registry.Comparison
+	if err := json.Unmarshal(body, &c); err != nil {
+		t.Fatal(err)
+	}
+	_, h, _ := registry.DefinitionHash(&liveFS[0])
+	if c.Against != "" || c.LiveHash != h || c.Status != registry.StatusQuarantined || len(c.Changes) != 3 ||
+		c.Changes[1].Field != "description" || c.Changes[1].New != "Read a file." {
+		t.Fatalf("diff before approval = %+v", c)
+	}
+	status, body = s.do(t, "POST", "/v1/tools/read_file/approve", bearer, `{"by":"alice","hash":"sha256:`+strings.Repeat("0", 64)+`"}`)
+	if status != http.StatusConflict || !strings.Contains(string(body), "a different definition from the one reviewed") {
+		t.Fatalf("approve with a stale hash = %d %s, want 409", status, body)
+	}
+	if tl, _ := s.reg.Lookup("read_file"); tl.Status != registry.StatusQuarantined {
+		t.Fatalf("status after a refused approval = %s", tl.Status)
+	}
+	if status, body = s.do(t, "POST", "/v1/tools/read_file/approve", bearer, `{"by":"alice","hash":"`+h+`"}`); status != http.StatusOK {
+		t.Fatalf("approve with the reviewed hash = %d %s", status, body)
+	}
+	_, body = s.do(t, "GET", "/v1/tools/read_file/diff", bearer, "")
+	c = registry.Comparison{}
+	if err := json.Unmarshal(body, &c); err != nil || c.Against != "pin" || len(c.Changes) != 0 || c.ApprovedHash != h {
+		t.Fatalf("diff after approval = %+v, %v", c, err)
+	}
+	if status, _ := s.do(t, "GET", "/v1/tools/nope/diff", bearer, ""); status != http.StatusNotFound {
+		t.Errorf("diff of an unknown tool = %d, want 404", status)
 	}
 }

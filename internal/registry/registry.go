@@ -4,7 +4,7 @@
 // # What it guarantees
 //
 //   - Undeclared upstream tools are never listed and never callable.
-//   - Each declared tool's definition (name, description, input schema) is pinned by a
+//   - Each declared tool's definition (name, description, input and output schemas) is pinned by a
 //     SHA-256 hash of its canonical JSON ([DefinitionHash]) when it is first approved: on first
 //     sight (first_use: pin), by an operator (first_use: quarantine, then `chaperone tools
 //     approve`), or up front in the configuration (pin: sha256:...).
@@ -13,6 +13,11 @@
 //     until an operator approves the new definition ([Registry.Approve]).
 //   - A tool whose schema cannot be compiled into a validator is quarantined too: a tool that
 //     cannot be checked is not callable.
+//   - A tool a signed manifest describes ([ReadManifest]) is callable only while its
+//     upstream offers exactly the manifest's definition; with [Options.RequireSigned], a tool
+//     no signed manifest describes is never callable.
+//   - A definition not yet approved passes [Options.Review] (the injection sensor) before it
+//     can be pinned automatically; a finding holds it for an operator.
 //
 // Readers ([Registry.Lookup], [Registry.Tools]) never lock: the state is an immutable
 // snapshot swapped atomically; updates are serialised.
@@ -28,6 +33,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -87,6 +93,9 @@ type Declaration struct {
 	Retries    int
 	// Sensors are the tool's content-sensor settings.
 	Sensors inspect.ToolSettings
+	// Manifest is what a signed manifest says of the tool, or nil if none describes it.
+	// The upstream must then offer exactly the manifest's definition.
+	Manifest *ManifestEntry
 }
 
 // Tool is an immutable snapshot of one declared tool.
@@ -99,6 +108,9 @@ type Tool struct {
 	Hash string
 	// LiveHash is the hash of what the upstream offers now ("" if nothing).
 	LiveHash string
+	// Finding is what the review found in the live definition ("" if nothing): an
+	// operator's approval must accept it.
+	Finding string
 	// Listing is the tool as agents see it in tools/list (JSON, exposed name).
 	Listing json.RawMessage
 	// Validator checks arguments; set for active tools.
@@ -142,8 +154,11 @@ type Options struct {
 	// description or schema that reads as a prompt injection — or "". A flagged tool is
 	// quarantined until an operator approves it.
 	Review func(t *upstream.Tool) string
-	Logger *slog.Logger
-	Now    func() time.Time
+	// RequireSigned makes a tool callable only if a manifest signed by a trusted publisher
+	// describes it and the upstream offers exactly that definition.
+	RequireSigned bool
+	Logger        *slog.Logger
+	Now           func() time.Time
 }
 
 // Registry holds the declared tools and their live state.
@@ -238,6 +253,18 @@ func (r *Registry) reconcile(ctx context.Context, d Declaration, prev *Tool, lt 
 		t.Status, t.Reason = StatusQuarantined, "its definition is not valid JSON"
 		return t, nil
 	}
+	if d.Manifest != nil {
+		changes, err := Diff(d.Manifest.Definition(), lt)
+		if err != nil || len(changes) > 0 {
+			t.Status = StatusQuarantined
+			t.Reason = fmt.Sprintf("its live definition does not match the manifest signed by %s (%s)", d.Manifest.Signer, summarizeChanges(changes, err))
+			return t, r.recordDrift(ctx, t, hash, fmt.Sprintf("manifest %s signed by %s, offered %s: %s",
+				d.Manifest.Digest, d.Manifest.Signer, hash, summarizeChanges(changes, err)))
+		}
+	} else if r.opts.RequireSigned {
+		t.Status, t.Reason = StatusQuarantined, "no manifest signed by a trusted publisher describes it, and the registry requires one"
+		return t, nil
+	}
 	pin, pinned, err := r.opts.Pins.Pin(ctx, d.Name)
 	if err != nil {
 		t.Status, t.Reason = StatusQuarantined, "its pin could not be read"
@@ -249,58 +276,87 @@ func (r *Registry) reconcile(ctx context.Context, d Declaration, prev *Tool, lt 
 	case d.Pin != "":
 		t.Hash = d.Pin
 	}
-	if t.Hash == "" || t.Hash != hash {
-		if finding := r.review(lt); finding != "" {
-			t.Status = StatusQuarantined
-			if t.Hash == "" {
-				t.Reason = "its definition " + finding + ", and awaits an operator's review"
-			} else {
-				t.Reason = "its definition changed since it was approved, and the new one " + finding
-			}
-			if t.driftLogged != hash {
-				r.opts.Logger.WarnContext(ctx, "tool definition flagged", "tool", d.Name, "offered", hash, "finding", finding)
-				ev := &audit.Event{Time: r.opts.Now(), Kind: audit.KindToolFlagged, Tool: d.Name, Upstream: d.Upstream,
-					Detail: fmt.Sprintf("offered %s: %s", hash, finding)}
-				if t.Hash != "" {
-					// A change of an approved definition is a drift first.
-					ev.Kind, ev.Detail = audit.KindToolDrift, fmt.Sprintf("pinned %s, offered %s; the new definition %s", t.Hash, hash, finding)
-				}
-				if err := r.opts.Audit.Append(ctx, ev); err != nil {
-					return t, fmt.Errorf("audit flagged definition: %w", err)
-				}
-				t.driftLogged = hash
-			}
-			return t, nil
-		}
+	if t.Hash == hash {
+		return activate(t)
 	}
-	if t.Hash == "" {
-		if r.opts.QuarantineFirstUse {
-			t.Status, t.Reason = StatusQuarantined, "it awaits an operator's first approval"
-			return t, nil
+	// Not approved yet: first sight, or a change.
+	if finding := r.review(lt); finding != "" {
+		t.Status, t.Finding = StatusQuarantined, finding
+		if t.Hash == "" {
+			t.Reason = "its definition " + finding + ", and awaits an operator's review"
+		} else {
+			t.Reason = "its definition changed since it was approved, and the new one " + finding
 		}
-		if err := r.pin(ctx, d, hash, def, "first-use"); err != nil {
-			t.Status, t.Reason = StatusQuarantined, "its pin could not be recorded"
-			return t, err
-		}
-		t.Hash = hash
-	}
-	if t.Hash != hash {
-		t.Status = StatusQuarantined
-		t.Reason = "its definition changed since it was approved"
 		if t.driftLogged != hash {
-			r.opts.Logger.WarnContext(ctx, "tool definition drifted", "tool", d.Name, "pinned", t.Hash, "offered", hash)
-			err := r.opts.Audit.Append(ctx, &audit.Event{
-				Time: r.opts.Now(), Kind: audit.KindToolDrift, Tool: d.Name, Upstream: d.Upstream,
-				Detail: fmt.Sprintf("pinned %s, offered %s", t.Hash, hash),
-			})
-			if err != nil {
-				return t, fmt.Errorf("audit drift: %w", err)
+			r.opts.Logger.WarnContext(ctx, "tool definition flagged", "tool", d.Name, "offered", hash, "finding", finding)
+			ev := &audit.Event{Time: r.opts.Now(), Kind: audit.KindToolFlagged, Tool: d.Name, Upstream: d.Upstream,
+				Detail: fmt.Sprintf("offered %s: %s", hash, finding)}
+			if t.Hash != "" {
+				// A change of an approved definition is a drift first.
+				ev.Kind, ev.Detail = audit.KindToolDrift, fmt.Sprintf("pinned %s, offered %s; the new definition %s", t.Hash, hash, finding)
+			}
+			if err := r.opts.Audit.Append(ctx, ev); err != nil {
+				return t, fmt.Errorf("audit flagged definition: %w", err)
 			}
 			t.driftLogged = hash
 		}
 		return t, nil
 	}
+	switch {
+	case d.Manifest != nil:
+		// A trusted publisher signed exactly this definition: that is the approval.
+		if err := r.pin(ctx, d, hash, def, "manifest:"+d.Manifest.Signer); err != nil {
+			t.Status, t.Reason = StatusQuarantined, "its pin could not be recorded"
+			return t, err
+		}
+	case t.Hash == "" && r.opts.QuarantineFirstUse:
+		t.Status, t.Reason = StatusQuarantined, "it awaits an operator's first approval"
+		return t, nil
+	case t.Hash == "":
+		if err := r.pin(ctx, d, hash, def, "first-use"); err != nil {
+			t.Status, t.Reason = StatusQuarantined, "its pin could not be recorded"
+			return t, err
+		}
+	default:
+		t.Status = StatusQuarantined
+		t.Reason = "its definition changed since it was approved"
+		return t, r.recordDrift(ctx, t, hash, fmt.Sprintf("pinned %s, offered %s", t.Hash, hash))
+	}
+	t.Hash = hash
 	return activate(t)
+}
+
+// recordDrift records, once per offered definition, that a tool's live definition is not
+// the approved one.
+func (r *Registry) recordDrift(ctx context.Context, t *Tool, hash, detail string) error {
+	if t.driftLogged == hash {
+		return nil
+	}
+	r.opts.Logger.WarnContext(ctx, "tool definition drifted", "tool", t.Name, "detail", detail)
+	err := r.opts.Audit.Append(ctx, &audit.Event{Time: r.opts.Now(), Kind: audit.KindToolDrift, Tool: t.Name,
+		Upstream: t.Upstream, Detail: detail})
+	if err != nil {
+		return fmt.Errorf("audit drift: %w", err)
+	}
+	t.driftLogged = hash
+	return nil
+}
+
+// summarizeChanges names what changed, in a few words: "description changed,
+// inputSchema.properties.bcc added".
+func summarizeChanges(cs []Change, err error) string {
+	if err != nil {
+		return "its schema cannot be compared: " + err.Error()
+	}
+	var parts []string
+	for i, c := range cs {
+		if i == 5 {
+			parts = append(parts, fmt.Sprintf("%d more", len(cs)-i))
+			break
+		}
+		parts = append(parts, c.Field+" "+c.Kind)
+	}
+	return strings.Join(parts, ", ")
 }
 
 // review asks Options.Review about a definition; "" if there is nothing to say.
@@ -370,9 +426,29 @@ func (r *Registry) Redeclare(ctx context.Context, decls []Declaration) error {
 	return errors.Join(errs...)
 }
 
+// ApproveOptions refine [Registry.Approve].
+type ApproveOptions struct {
+	// Hash, if set, is the definition hash the operator reviewed (as `tools diff` showed
+	// it): the approval fails with [ErrDefinitionChanged] if the upstream offers another
+	// definition now.
+	Hash string
+	// AcceptFindings approves a definition the review flagged; without it such an approval
+	// fails with [ErrFindings].
+	AcceptFindings bool
+}
+
+// Errors of [Registry.Approve].
+var (
+	ErrDefinitionChanged = errors.New("the upstream offers a different definition from the one reviewed")
+	ErrFindings          = errors.New("the definition was flagged by the review")
+	ErrManifestMismatch  = errors.New("the live definition does not match the tool's signed manifest; publish a new signed manifest instead")
+	ErrUnsigned          = errors.New("the registry requires a signed manifest for the tool, and none describes it")
+)
+
 // Approve pins the definition the upstream offers now for the tool and makes it callable.
-// by names the operator, for the audit log.
-func (r *Registry) Approve(ctx context.Context, name, by string) (*Tool, error) {
+// by names the operator, for the audit log. A tool a signed manifest describes can only be
+// what the manifest says: approving a definition that does not match it fails.
+func (r *Registry) Approve(ctx context.Context, name, by string, opts ApproveOptions) (*Tool, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	next := r.clone()
@@ -386,6 +462,19 @@ func (r *Registry) Approve(ctx context.Context, name, by string) (*Tool, error) 
 	def, hash, err := DefinitionHash(cur.live)
 	if err != nil {
 		return nil, fmt.Errorf("approve %q: %w", name, err)
+	}
+	switch {
+	case opts.Hash != "" && opts.Hash != hash:
+		return nil, fmt.Errorf("approve %q: reviewed %s, offered %s: %w", name, opts.Hash, hash, ErrDefinitionChanged)
+	case cur.Manifest != nil:
+		if cs, err := Diff(cur.Manifest.Definition(), cur.live); err != nil || len(cs) > 0 {
+			return nil, fmt.Errorf("approve %q: %w", name, ErrManifestMismatch)
+		}
+	case r.opts.RequireSigned:
+		return nil, fmt.Errorf("approve %q: %w", name, ErrUnsigned)
+	}
+	if cur.Finding != "" && !opts.AcceptFindings {
+		return nil, fmt.Errorf("approve %q: it %s: %w", name, cur.Finding, ErrFindings)
 	}
 	if err := r.pin(ctx, cur.Declaration, hash, def, by); err != nil {
 		return nil, fmt.Errorf("approve %q: %w", name, err)
@@ -410,29 +499,39 @@ func (r *Registry) clone() map[string]*Tool {
 }
 
 // DefinitionHash returns the canonical JSON of a tool's pinned definition — an object with
-// the keys "description", "inputSchema" and "name" (the upstream's name), keys sorted at every
-// level, no insignificant white space, no HTML escaping — and "sha256:<hex>" of it.
+// the keys "description", "inputSchema", "name" (the upstream's name) and, only when the
+// tool has one, "outputSchema"; keys sorted at every level, no insignificant white space,
+// no HTML escaping — and "sha256:<hex>" of it.
 func DefinitionHash(t *upstream.Tool) ([]byte, string, error) {
-	var schema any
-	if len(t.InputSchema) > 0 {
-		d := json.NewDecoder(bytes.NewReader(t.InputSchema))
-		d.UseNumber()
-		if err := d.Decode(&schema); err != nil {
-			return nil, "", fmt.Errorf("input schema: %w", err)
+	def := map[string]any{"name": t.Name, "description": t.Description}
+	for _, s := range []struct {
+		key string
+		raw json.RawMessage
+	}{{"inputSchema", t.InputSchema}, {"outputSchema", t.OutputSchema}} {
+		var v any
+		if len(s.raw) > 0 {
+			d := json.NewDecoder(bytes.NewReader(s.raw))
+			d.UseNumber()
+			if err := d.Decode(&v); err != nil {
+				return nil, "", fmt.Errorf("%s: %w", s.key, err)
+			}
+			if d.More() {
+				return nil, "", fmt.Errorf("%s: data after the JSON value", s.key)
+			}
 		}
-		if d.More() {
-			return nil, "", errors.New("input schema: data after the JSON value")
+		if v != nil || s.key == "inputSchema" {
+			def[s.key] = v
 		}
 	}
 	var b bytes.Buffer
 	enc := json.NewEncoder(&b)
 	enc.SetEscapeHTML(false)
-	if err := enc.Encode(map[string]any{"name": t.Name, "description": t.Description, "inputSchema": schema}); err != nil {
+	if err := enc.Encode(def); err != nil {
 		return nil, "", err
 	}
-	def := bytes.TrimSuffix(b.Bytes(), []byte("\n"))
-	sum := sha256.Sum256(def)
-	return def, "sha256:" + hex.EncodeToString(sum[:]), nil
+	out := bytes.TrimSuffix(b.Bytes(), []byte("\n"))
+	sum := sha256.Sum256(out)
+	return out, "sha256:" + hex.EncodeToString(sum[:]), nil
 }
 
 // listing renders the tool as agents see it: the upstream's definition under the exposed name.

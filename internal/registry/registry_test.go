@@ -220,7 +220,7 @@ func TestSyncQuarantineFirstUseUntilApproved(t *testing.T) {
 		t.Errorf("events before approval = %v, want none", summarize(evs))
 	}
 
-	tl, err := r.Approve(t.Context(), "read_file", "operator:alice")
+	tl, err := r.Approve(t.Context(), "read_file", "operator:alice", registry.ApproveOptions{})
 	if err != nil {
 		t.Fatalf("Approve: %v", err)
 	}
@@ -290,7 +290,7 @@ func TestSyncDrift(t *testing.T) {
 	}
 
 	// An operator approves the drifted definition: it becomes the pin.
-	tl, err := r.Approve(t.Context(), "read_file", "operator:bob")
+	tl, err := r.Approve(t.Context(), "read_file", "operator:bob", registry.ApproveOptions{})
 	if err != nil {
 		t.Fatalf("Approve: %v", err)
 	}
@@ -455,7 +455,7 @@ func TestApproveErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tl, err := r.Approve(t.Context(), tt.tool, "operator:alice")
+			tl, err := r.Approve(t.Context(), tt.tool, "operator:alice", registry.ApproveOptions{})
 			if tl != nil || !errors.Is(err, tt.want) {
 				t.Errorf("Approve(%q) = %v, %v, want nil, %v", tt.tool, tl, err, tt.want)
 			}
@@ -546,7 +546,7 @@ func TestSyncPinStoreFailureOnApprove(t *testing.T) {
 	if err := r.Sync(t.Context(), "fs", []upstream.Tool{liveRead("Read a file.", schemaV1)}); err != nil {
 		t.Fatalf("Sync: %v", err)
 	}
-	tl, err := r.Approve(t.Context(), "read_file", "operator:alice")
+	tl, err := r.Approve(t.Context(), "read_file", "operator:alice", registry.ApproveOptions{})
 	if tl != nil || !errors.Is(err, errBoom) {
 		t.Errorf("Approve with failing pin store = %v, %v, want nil, %v", tl, err, errBoom)
 	}
@@ -604,7 +604,7 @@ func TestSyncAuditFailure(t *testing.T) {
 		if err := r.Sync(t.Context(), "fs", []upstream.Tool{v1}); err != nil {
 			t.Fatalf("Sync: %v", err)
 		}
-		tl, err := r.Approve(t.Context(), "read_file", "operator:alice")
+		tl, err := r.Approve(t.Context(), "read_file", "operator:alice", registry.ApproveOptions{})
 		if tl != nil || !errors.Is(err, errBoom) {
 			t.Errorf("Approve with failing audit = %v, %v, want nil, %v", tl, err, errBoom)
 		}
@@ -768,7 +768,7 @@ func TestApproveUnenforceableDefinition(t *testing.T) {
 	if err := r.Sync(t.Context(), "fs", []upstream.Tool{liveRead("Read a file.", `{"type":"string"}`)}); err != nil {
 		t.Fatalf("Sync: %v", err)
 	}
-	tl, err := r.Approve(t.Context(), "read_file", "operator:alice")
+	tl, err := r.Approve(t.Context(), "read_file", "operator:alice", registry.ApproveOptions{})
 	if err == nil || tl == nil || tl.Status != registry.StatusQuarantined || tl.Reason != "its input schema or argument overlay cannot be enforced" {
 		t.Errorf("Approve(uncompilable) = %+v, %v, want a quarantined tool and an error", tl, err)
 	}

@@ -1,6 +1,7 @@
 package registry_test
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
@@ -63,8 +64,15 @@ func TestSyncReviewFlagsDefinitions(t *testing.T) {
 		t.Errorf("Reason = %q, hash %q; want %q, %q", tl.Reason, tl.Hash, want, hc)
 	}
 
-	// Only an operator's explicit approval makes it callable.
-	if _, err := r.Approve(t.Context(), "read_file", "operator:bob"); err != nil {
+	if tl.Finding != "reads as a prompt injection" {
+		t.Errorf("Finding = %q", tl.Finding)
+	}
+	// Only an operator's explicit approval, accepting the finding, makes it callable.
+	if _, err := r.Approve(t.Context(), "read_file", "operator:bob", registry.ApproveOptions{}); !errors.Is(err, registry.ErrFindings) {
+		t.Fatalf("Approve without accepting the finding = %v, want ErrFindings", err)
+	}
+	wantStatus(t, r, "read_file", registry.StatusQuarantined)
+	if _, err := r.Approve(t.Context(), "read_file", "operator:bob", registry.ApproveOptions{AcceptFindings: true}); err != nil {
 		t.Fatal(err)
 	}
 	if tl := wantStatus(t, r, "read_file", registry.StatusActive); tl.Hash != hp {

@@ -56,6 +56,8 @@ type Tool struct {
 	// InputSchema is exactly the JSON the upstream sent (see "Raw JSON" in the package
 	// documentation), or nil if the upstream sent none.
 	InputSchema json.RawMessage
+	// OutputSchema is the JSON of the tool's outputSchema as the upstream sent it, or nil.
+	OutputSchema json.RawMessage
 	// Annotations is the upstream's raw annotations object, or nil.
 	Annotations json.RawMessage
 	Title       string
@@ -472,6 +474,13 @@ func toolsFromPage(raw json.RawMessage, res *mcp.ListToolsResult) ([]Tool, error
 				}
 				tool.InputSchema = b
 			}
+			if t.OutputSchema != nil {
+				b, err := json.Marshal(t.OutputSchema)
+				if err != nil {
+					return nil, fmt.Errorf("tool %q: output schema: %w", t.Name, err)
+				}
+				tool.OutputSchema = b
+			}
 			if t.Annotations != nil {
 				b, err := json.Marshal(t.Annotations)
 				if err != nil {
@@ -486,11 +495,12 @@ func toolsFromPage(raw json.RawMessage, res *mcp.ListToolsResult) ([]Tool, error
 
 	var page struct {
 		Tools []struct {
-			Name        string          `json:"name"`
-			Title       string          `json:"title"`
-			Description string          `json:"description"`
-			InputSchema json.RawMessage `json:"inputSchema"`
-			Annotations json.RawMessage `json:"annotations"`
+			Name         string          `json:"name"`
+			Title        string          `json:"title"`
+			Description  string          `json:"description"`
+			InputSchema  json.RawMessage `json:"inputSchema"`
+			OutputSchema json.RawMessage `json:"outputSchema"`
+			Annotations  json.RawMessage `json:"annotations"`
 		} `json:"tools"`
 	}
 	if err := json.Unmarshal(raw, &page); err != nil {
@@ -505,9 +515,13 @@ func toolsFromPage(raw json.RawMessage, res *mcp.ListToolsResult) ([]Tool, error
 		if !kept[t.Name] {
 			continue
 		}
-		tool := Tool{Name: t.Name, Title: t.Title, Description: t.Description, InputSchema: t.InputSchema, Annotations: t.Annotations}
+		tool := Tool{Name: t.Name, Title: t.Title, Description: t.Description, InputSchema: t.InputSchema,
+			OutputSchema: t.OutputSchema, Annotations: t.Annotations}
 		if string(tool.InputSchema) == "null" {
 			tool.InputSchema = nil
+		}
+		if string(tool.OutputSchema) == "null" {
+			tool.OutputSchema = nil
 		}
 		if string(tool.Annotations) == "null" {
 			tool.Annotations = nil
