@@ -109,6 +109,17 @@ func exportNewLog(tb testing.TB, prune ...int64) *exportLog {
 // at is the time of the event at index i.
 func (l *exportLog) at(i int) time.Time { return l.base.Add(time.Duration(i) * time.Hour) }
 
+// seqsFrom returns the seqs of the events at or after t; nil if none.
+func (l *exportLog) seqsFrom(t time.Time) []int64 {
+	var out []int64
+	for i := range exportEvents() {
+		if !l.at(i).Before(t) {
+			out = append(out, int64(i+1))
+		}
+	}
+	return out
+}
+
 // run runs `chaperone audit export` on the log.
 func (l *exportLog) run(tb testing.TB, args ...string) (code int, stdout, stderr string) {
 	tb.Helper()
@@ -209,7 +220,10 @@ func TestAuditExportFilters(t *testing.T) {
 		{"decisions", []string{"--decision", "deny,refused"}, []int64{4, 7, 8}},
 		{"kind prefix", []string{"--kind", "call.*", "--kind", "auth.failed"}, []int64{2, 3, 4, 5, 6, 7, 8, 10, 11}},
 		{"from and to: from inclusive, to exclusive", []string{"--from", rfc(4), "--to", rfc(8)}, []int64{5, 6, 7, 8}},
-		{"from a date", []string{"--from", l.at(0).AddDate(0, 0, 1).Format(time.DateOnly), "--kind", "task.ended"}, []int64{12}},
+		// A date is its midnight, UTC: the day after the first event's excludes that one
+		// and keeps the events of that day or later — which, depending on the hour the
+		// test runs at, may be none.
+		{"from a date", []string{"--from", l.at(0).AddDate(0, 0, 1).Format(time.DateOnly)}, l.seqsFrom(l.at(0).AddDate(0, 0, 1).Truncate(24 * time.Hour))},
 		{"from a duration", []string{"--from", "70h"}, []int64{4, 5, 6, 7, 8, 9, 10, 11, 12}},
 		{"to a duration", []string{"--to", "65h"}, []int64{1, 2, 3, 4, 5, 6, 7, 8}},
 		{"since", []string{"--since", "10"}, []int64{11, 12}},
