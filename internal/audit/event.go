@@ -137,6 +137,11 @@ type Event struct {
 	// each ("bearer:crm-key", "oauth_client_credentials:crm", "receipt:billing"); never a
 	// value.
 	Credentials []string `json:"credentials,omitempty"`
+	// PolicySigner names the trusted key that signed the policy bundle of PolicyVersion
+	// (as trust.policy_signers names it); empty when that policy was not a signed bundle.
+	// Together with PolicyVersion — the bundle's hash — it says on every event which
+	// policy was in force and who vouched for it.
+	PolicySigner string `json:"policy_signer,omitempty"`
 	// Pruned marks a tombstone: an event whose retention ran out and whose content was
 	// removed behind a signed checkpoint. A tombstone keeps Seq, Time, Kind, RequestID,
 	// PrevHash and Hash, so the chain still links through it; its content cannot be
@@ -273,7 +278,7 @@ func normalize(e Event) Event {
 		&e.Kind, &e.RequestID, &e.SessionID, &e.Agent, &e.User, &e.Tool, &e.Upstream,
 		&e.ArgsHash, &e.ArgsSummary, &e.Decision, &e.Reason, &e.Message, &e.PolicyVersion, &e.Detail,
 		&e.Task, &e.TokenID, &e.ShadowDecision, &e.Captured, &e.Prompt, &e.Explanation, &e.Approval,
-		&e.IdempotencyKey, &e.Scope,
+		&e.IdempotencyKey, &e.Scope, &e.PolicySigner,
 	} {
 		*s = strings.ToValidUTF8(*s, "\uFFFD")
 	}

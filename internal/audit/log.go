@@ -63,6 +63,10 @@ type LogOptions struct {
 	// order, before their callers are woken. It must be quick and must not keep the
 	// slice or call the Log: metrics are computed from it.
 	OnCommit func([]Event)
+	// Stamp, if set, is called on every event as it is appended, before it is checked
+	// and queued, to fill in what every event carries — the policy in force. It must be
+	// quick and safe for concurrent use.
+	Stamp func(*Event)
 }
 
 const (
@@ -80,6 +84,7 @@ const (
 // There must be one Log per store; see the package documentation.
 type Log struct {
 	maxBatch int
+	stamp    func(*Event)
 
 	queue   chan *pending      // closed by Close, under mu, once no Append can send
 	closing chan struct{}      // closed when Close starts
@@ -130,6 +135,7 @@ func NewLog(ctx context.Context, store Store, opts LogOptions) (*Log, error) {
 	runCtx, abort := context.WithCancel(context.Background())
 	l := &Log{
 		maxBatch: opts.MaxBatch,
+		stamp:    opts.Stamp,
 		queue:    make(chan *pending, opts.QueueSize),
 		closing:  make(chan struct{}),
 		done:     make(chan struct{}),
@@ -156,6 +162,9 @@ func NewLog(ctx context.Context, store Store, opts LogOptions) (*Log, error) {
 func (l *Log) Append(ctx context.Context, e *Event) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("audit: append %s: %w", e.Kind, err)
+	}
+	if l.stamp != nil {
+		l.stamp(e)
 	}
 	p := &pending{event: normalize(*e), done: make(chan error, 1)}
 	if err := validate(&p.event); err != nil {
@@ -185,6 +194,9 @@ func (l *Log) Append(ctx context.Context, e *Event) error {
 func (l *Log) AppendAsync(ctx context.Context, e *Event, then func(error)) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("audit: append %s: %w", e.Kind, err)
+	}
+	if l.stamp != nil {
+		l.stamp(e)
 	}
 	p := &pending{event: normalize(*e), done: make(chan error, 1), then: then}
 	if err := validate(&p.event); err != nil {

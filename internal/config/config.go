@@ -25,6 +25,7 @@ import (
 
 	"github.com/chaperone-dev/chaperone/internal/argcheck"
 	"github.com/chaperone-dev/chaperone/internal/flow"
+	"github.com/chaperone-dev/chaperone/internal/sign"
 	"github.com/chaperone-dev/chaperone/internal/store"
 )
 
@@ -53,6 +54,9 @@ type Config struct {
 	Identity Identity `yaml:"identity"`
 	// Policy says where the policy files are.
 	Policy Policy `yaml:"policy"`
+	// Trust lists the keys whose signatures the gateway accepts on tool manifests and
+	// policy bundles.
+	Trust Trust `yaml:"trust"`
 	// Audit sets what the audit log records beyond its fixed fields.
 	Audit Audit `yaml:"audit"`
 	// Approvals configures how held calls are put to people.
@@ -200,6 +204,14 @@ type Registry struct {
 	// RefreshInterval re-reads every upstream's tool list this often to catch definition
 	// drift even from servers that do not announce changes. Default "5m"; "0s" disables.
 	RefreshInterval Duration `yaml:"refresh_interval"`
+	// Manifests are signed tool manifests (each with its signature in FILE.sig). A declared
+	// tool a manifest describes is callable only while its upstream offers exactly the
+	// manifest's definition; the manifest fills in what the tool's entry leaves out (cost,
+	// undo, idempotency, flow labels) and its class is the least the entry may give.
+	// Relative paths are relative to the configuration file. Needs trust.tool_publishers.
+	Manifests []string `yaml:"manifests"`
+	// RequireSigned makes only tools described by a signed manifest callable.
+	RequireSigned bool `yaml:"require_signed"`
 }
 
 // Upstream is one MCP server behind the gateway: exactly one of Command, URL or Builtin.
@@ -248,6 +260,9 @@ type Tool struct {
 	ExposeAs string `yaml:"expose_as"`
 	// Class is the risk class: read, write, external (communicates outside) or destructive.
 	Class string `yaml:"class"`
+	// Environment, if set, must be the upstream's (dev, test or prod): a check that a tool
+	// meant for one environment is not declared on another's upstream.
+	Environment string `yaml:"environment"`
 	// Pin, if set, is the expected definition hash ("sha256:..."); any other definition is
 	// quarantined.
 	Pin string `yaml:"pin"`
@@ -350,9 +365,90 @@ type Policy struct {
 	// Paths are policy files or directories (every *.yaml and *.yml in them, sorted).
 	// Relative paths are relative to the configuration file.
 	Paths []string `yaml:"paths"`
+	// Bundle is a policy bundle file (`chaperone policy bundle`) to load instead of Paths.
+	// Relative to the configuration file.
+	Bundle string `yaml:"bundle"`
+	// RequireSigned loads only a bundle signed by one of trust.policy_signers: an unsigned
+	// or tampered bundle is refused and the last good one stays in force.
+	RequireSigned bool `yaml:"require_signed"`
 	// WatchInterval is how often the files are checked for changes, which are then
 	// reloaded like on SIGHUP. Default "2s"; "0s" disables watching.
 	WatchInterval Duration `yaml:"watch_interval"`
+}
+
+// Trust lists trusted signing keys, each under the name that names its signatures in
+// the audit log and in `chaperone tools list`.
+type Trust struct {
+	// ToolPublishers sign tool manifests.
+	ToolPublishers []TrustedKey `yaml:"tool_publishers"`
+	// PolicySigners sign policy bundles.
+	PolicySigners []TrustedKey `yaml:"policy_signers"`
+}
+
+// TrustedKey is one trusted Ed25519 public key.
+type TrustedKey struct {
+	// Name names the signer; [a-z0-9][a-z0-9._-]{0,63}.
+	Name string `yaml:"name"`
+	// KeyFile is a PEM file holding the public key (`chaperone keys generate` writes one).
+	// Relative to the configuration file.
+	KeyFile string `yaml:"key_file"`
+}
+
+// Keyring reads the keys' files and returns them as a keyring; nil keys give an empty one.
+func Keyring(keys []TrustedKey) (*sign.Keyring, error) {
+	var ks []sign.Key
+	for _, k := range keys {
+		b, err := readLimited(k.KeyFile, 64<<10)
+		if err != nil {
+			return nil, fmt.Errorf("trusted key %q: %w", k.Name, err)
+		}
+		pubs, err := sign.ParsePublicKeys(b)
+		if err != nil {
+			return nil, fmt.Errorf("trusted key %q: %s: %w", k.Name, k.KeyFile, err)
+		}
+		if len(pubs) != 1 {
+			return nil, fmt.Errorf("trusted key %q: %s holds %d keys, want one", k.Name, k.KeyFile, len(pubs))
+		}
+		ks = append(ks, sign.Key{Name: k.Name, Public: pubs[0]})
+	}
+	return sign.NewKeyring(ks...)
+}
+
+func readLimited(path string, limit int64) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, limit)
+	}
+	return b, nil
+}
+
+func (t *Trust) validate(bad func(field, format string, args ...any)) {
+	for _, list := range []struct {
+		field string
+		keys  []TrustedKey
+	}{{"trust.tool_publishers", t.ToolPublishers}, {"trust.policy_signers", t.PolicySigners}} {
+		names := map[string]bool{}
+		for i, k := range list.keys {
+			f := fmt.Sprintf("%s[%d]", list.field, i)
+			if !agentID.MatchString(k.Name) {
+				bad(f+".name", "must match %s, got %q", agentID, k.Name)
+			} else if names[k.Name] {
+				bad(f+".name", "duplicate name %q", k.Name)
+			}
+			names[k.Name] = true
+			if k.KeyFile == "" {
+				bad(f+".key_file", "is required: the PEM file of the signer's public key")
+			}
+		}
+	}
 }
 
 // The values of [Audit].Capture.
@@ -503,6 +599,15 @@ func (c *Config) resolvePaths(base string) {
 	}
 	for i, p := range c.Policy.Paths {
 		c.Policy.Paths[i] = abs(p)
+	}
+	c.Policy.Bundle = abs(c.Policy.Bundle)
+	for i, p := range c.Registry.Manifests {
+		c.Registry.Manifests[i] = abs(p)
+	}
+	for _, ks := range [][]TrustedKey{c.Trust.ToolPublishers, c.Trust.PolicySigners} {
+		for i := range ks {
+			ks[i].KeyFile = abs(ks[i].KeyFile)
+		}
 	}
 }
 
@@ -765,10 +870,27 @@ func (c *Config) Validate() error {
 	if c.Registry.RefreshInterval < 0 {
 		bad("registry.refresh_interval", "must not be negative, got %s", c.Registry.RefreshInterval.D())
 	}
+	c.Trust.validate(bad)
+	if (len(c.Registry.Manifests) > 0 || c.Registry.RequireSigned) && len(c.Trust.ToolPublishers) == 0 {
+		bad("registry", "manifests and require_signed need trust.tool_publishers: the keys whose signatures count")
+	}
+	for i, m := range c.Registry.Manifests {
+		if m == "" {
+			bad(fmt.Sprintf("registry.manifests[%d]", i), "is empty")
+		}
+	}
+	if c.Policy.Bundle != "" && len(c.Policy.Paths) > 0 {
+		bad("policy", "give paths or bundle, not both")
+	}
+	if c.Policy.RequireSigned && (c.Policy.Bundle == "" || len(c.Trust.PolicySigners) == 0) {
+		bad("policy.require_signed", "needs policy.bundle and trust.policy_signers: only a bundle can be signed")
+	}
 
 	upstreams := map[string]bool{}
+	upstreamEnv := map[string]string{}
 	for i, u := range c.Upstreams {
 		f := fmt.Sprintf("upstreams[%d]", i)
+		upstreamEnv[u.Name] = u.Environment
 		if !upstreamName.MatchString(u.Name) {
 			bad(f+".name", "must match %s, got %q", upstreamName, u.Name)
 		} else if upstreams[u.Name] {
@@ -815,6 +937,9 @@ func (c *Config) Validate() error {
 		f := fmt.Sprintf("tools[%d]", i)
 		if !upstreams[t.Upstream] {
 			bad(f+".upstream", "unknown upstream %q", t.Upstream)
+		}
+		if env := upstreamEnv[t.Upstream]; t.Environment != "" && upstreams[t.Upstream] && t.Environment != env {
+			bad(f+".environment", "is %s, but upstream %q is in %s", t.Environment, t.Upstream, env)
 		}
 		if !toolName.MatchString(t.Name) {
 			bad(f+".name", "must match %s, got %q", toolName, t.Name)
@@ -884,9 +1009,19 @@ func (c *Config) Validate() error {
 		if len(a.Capabilities) == 0 {
 			bad(f+".capabilities", "must not be empty (omit it for any tool)")
 		}
-		for j, c := range a.Capabilities {
-			if c != "*" && !toolName.MatchString(c) {
-				bad(fmt.Sprintf("%s.capabilities[%d]", f, j), "must be \"*\" or a tool name, got %q", c)
+		for j, capab := range a.Capabilities {
+			if capab != "*" && !toolName.MatchString(capab) {
+				bad(fmt.Sprintf("%s.capabilities[%d]", f, j), "must be \"*\" or a tool name, got %q", capab)
+				continue
+			}
+			// An agent is never routed to another environment's upstream: naming such a
+			// tool among its capabilities is a mistake to catch here, not at the first call.
+			if k := slices.Index(exposedNames, capab); k >= 0 {
+				up := c.Tools[k].Upstream
+				if env := upstreamEnv[up]; env != "" && env != a.Environment {
+					bad(fmt.Sprintf("%s.capabilities[%d]", f, j), "tool %q lives on upstream %q in %s; a %s agent cannot reach it",
+						capab, up, env, a.Environment)
+				}
 			}
 		}
 		if a.Autonomy < 0 || a.Autonomy > 3 {

@@ -154,6 +154,22 @@ func TestValidate(t *testing.T) {
 		}, []string{`containment.webhooks[0].url: http is allowed only on a loopback address`}},
 		{"idempotency shorter than a call", func(c *Config) { c.Containment.Idempotency.Retention = Duration(time.Minute) },
 			[]string{"containment.idempotency.retention: must be longer than the longest call"}},
+		{"manifests without publishers", func(c *Config) { c.Registry.Manifests = []string{"/etc/m.yaml"} },
+			[]string{"registry: manifests and require_signed need trust.tool_publishers"}},
+		{"require signed tools without publishers", func(c *Config) { c.Registry.RequireSigned = true },
+			[]string{"registry: manifests and require_signed need trust.tool_publishers"}},
+		{"paths and bundle", func(c *Config) { c.Policy.Bundle, c.Policy.Paths = "/etc/p.bundle", []string{"/etc/p.yaml"} }, []string{"policy: give paths or bundle, not both"}},
+		{"require signed policy without bundle", func(c *Config) { c.Policy.RequireSigned = true },
+			[]string{"policy.require_signed: needs policy.bundle and trust.policy_signers"}},
+		{"trusted keys", func(c *Config) {
+			c.Trust.PolicySigners = []TrustedKey{{Name: "Release!", KeyFile: "k.pub"}, {Name: "ok"}, {Name: "ok", KeyFile: "k"}}
+		}, []string{`trust.policy_signers[0].name: must match`, "trust.policy_signers[1].key_file: is required", `trust.policy_signers[2].name: duplicate name "ok"`}},
+		{"tool in another environment", func(c *Config) { c.Tools[0].Environment = "prod" },
+			[]string{`tools[0].environment: is prod, but upstream "demo" is in dev`}},
+		{"dev agent given a prod tool", func(c *Config) {
+			c.Upstreams[1].Environment = "prod"
+			c.Agents[0].Capabilities = []string{"demo__read_file", "other__read_file"}
+		}, []string{`agents[0].capabilities[1]: tool "other__read_file" lives on upstream "other" in prod; a dev agent cannot reach it`}},
 		{"all at once", func(c *Config) {
 			c.Server.Listen = "bad"
 			c.Agents[0].Owner = ""

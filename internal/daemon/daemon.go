@@ -25,6 +25,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/chaperone-dev/chaperone/internal/api"
 	"github.com/chaperone-dev/chaperone/internal/approval"
 	"github.com/chaperone-dev/chaperone/internal/audit"
@@ -41,14 +43,15 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/oauth"
 	"github.com/chaperone-dev/chaperone/internal/pipeline"
 	"github.com/chaperone-dev/chaperone/internal/policy"
+	"github.com/chaperone-dev/chaperone/internal/policy/bundle"
 	"github.com/chaperone-dev/chaperone/internal/registry"
 	"github.com/chaperone-dev/chaperone/internal/secrets"
+	"github.com/chaperone-dev/chaperone/internal/sign"
 	"github.com/chaperone-dev/chaperone/internal/store"
 	"github.com/chaperone-dev/chaperone/internal/store/backend"
 	"github.com/chaperone-dev/chaperone/internal/store/postgres"
 	"github.com/chaperone-dev/chaperone/internal/telemetry"
 	"github.com/chaperone-dev/chaperone/internal/upstream"
-	"go.opentelemetry.io/otel/trace"
 )
 
 // Version is the gateway's version, reported as serverInfo.
@@ -87,6 +90,8 @@ type Daemon struct {
 	policy  atomic.Pointer[policy.Policy]
 	// decl is what a reload may change: the declared tools and the policy paths.
 	decl atomic.Pointer[declared]
+	// signers names the signer of each recent policy version, for the audit log.
+	signers signers
 
 	reloadMu sync.Mutex // serialises policy reloads
 	// rejected names the last policy or configuration that failed to load, so a watched
@@ -175,7 +180,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, err 
 	if err := d.buildTelemetry(ctx); err != nil {
 		return nil, err
 	}
-	if d.audit, err = audit.NewLog(ctx, d.store, audit.LogOptions{OnCommit: d.onCommit}); err != nil {
+	if d.audit, err = audit.NewLog(ctx, d.store, audit.LogOptions{OnCommit: d.onCommit, Stamp: d.signers.stamp}); err != nil {
 		return nil, fmt.Errorf("open audit log: %w", err)
 	}
 	if err := d.buildCheckpointer(); err != nil {
@@ -200,11 +205,12 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, err 
 		}
 		d.configSum = sha256.Sum256(b)
 	}
-	if _, err := d.loadPolicy(ctx, decl); err != nil {
+	if _, err := d.loadPolicy(ctx, decl, true); err != nil {
 		return nil, err
 	}
 	d.reg = registry.New(decl.decls, registry.Options{
 		QuarantineFirstUse: cfg.Registry.FirstUse == "quarantine",
+		RequireSigned:      cfg.Registry.RequireSigned,
 		Pins:               d.store,
 		Audit:              d.audit,
 		Review:             reviewer(d.sensors.Injection),
@@ -618,7 +624,7 @@ func (d *Daemon) ReloadPolicy(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("reload secret keys: %w", err)
 		}
 	}
-	return d.loadPolicy(ctx, d.decl.Load())
+	return d.loadPolicy(ctx, d.decl.Load(), false)
 }
 
 // declared is the part of the configuration a reload may change.
@@ -626,6 +632,11 @@ type declared struct {
 	decls       []registry.Declaration
 	tools       map[string]policy.ToolInfo
 	policyPaths []string
+	// bundle is the policy bundle to load instead of policyPaths; policySigners the keys
+	// that may sign it, and requireSigned whether one must.
+	bundle        string
+	policySigners *sign.Keyring
+	requireSigned bool
 }
 
 // declare derives the registry's declarations and the policy's tool set from cfg.
@@ -654,10 +665,17 @@ func declare(cfg *config.Config) (*declared, error) {
 		}
 		d.tools[names[i]] = policy.ToolInfo{Class: t.Class}
 	}
+	if err := applyManifests(cfg, d.decls); err != nil {
+		return nil, err
+	}
 	if cfg.Egress.Listen != "" {
 		// The egress proxy's requests are calls of the egress tool: policy rules name it.
 		// (Validation refused a declared tool of that name.)
 		d.tools[egressTool] = policy.ToolInfo{Class: policy.ClassExternal}
+	}
+	d.bundle, d.requireSigned = cfg.Policy.Bundle, cfg.Policy.RequireSigned
+	if d.policySigners, err = config.Keyring(cfg.Trust.PolicySigners); err != nil {
+		return nil, fmt.Errorf("trust.policy_signers: %w", err)
 	}
 	return d, nil
 }
@@ -688,7 +706,7 @@ func (d *Daemon) reloadConfig(ctx context.Context) error {
 	if err != nil {
 		return d.rejectOnce(ctx, key, fmt.Errorf("reload config: %w", err))
 	}
-	srcs, err := ReadPolicySources(decl.policyPaths)
+	srcs, signer, err := d.policySources(ctx, decl, false)
 	if err != nil {
 		return d.rejectOnce(ctx, key, fmt.Errorf("reload config: policy: %w", err))
 	}
@@ -700,7 +718,7 @@ func (d *Daemon) reloadConfig(ctx context.Context) error {
 		d.log.WarnContext(ctx, "registry reload: some tools are quarantined", "err", err)
 	}
 	d.decl.Store(decl)
-	d.swapPolicy(ctx, p)
+	d.swapPolicy(ctx, p, signer, decl.bundle)
 	d.configSum = sum
 	e := &audit.Event{Time: time.Now(), Kind: audit.KindConfigReloaded, PolicyVersion: p.Version(),
 		Detail: fmt.Sprintf("%d tools declared; upstreams and other sections apply at restart", len(decl.decls))}
@@ -756,15 +774,13 @@ func (d *Daemon) rejectOnce(ctx context.Context, key string, err error) error {
 	return err
 }
 
-// loadPolicy compiles the policy files for the declared tools and swaps the policy in if
-// its version changed. d.reloadMu must be held, or the daemon not yet running.
-func (d *Daemon) loadPolicy(ctx context.Context, decl *declared) (string, error) {
-	srcs := d.opts.PolicySources
-	if srcs == nil {
-		var err error
-		if srcs, err = ReadPolicySources(decl.policyPaths); err != nil {
-			return "", d.rejectOnce(ctx, "policy read "+err.Error(), fmt.Errorf("load policy: %w", err))
-		}
+// loadPolicy compiles the policy files (or bundle) for the declared tools and swaps the
+// policy in if its version changed. first is true at start, when a bad bundle may fall
+// back to the last good one. d.reloadMu must be held, or the daemon not yet running.
+func (d *Daemon) loadPolicy(ctx context.Context, decl *declared, first bool) (string, error) {
+	srcs, signer, err := d.policySources(ctx, decl, first)
+	if err != nil {
+		return "", d.rejectOnce(ctx, "policy read "+err.Error(), fmt.Errorf("load policy: %w", err))
 	}
 	v := policy.VersionOf(srcs)
 	if old := d.policy.Load(); old != nil && old.Version() == v {
@@ -774,18 +790,36 @@ func (d *Daemon) loadPolicy(ctx context.Context, decl *declared) (string, error)
 	if err != nil {
 		return "", d.rejectOnce(ctx, "policy "+v, fmt.Errorf("load policy: %w", err))
 	}
-	d.swapPolicy(ctx, p)
+	d.swapPolicy(ctx, p, signer, decl.bundle)
 	return p.Version(), nil
 }
 
-// swapPolicy puts p in force and records it.
-func (d *Daemon) swapPolicy(ctx context.Context, p *policy.Policy) {
+// policySources returns the policy's sources — the daemon's own, the bundle's, or the
+// files' — and the bundle's signer.
+func (d *Daemon) policySources(ctx context.Context, decl *declared, first bool) ([]policy.Source, string, error) {
+	switch {
+	case d.opts.PolicySources != nil:
+		return d.opts.PolicySources, "", nil
+	case decl.bundle != "":
+		return d.loadBundle(ctx, decl, first)
+	}
+	srcs, err := ReadPolicySources(decl.policyPaths)
+	return srcs, "", err
+}
+
+// swapPolicy puts p in force and records it, with the signer of its bundle ("" if none);
+// a policy from a bundle file keeps that file as the last good bundle.
+func (d *Daemon) swapPolicy(ctx context.Context, p *policy.Policy, signer, bundleFile string) {
 	if old := d.policy.Load(); old != nil && old.Version() == p.Version() {
 		return
 	}
+	d.signers.set(p.Version(), signer)
 	d.auditPolicy(ctx, audit.KindPolicyLoaded, p.Version(), nil)
 	d.policy.Store(p)
-	d.log.InfoContext(ctx, "policy loaded", "version", p.Version(), "rules", p.Rules())
+	d.log.InfoContext(ctx, "policy loaded", "version", p.Version(), "rules", p.Rules(), "signer", signer)
+	if bundleFile != "" {
+		d.keepBundle(ctx, bundleFile, p.Version())
+	}
 }
 
 func (d *Daemon) auditPolicy(ctx context.Context, kind, version string, err error) {
@@ -799,16 +833,22 @@ func (d *Daemon) auditPolicy(ctx context.Context, kind, version string, err erro
 }
 
 // watchPolicy reloads the configuration's tools and the policy whenever their files change,
-// until ctx is done. Unchanged files cost a read and a hash; a change is compiled and
-// swapped in like a SIGHUP reload.
+// until ctx is done. A change is taken once the files have held still for one interval, so
+// a file caught half-written (an editor truncates, then writes) is never compiled; it is
+// then swapped in like a SIGHUP reload. Unchanged files cost a read and a hash.
 func (d *Daemon) watchPolicy(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
+	last := d.fingerprint()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if fp := d.fingerprint(); fp != last {
+			last = fp
+			continue
 		}
 		if _, err := d.ReloadPolicy(ctx); err != nil && ctx.Err() == nil {
 			d.log.WarnContext(ctx, "policy reload rejected; the old policy stays", "err", err)
@@ -816,8 +856,38 @@ func (d *Daemon) watchPolicy(ctx context.Context, every time.Duration) {
 	}
 }
 
+// fingerprint hashes what a reload reads — the configuration file and the policy files or
+// bundle — and what reading them failed with.
+func (d *Daemon) fingerprint() [32]byte {
+	h := sha256.New()
+	add := func(path string) {
+		b, err := readBounded(path, bundle.MaxBytes)
+		if err != nil {
+			b = []byte(err.Error())
+		}
+		sum := sha256.Sum256(b)
+		h.Write([]byte(path))
+		h.Write(sum[:])
+	}
+	if d.opts.ConfigPath != "" {
+		add(d.opts.ConfigPath)
+	}
+	decl := d.decl.Load()
+	if decl.bundle != "" {
+		add(decl.bundle)
+	} else if srcs, err := ReadPolicySources(decl.policyPaths); err != nil {
+		h.Write([]byte(err.Error()))
+	} else {
+		h.Write([]byte(policy.VersionOf(srcs)))
+	}
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
 // ReadPolicySources reads policy files: each path is a file, or a directory whose *.yaml and
-// *.yml files are read in name order. A path that matches no file is an error.
+// *.yml files (but not the test suites, *_test.yaml) are read in name order. A path that
+// matches no file is an error.
 func ReadPolicySources(paths []string) ([]policy.Source, error) {
 	var srcs []policy.Source
 	if len(paths) == 0 {
@@ -833,7 +903,12 @@ func ReadPolicySources(paths []string) ([]policy.Source, error) {
 			files = nil
 			for _, pat := range []string{"*.yaml", "*.yml"} {
 				m, _ := filepath.Glob(filepath.Join(p, pat))
-				files = append(files, m...)
+				for _, f := range m {
+					// Policy test suites live beside the policies; they are not policy.
+					if !strings.HasSuffix(f, "_test.yaml") && !strings.HasSuffix(f, "_test.yml") {
+						files = append(files, f)
+					}
+				}
 			}
 			if len(files) == 0 {
 				return nil, fmt.Errorf("%s: no *.yaml or *.yml policy files", p)

@@ -278,20 +278,28 @@ func TestEndToEnd(t *testing.T) {
 	})
 }
 
+// approveViaAPI approves tool through the admin API, accepting the review's findings, and
+// fails the test unless it succeeds.
 func approveViaAPI(t *testing.T, g *chaperonetest.Gateway, tool string) {
 	t.Helper()
+	if code, b := approveRequest(t, g, tool, `{"by":"e2e-reviewer","accept_findings":true}`); code != http.StatusOK {
+		t.Fatalf("approve %s: HTTP %d: %s", tool, code, b)
+	}
+}
+
+// approveRequest posts body to the admin API's approval of tool.
+func approveRequest(t *testing.T, g *chaperonetest.Gateway, tool, body string) (int, []byte) {
+	t.Helper()
 	tok := readFile(t, g.Config.Admin.TokenFile)
-	req, _ := http.NewRequest(http.MethodPost, g.AdminURL+"/v1/tools/"+tool+"/approve", strings.NewReader(`{"by":"e2e-reviewer"}`))
+	req, _ := http.NewRequest(http.MethodPost, g.AdminURL+"/v1/tools/"+tool+"/approve", strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(tok))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		t.Fatalf("approve %s: HTTP %d: %s", tool, resp.StatusCode, b)
-	}
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
 }
 
 func post(t *testing.T, url, token, contentType, body string) *http.Response {

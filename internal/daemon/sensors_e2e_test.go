@@ -293,6 +293,10 @@ func TestPoisonedToolDefinitionQuarantined(t *testing.T) {
 	if code := refusal(t, call(t, cs, "add", map[string]any{})); code != "quarantined" {
 		t.Errorf("add = %s, want quarantined", code)
 	}
+	// The finding must be accepted explicitly: a plain approval is refused.
+	if code, b := approveRequest(t, g, "add", `{"by":"e2e-reviewer"}`); code != http.StatusConflict || !strings.Contains(string(b), "reads as a prompt injection") {
+		t.Errorf("approval without accepting the finding = %d %s, want 409 naming the finding", code, b)
+	}
 	approveViaAPI(t, g, "add")
 	if code := refusal(t, call(t, cs, "add", map[string]any{})); code != "" {
 		t.Errorf("add after approval = %s", code)
