@@ -103,9 +103,17 @@ func toolsList(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return err
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tUPSTREAM\tCLASS\tSTATUS\tPINNED\tREASON")
+	fmt.Fprintln(tw, "NAME\tUPSTREAM\tENV\tCLASS\tSTATUS\tPINNED\tMANIFEST\tREASON")
 	for _, t := range tools {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, t.Upstream, t.Class, t.Status, shortHash(t.Hash), t.Reason)
+		manifest := "-"
+		if m := t.Manifest; m != nil {
+			manifest = m.Signer
+			if m.Version != "" {
+				manifest += " v" + m.Version
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.Name, t.Upstream, dash(t.Environment), t.Class, t.Status,
+			shortHash(t.Hash), manifest, t.Reason)
 	}
 	return tw.Flush()
 }
@@ -118,31 +126,6 @@ func shortHash(h string) string {
 		return "-"
 	}
 	return h
-}
-
-func toolsApprove(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlags("tools approve", stderr)
-	client := adminFlags(fs)
-	by := fs.String("by", "", "who approves (recorded in the audit log); required")
-	if err := parse(fs, reorder(fs, args), 1); err != nil {
-		return err
-	}
-	if fs.NArg() != 1 {
-		return usageError{"give the tool's name: chaperone tools approve NAME --by WHO"}
-	}
-	if *by == "" {
-		return usageError{"--by is required: the audit log records who approved"}
-	}
-	c, err := client()
-	if err != nil {
-		return err
-	}
-	var t api.Tool
-	if err := c.do(ctx, http.MethodPost, "/v1/tools/"+fs.Arg(0)+"/approve", map[string]string{"by": *by}, &t); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "approved %s: pinned %s, status %s\n", t.Name, t.Hash, t.Status)
-	return nil
 }
 
 func policyReload(ctx context.Context, args []string, stdout, stderr io.Writer) error {

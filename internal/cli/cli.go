@@ -35,11 +35,23 @@ Usage:
   chaperone config check --config FILE        validate a configuration and print it, redacted
   chaperone token new                         make an agent bearer token and its hash for the config
   chaperone tools list                        show the tool registry and each tool's state
-  chaperone tools approve NAME --by WHO       pin a tool's current definition (after review)
+  chaperone tools diff NAME [--json]          what a tool's upstream offers now against what was approved
+  chaperone tools approve NAME --by WHO [--hash H] [--accept-findings]
+                                              pin the definition you reviewed (refused if it changed since)
+  chaperone tools manifest (--upstream U | TOOL...) [--publisher P] [--out F]
+                                              write a manifest of tools as offered now, to review and sign
+  chaperone tools sign MANIFEST --key KEY     sign a tool manifest (writes MANIFEST.sig)
+  chaperone tools verify MANIFEST (--config F | --trusted KEY.pub)
+                                              check a manifest's signature as the gateway will
   chaperone policy reload                     recompile the policy files in a running gateway
   chaperone policy shadow                     what the rules in shadow mode would have changed
   chaperone policy lint [--config F] [PATH]   rules that never match, shadowed rules, unknown tools and arguments
   chaperone policy test [DIR] [--junit F]     run the policy test suites (*_test.yaml) next to the policies
+  chaperone policy bundle PATH... --out F [--key KEY]
+                                              package policy files as a content-addressed bundle, signed
+  chaperone policy sign BUNDLE --key KEY      add a signature (promotion): the content and hash stay
+  chaperone policy verify BUNDLE (--config F | --trusted KEY.pub)
+                                              check a bundle's hash and signature as the gateway will
   chaperone agent register --id ID --owner EMAIL --env dev|test|prod --capabilities a,b
       [--purpose TEXT] [--autonomy 0-3] [--label k=v ...] (--public-key FILE | --secret)
                                               register an agent (a secret is shown only once)
@@ -74,6 +86,7 @@ Usage:
                                               close a tripped breaker, or trip one by hand
   chaperone keys list                         show the token signing keys
   chaperone keys rotate                       start signing tokens with a new key
+  chaperone keys generate --out PREFIX        make an Ed25519 key pair for signing manifests and bundles
   chaperone secrets set NAME [--from-file F | --from-env VAR] [--description S]
                                               store an upstream credential, sealed; the value comes from
                                               standard input (or F, or VAR), never from an argument
@@ -128,8 +141,12 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		})
 	case "tools":
 		err = sub(rest, map[string]func([]string) error{
-			"list":    func(a []string) error { return toolsList(ctx, a, stdout, stderr) },
-			"approve": func(a []string) error { return toolsApprove(ctx, a, stdout, stderr) },
+			"list":     func(a []string) error { return toolsList(ctx, a, stdout, stderr) },
+			"approve":  func(a []string) error { return toolsApprove(ctx, a, stdout, stderr) },
+			"diff":     func(a []string) error { return toolsDiff(ctx, a, stdout, stderr) },
+			"manifest": func(a []string) error { return toolsManifest(ctx, a, stdout, stderr) },
+			"sign":     func(a []string) error { return toolsSign(a, stdout, stderr) },
+			"verify":   func(a []string) error { return toolsVerify(a, stdout, stderr) },
 		})
 	case "policy":
 		err = sub(rest, map[string]func([]string) error{
@@ -137,6 +154,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			"shadow": func(a []string) error { return policyShadow(ctx, a, stdout, stderr) },
 			"lint":   func(a []string) error { return policyLint(ctx, a, stdout, stderr) },
 			"test":   func(a []string) error { return policyTest(ctx, a, stdout, stderr) },
+			"bundle": func(a []string) error { return policyBundle(a, stdout, stderr) },
+			"sign":   func(a []string) error { return policySign(a, stdout, stderr) },
+			"verify": func(a []string) error { return policyVerify(a, stdout, stderr) },
 		})
 	case "agent":
 		err = sub(rest, map[string]func([]string) error{
@@ -177,8 +197,9 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		})
 	case "keys":
 		err = sub(rest, map[string]func([]string) error{
-			"list":   func(a []string) error { return keysList(ctx, a, stdout, stderr) },
-			"rotate": func(a []string) error { return keysRotate(ctx, a, stdout, stderr) },
+			"list":     func(a []string) error { return keysList(ctx, a, stdout, stderr) },
+			"rotate":   func(a []string) error { return keysRotate(ctx, a, stdout, stderr) },
+			"generate": func(a []string) error { return keysGenerate(a, stdout, stderr) },
 		})
 	case "secrets":
 		err = sub(rest, map[string]func([]string) error{

@@ -185,6 +185,8 @@ type Comparison struct {
 	Changes      []Change `json:"changes"`
 	// Finding is what the review found in the live definition.
 	Finding string `json:"finding,omitempty"`
+	// Live is the live definition, as [DefinitionHash] encodes it.
+	Live json.RawMessage `json:"live,omitempty"`
 }
 
 // Compare returns the tool's [Comparison]. A tool whose upstream offered nothing yet has no
@@ -200,11 +202,14 @@ func (r *Registry) Compare(ctx context.Context, name string) (*Comparison, error
 		return c, nil
 	}
 	approved := &upstream.Tool{}
+	var err error
 	switch {
 	case t.Manifest != nil:
 		c.Against, c.Signer, approved = "manifest", t.Manifest.Signer, t.Manifest.Definition()
 	default:
-		pin, pinned, err := r.opts.Pins.Pin(ctx, name)
+		var pin Pin
+		var pinned bool
+		pin, pinned, err = r.opts.Pins.Pin(ctx, name)
 		if err != nil {
 			return nil, fmt.Errorf("compare %q: read pin: %w", name, err)
 		}
@@ -214,6 +219,9 @@ func (r *Registry) Compare(ctx context.Context, name string) (*Comparison, error
 			}
 			c.Against = "pin"
 		}
+	}
+	if c.Live, _, err = DefinitionHash(t.live); err != nil {
+		return nil, fmt.Errorf("compare %q: %w", name, err)
 	}
 	live := *t.live
 	live.Title, live.Annotations = "", nil // not part of a definition
