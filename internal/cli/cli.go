@@ -33,6 +33,10 @@ Usage:
   chaperone serve --demo [--data-dir DIR]     run the demo gateway (built-in tools, agent, policy)
   chaperone serve --config chaperone.yaml     run a configured gateway
   chaperone config check --config FILE        validate a configuration and print it, redacted
+  chaperone config schema [--out FILE]        print the configuration's JSON Schema, for editors and CI
+  chaperone init --preset NAME [--dir DIR] [--force]
+                                              write a starter chaperone.yaml, its schema, a policy and its tests
+                                              (presets: minimal, mail-and-payments, http-upstream)
   chaperone token new                         make an agent bearer token and its hash for the config
   chaperone tools list                        show the tool registry and each tool's state
   chaperone tools diff NAME [--json]          what a tool's upstream offers now against what was approved
@@ -133,8 +137,11 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = serve(ctx, rest, stdout, stderr)
 	case "config":
 		err = sub(rest, map[string]func([]string) error{
-			"check": func(a []string) error { return configCheck(a, stdout, stderr) },
+			"check":  func(a []string) error { return configCheck(a, stdout, stderr) },
+			"schema": func(a []string) error { return configSchema(a, stdout, stderr) },
 		})
+	case "init":
+		err = initCmd(rest, stdout, stderr)
 	case "token":
 		err = sub(rest, map[string]func([]string) error{
 			"new": func(a []string) error { return tokenNew(a, stdout, stderr) },
