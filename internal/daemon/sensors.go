@@ -122,42 +122,44 @@ func toolSettings(cfg *config.Config, t config.Tool) (inspect.ToolSettings, erro
 }
 
 // definitionText is the prose of a tool definition: its title and description and the
-// titles and descriptions in its input schema — what a model reads as instructions. The
-// schema's structure is left out: JSON punctuation is not language.
+// titles and descriptions in its input and output schemas — what a model reads as
+// instructions. The schemas' structure is left out: JSON punctuation is not language.
 func definitionText(t *upstream.Tool) string {
 	var b strings.Builder
 	b.WriteString(t.Title)
 	b.WriteString("\n")
 	b.WriteString(t.Description)
-	var schema any
-	if json.Unmarshal(t.InputSchema, &schema) == nil {
-		var walk func(v any, depth int)
-		walk = func(v any, depth int) {
-			if depth > 32 || b.Len() > 64<<10 {
-				return
+	var walk func(v any, depth int)
+	walk = func(v any, depth int) {
+		if depth > 32 || b.Len() > 64<<10 {
+			return
+		}
+		switch x := v.(type) {
+		case map[string]any:
+			keys := make([]string, 0, len(x))
+			for k := range x {
+				keys = append(keys, k)
 			}
-			switch x := v.(type) {
-			case map[string]any:
-				keys := make([]string, 0, len(x))
-				for k := range x {
-					keys = append(keys, k)
+			sort.Strings(keys)
+			for _, k := range keys {
+				if s, ok := x[k].(string); ok && (k == "description" || k == "title") {
+					b.WriteString("\n")
+					b.WriteString(s)
+					continue
 				}
-				sort.Strings(keys)
-				for _, k := range keys {
-					if s, ok := x[k].(string); ok && (k == "description" || k == "title") {
-						b.WriteString("\n")
-						b.WriteString(s)
-						continue
-					}
-					walk(x[k], depth+1)
-				}
-			case []any:
-				for _, e := range x {
-					walk(e, depth+1)
-				}
+				walk(x[k], depth+1)
+			}
+		case []any:
+			for _, e := range x {
+				walk(e, depth+1)
 			}
 		}
-		walk(schema, 0)
+	}
+	for _, raw := range []json.RawMessage{t.InputSchema, t.OutputSchema} {
+		var schema any
+		if json.Unmarshal(raw, &schema) == nil {
+			walk(schema, 0)
+		}
 	}
 	return b.String()
 }
