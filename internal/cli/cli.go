@@ -119,6 +119,9 @@ Usage:
   chaperone bench memory [--sessions 10000] [--soak 1m]
                                               heap per idle and active session, RSS, memory over a soak
   chaperone bench upstream [--listen ADDR]    the harness's upstream alone, for another gateway to front
+  chaperone mcp stdio --url URL [--token-file F] [--insecure-http]
+                                              serve MCP on stdio for clients that only launch local servers,
+                                              relaying to the gateway at URL (token: F or $CHAPERONE_TOKEN)
   chaperone version
 
 Run 'chaperone COMMAND -h' for a command's flags.
@@ -236,6 +239,10 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = migrate(ctx, rest, stdout, stderr)
 	case "bench":
 		err = benchCmd(ctx, rest, stdout, stderr)
+	case "mcp":
+		err = sub(rest, map[string]func([]string) error{
+			"stdio": func(a []string) error { return mcpStdio(ctx, a, os.Stdin, stdout, stderr) },
+		})
 	case "version":
 		fmt.Fprintf(stdout, "chaperone %s\n", daemon.Version)
 	case "help", "-h", "--help":
