@@ -6,13 +6,21 @@ FUZZTIME ?= 6s
 
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: test ci vet lint fmt-check fuzz bench demo build
+.PHONY: test ci vet lint fmt-check fuzz bench demo demo-record build release
 
 build:
 	$(GO) build -o bin/chaperone ./cmd/chaperone
 
+# Release archives for linux and darwin on amd64 and arm64, with SHA256SUMS, in dist/.
+release:
+	bash scripts/release.sh
+
 demo:
-	$(GO) run ./cmd/chaperone serve --demo
+	$(GO) run ./cmd/chaperone demo
+
+# Regenerates docs/demo.txt, the recorded output of `chaperone demo` (TestDemo checks it).
+demo-record:
+	$(GO) run ./cmd/chaperone demo --color never > docs/demo.txt
 
 test:
 	$(GO) test -race -count=1 ./...

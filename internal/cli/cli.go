@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/chaperone-dev/chaperone/internal/buildinfo"
 	"github.com/chaperone-dev/chaperone/internal/config"
 	"github.com/chaperone-dev/chaperone/internal/daemon"
 	"github.com/chaperone-dev/chaperone/internal/identity"
@@ -32,6 +33,9 @@ const usage = `chaperone — a zero-trust gateway for AI agents' tool calls
 Usage:
   chaperone serve --demo [--data-dir DIR]     run the demo gateway (built-in tools, agent, policy)
   chaperone serve --config chaperone.yaml     run a configured gateway
+  chaperone demo [--gateway URL --data-dir DIR] [--color auto|always|never] [--pause 2s]
+                                              the guided attack demo: an injected inbox, a redirected payment,
+                                              an approval, the kill switch and the audit chain, as a story
   chaperone config check --config FILE        validate a configuration and print it, redacted
   chaperone config schema [--out FILE]        print the configuration's JSON Schema, for editors and CI
   chaperone init --preset NAME [--dir DIR] [--force]
@@ -122,7 +126,8 @@ Usage:
   chaperone mcp stdio --url URL [--token-file F] [--insecure-http]
                                               serve MCP on stdio for clients that only launch local servers,
                                               relaying to the gateway at URL (token: F or $CHAPERONE_TOKEN)
-  chaperone version
+  chaperone completion bash|zsh|fish          print a shell completion script (docs/packaging.md)
+  chaperone version [--json]                  this build's version, commit, date, Go version and platform
 
 Run 'chaperone COMMAND -h' for a command's flags.
 `
@@ -138,6 +143,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch cmd {
 	case "serve":
 		err = serve(ctx, rest, stdout, stderr)
+	case "demo":
+		err = demoCmd(ctx, rest, stdout, stderr)
 	case "config":
 		err = sub(rest, map[string]func([]string) error{
 			"check":  func(a []string) error { return configCheck(a, stdout, stderr) },
@@ -243,8 +250,10 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = sub(rest, map[string]func([]string) error{
 			"stdio": func(a []string) error { return mcpStdio(ctx, a, os.Stdin, stdout, stderr) },
 		})
+	case "completion":
+		err = completionCmd(rest, stdout, stderr)
 	case "version":
-		fmt.Fprintf(stdout, "chaperone %s\n", daemon.Version)
+		err = versionCmd(rest, stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 	default:
@@ -373,6 +382,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	wcancel()
 	if *demoMode {
+		// `chaperone demo --gateway` plays as the demo agent: it finds the token here.
+		if err := os.WriteFile(filepath.Join(cfg.DataDir, demoAgentTokenFile), []byte(token+"\n"), 0o600); err != nil {
+			return fmt.Errorf("write the demo agent's token: %w", err)
+		}
 		printDemo(stdout, d, cfg, token)
 	} else {
 		fmt.Fprintf(stdout, "chaperone %s serving MCP at %s\n", daemon.Version, d.MCPURL())
@@ -467,4 +480,20 @@ func dataDirAndDB(fs *flag.FlagSet) (*string, func() string) {
 		}
 		return filepath.Join(*dataDir, "chaperone.db")
 	}
+}
+
+// versionCmd is `chaperone version [--json]`: the build information of this binary.
+func versionCmd(args []string, stdout, stderr io.Writer) error {
+	fs := newFlags("version", stderr)
+	asJSON := fs.Bool("json", false, "print the build information as JSON")
+	if err := parse(fs, args, 0); err != nil {
+		return err
+	}
+	info := buildinfo.Get()
+	if *asJSON {
+		fmt.Fprintf(stdout, "%s\n", info.JSON())
+		return nil
+	}
+	fmt.Fprintln(stdout, info.String())
+	return nil
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/api"
 	"github.com/chaperone-dev/chaperone/internal/approval"
 	"github.com/chaperone-dev/chaperone/internal/audit"
+	"github.com/chaperone-dev/chaperone/internal/buildinfo"
 	"github.com/chaperone-dev/chaperone/internal/config"
 	"github.com/chaperone-dev/chaperone/internal/console"
 	"github.com/chaperone-dev/chaperone/internal/contain"
@@ -54,8 +55,9 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/upstream"
 )
 
-// Version is the gateway's version, reported as serverInfo.
-var Version = "0.1.0-dev"
+// Version is the gateway's version, reported as serverInfo: the release version stamped
+// into [buildinfo.Version], or what the Go toolchain recorded ([buildinfo.Get]).
+var Version = buildinfo.Get().Version
 
 // Options are what the command line adds to the configuration.
 type Options struct {

@@ -98,7 +98,7 @@ func TestFlowReplaysLikeLive(t *testing.T) {
 		// Jonas's address is in the inbox only: a person decides.
 		{alice, "", "send_email", mail("jonas.weber@example.com"), "approval_required", "first appeared in the result of read_inbox()"},
 		// An account from nowhere, after untrusted private content: the Rule of Two.
-		{alice, "", "transfer_money", pay("GB33BUKB20201555555555"), "approval_required", "this session has seen untrusted content"},
+		{alice, "", "transfer_money", pay("FR7630006000011234567890189"), "approval_required", "this session has seen untrusted content"},
 		// Internal writes without a destination are not held.
 		{alice, "", "create_ticket", map[string]any{"title": "Badge reader on floor 3", "body": "Flaky."}, "", ""},
 		// Bob works without a session: his calls share one context.
