@@ -167,6 +167,7 @@ func ctFullEvent() audit.Event {
 		Sensors:        []string{"pii:EMAIL", "redacted:secret:2"},
 		Scope:          "agent:finance-assistant",
 		Credentials:    []string{"oauth_client_credentials:crm", "receipt:crm"},
+		PolicySigner:   "release-team",
 	}
 }
 
