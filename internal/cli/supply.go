@@ -17,6 +17,7 @@ import (
 	"text/tabwriter"
 
 	"github.com/chaperone-dev/chaperone/internal/api"
+	"github.com/chaperone-dev/chaperone/internal/boundedfile"
 	"github.com/chaperone-dev/chaperone/internal/config"
 	"github.com/chaperone-dev/chaperone/internal/daemon"
 	"github.com/chaperone-dev/chaperone/internal/policy/bundle"
@@ -91,15 +92,10 @@ func readPrivateKey(path string) (ed25519.PrivateKey, error) {
 	return k, nil
 }
 
+// readSmall reads a key, manifest or signature file: at most 4 MiB.
 func readSmall(path string) ([]byte, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if fi.Size() > 1<<20 {
-		return nil, fmt.Errorf("%s: larger than 1 MiB", path)
-	}
-	return os.ReadFile(path)
+	b, _, err := boundedfile.Read(path, registry.MaxManifestBytes)
+	return b, err
 }
 
 // trustFlags adds --config and --trusted; the returned function builds the keyring they

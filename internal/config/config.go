@@ -24,6 +24,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/chaperone-dev/chaperone/internal/argcheck"
+	"github.com/chaperone-dev/chaperone/internal/boundedfile"
 	"github.com/chaperone-dev/chaperone/internal/flow"
 	"github.com/chaperone-dev/chaperone/internal/sign"
 	"github.com/chaperone-dev/chaperone/internal/store"
@@ -398,7 +399,7 @@ type TrustedKey struct {
 func Keyring(keys []TrustedKey) (*sign.Keyring, error) {
 	var ks []sign.Key
 	for _, k := range keys {
-		b, err := readLimited(k.KeyFile, 64<<10)
+		b, _, err := boundedfile.Read(k.KeyFile, 64<<10)
 		if err != nil {
 			return nil, fmt.Errorf("trusted key %q: %w", k.Name, err)
 		}
@@ -412,22 +413,6 @@ func Keyring(keys []TrustedKey) (*sign.Keyring, error) {
 		ks = append(ks, sign.Key{Name: k.Name, Public: pubs[0]})
 	}
 	return sign.NewKeyring(ks...)
-}
-
-func readLimited(path string, limit int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, limit+1))
-	if err != nil {
-		return nil, err
-	}
-	if int64(len(b)) > limit {
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, limit)
-	}
-	return b, nil
 }
 
 func (t *Trust) validate(bad func(field, format string, args ...any)) {

@@ -13,6 +13,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/chaperone-dev/chaperone/internal/boundedfile"
 	"github.com/chaperone-dev/chaperone/internal/flow"
 	"github.com/chaperone-dev/chaperone/internal/sign"
 	"github.com/chaperone-dev/chaperone/internal/upstream"
@@ -233,7 +234,7 @@ type SignedManifest struct {
 // whose bytes changed after signing are refused: the error wraps [sign.ErrUnsigned],
 // [sign.ErrUntrusted] or [sign.ErrBadSignature].
 func ReadManifest(path string, trusted *sign.Keyring) (*SignedManifest, error) {
-	data, err := readBounded(path)
+	data, _, err := boundedfile.Read(path, MaxManifestBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -241,7 +242,7 @@ func ReadManifest(path string, trusted *sign.Keyring) (*SignedManifest, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	sigData, err := readBounded(SignatureFile(path))
+	sigData, _, err := boundedfile.Read(SignatureFile(path), MaxManifestBytes)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("%s: no signature file %s: %w", path, SignatureFile(path), sign.ErrUnsigned)
 	}
@@ -258,22 +259,6 @@ func ReadManifest(path string, trusted *sign.Keyring) (*SignedManifest, error) {
 	}
 	sum := sha256.Sum256(data)
 	return &SignedManifest{Manifest: m, Path: path, Digest: "sha256:" + hex.EncodeToString(sum[:]), Signer: key}, nil
-}
-
-func readBounded(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxManifestBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	if len(data) > MaxManifestBytes {
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, MaxManifestBytes)
-	}
-	return data, nil
 }
 
 // ManifestEntry is what a signed manifest says about one declared tool.
