@@ -179,7 +179,13 @@ func reorder(fs *flag.FlagSet, args []string) []string {
 		}
 		if strings.HasPrefix(a, "-") && len(a) > 1 {
 			flags = append(flags, a)
-			if !strings.Contains(a, "=") && !isBoolFlag(fs, strings.TrimLeft(a, "-")) && i+1 < len(args) {
+			if !strings.Contains(a, "=") && !isBoolFlag(fs, strings.TrimLeft(a, "-")) {
+				if i+1 == len(args) {
+					// A flag that needs a value ends the line: hand over the flags alone, so
+					// the flag package says it needs an argument instead of taking "--" or a
+					// positional argument as its value.
+					return flags
+				}
 				flags = append(flags, args[i+1])
 				i++
 			}

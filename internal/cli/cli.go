@@ -265,6 +265,8 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	switch {
 	case err == nil:
 		return exitOK
+	case errors.Is(err, errParseOnly):
+		return exitOK
 	case errors.Is(err, flag.ErrHelp):
 		return exitOK
 	case errors.As(err, &ue):
@@ -314,6 +316,9 @@ func parse(fs *flag.FlagSet, args []string, maxArgs int) error {
 	}
 	if fs.NArg() > maxArgs {
 		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(maxArgs))}
+	}
+	if parseOnly.Load() {
+		return errParseOnly
 	}
 	return nil
 }
