@@ -142,8 +142,8 @@ func (s *stdio) response(id string) string {
 	}
 }
 
-// close ends stdin and returns Run's error and the lines written after.
-func (s *stdio) close() (error, []string) {
+// close ends stdin and returns the lines written after and Run's error.
+func (s *stdio) close() ([]string, error) {
 	s.t.Helper()
 	s.in.Close()
 	rest := s.pending
@@ -153,7 +153,7 @@ func (s *stdio) close() (error, []string) {
 	}
 	select {
 	case err := <-s.done:
-		return err, rest
+		return rest, err
 	case <-time.After(wait):
 		s.t.Fatalf("Run did not return within %s after stdin ended", wait)
 	}
@@ -335,7 +335,7 @@ func TestGatewayStdio(t *testing.T) {
 		return false
 	})
 
-	err, rest := s.close()
+	rest, err := s.close()
 	if err != nil || len(rest) != 0 {
 		t.Errorf("after stdin ended: Run = %v, further lines %q; want nil, none", err, rest)
 	}
@@ -498,7 +498,7 @@ func TestGatewayWrongToken(t *testing.T) {
 		t.Errorf("initialize with a wrong token: error %d %q, want -32001 saying the token was refused (401)", code, msg)
 	}
 	s.send(`{"jsonrpc":"2.0","method":"notifications/initialized"}`)
-	if err, rest := s.close(); err != nil || len(rest) != 0 {
+	if rest, err := s.close(); err != nil || len(rest) != 0 {
 		t.Errorf("Run = %v, lines %q", err, rest)
 	}
 	if !strings.Contains(s.stderr.String(), "refused the bearer token") {
@@ -610,7 +610,7 @@ func TestInputErrors(t *testing.T) {
 			}
 		})
 	}
-	if err, rest := s.close(); err != nil || len(rest) != 0 {
+	if rest, err := s.close(); err != nil || len(rest) != 0 {
 		t.Errorf("Run = %v, lines %q", err, rest)
 	}
 	for _, p := range f.posted() {
@@ -699,7 +699,7 @@ func TestHTTPFailures(t *testing.T) {
 			t.Errorf("got %s\nwant %s", got, want)
 		}
 	})
-	if err, rest := s.close(); err != nil || len(rest) != 0 {
+	if rest, err := s.close(); err != nil || len(rest) != 0 {
 		t.Errorf("Run = %v, lines %q", err, rest)
 	}
 	if n := len(other.posted()); n != 0 {
@@ -719,7 +719,7 @@ func TestUnreachable(t *testing.T) {
 	if code != -32603 || !strings.Contains(msg, "could not reach the Chaperone gateway") || strings.Contains(msg, "secret-tenant") {
 		t.Errorf("error %d %q, want -32603 saying the gateway is unreachable, without the URL", code, msg)
 	}
-	if err, _ := s.close(); err != nil {
+	if _, err := s.close(); err != nil {
 		t.Errorf("Run = %v", err)
 	}
 }
@@ -765,7 +765,7 @@ func TestConcurrentRequests(t *testing.T) {
 	// Call 1 is still in flight when stdin ends: it is answered before Run returns.
 	s.in.Close()
 	close(release)
-	err, rest := s.close()
+	rest, err := s.close()
 	if err != nil {
 		t.Errorf("Run = %v", err)
 	}
@@ -816,7 +816,7 @@ func TestInFlightBound(t *testing.T) {
 	if got := s.response("1"); got != `{"jsonrpc":"2.0","id":1,"result":{}}` {
 		t.Errorf("slow call: %s", got)
 	}
-	if err, _ := s.close(); err != nil {
+	if _, err := s.close(); err != nil {
 		t.Errorf("Run = %v", err)
 	}
 }
@@ -901,7 +901,7 @@ func TestEventStreams(t *testing.T) {
 		defer mu.Unlock()
 		return len(gets) == 2
 	})
-	if err, rest := s.close(); err != nil || len(rest) != 0 {
+	if rest, err := s.close(); err != nil || len(rest) != 0 {
 		t.Errorf("Run = %v, lines %q", err, rest)
 	}
 
@@ -961,7 +961,7 @@ func TestStandardHeaders(t *testing.T) {
 			t.Errorf("headers of %s (-want +got):\n%s", l, diff)
 		}
 	}
-	if err, _ := s.close(); err != nil {
+	if _, err := s.close(); err != nil {
 		t.Errorf("Run = %v", err)
 	}
 }
