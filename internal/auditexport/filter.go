@@ -12,8 +12,8 @@ import (
 )
 
 // Filter selects the events an export writes. The zero Filter selects every event.
-// Each set field narrows the selection; an event is selected when it passes all of
-// them.
+// Each set field but Progress narrows the selection; an event is selected when it
+// passes all of them.
 type Filter struct {
 	// After selects events with Seq greater than After (0: from the first event).
 	After int64
@@ -36,6 +36,10 @@ type Filter struct {
 	// Kinds selects events whose Kind is one of these. An entry ending in ".*" selects
 	// every kind with that prefix: "call.*" selects call.intent, call.outcome, ...
 	Kinds []string
+	// Progress, if set, selects nothing: the export calls it after each page of events
+	// read, and once at the end, with the number of events read so far (selected or not,
+	// tombstones included) and the number written, from the export's goroutine. nil: none.
+	Progress func(read, written int)
 }
 
 // Validate reports a Filter that can select nothing because of its bounds: From not

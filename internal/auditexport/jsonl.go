@@ -41,6 +41,7 @@ func export(ctx context.Context, src audit.Source, w io.Writer, f Filter, format
 	r := NewRedactor()
 	bw := bufio.NewWriter(w)
 	var line []byte
+	read := 0
 	for {
 		if err := ctx.Err(); err != nil {
 			return st, fmt.Errorf("export %s: %w", format, err)
@@ -80,9 +81,15 @@ func export(ctx context.Context, src audit.Source, w io.Writer, f Filter, format
 				st.Redacted++
 			}
 		}
+		if read += len(evs); f.Progress != nil {
+			f.Progress(read, st.Written)
+		}
 	}
 	if err := bw.Flush(); err != nil {
 		return st, fmt.Errorf("export %s: write: %w", format, err)
+	}
+	if f.Progress != nil {
+		f.Progress(read, st.Written)
 	}
 	return st, nil
 }

@@ -198,3 +198,50 @@ func TestWriteJSONLStore(t *testing.T) {
 	}
 	noSecrets(t, "the jsonl export of the store", out.Bytes())
 }
+
+// Progress is told, page by page, how many events were read and written, and at the end
+// the totals; it selects nothing, so the output is the same as without it.
+func TestWriteProgress(t *testing.T) {
+	t.Parallel()
+	var evs []audit.Event
+	for len(evs) <= 250 {
+		evs = append(evs, fixtureEvents()...)
+	}
+	src := chain(t, evs)
+	if len(src) <= 200 {
+		t.Fatalf("the source holds %d events: too few for three pages", len(src))
+	}
+	for name, write := range map[string]func(context.Context, audit.Source, *bytes.Buffer, auditexport.Filter) (auditexport.Stats, error){
+		"jsonl": func(ctx context.Context, s audit.Source, w *bytes.Buffer, f auditexport.Filter) (auditexport.Stats, error) {
+			return auditexport.WriteJSONL(ctx, s, w, f)
+		},
+		"ocsf": func(ctx context.Context, s audit.Source, w *bytes.Buffer, f auditexport.Filter) (auditexport.Stats, error) {
+			return auditexport.WriteOCSF(ctx, s, w, f)
+		},
+	} {
+		f := auditexport.Filter{Kinds: []string{"call.*"}, After: 3}
+		var plain, with bytes.Buffer
+		want, err := write(t.Context(), src, &plain, f)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var got [][2]int
+		f.Progress = func(read, written int) { got = append(got, [2]int{read, written}) }
+		st, err := write(t.Context(), src, &with, f)
+		if err != nil {
+			t.Fatalf("%s with Progress: %v", name, err)
+		}
+		if st != want || with.String() != plain.String() {
+			t.Errorf("%s with Progress: stats %+v and %d bytes, want %+v and %d bytes", name, st, with.Len(), want, plain.Len())
+		}
+		read := len(src) - 3
+		if len(got) < 3 || got[0][0] != 100 || got[len(got)-1] != [2]int{read, want.Written} {
+			t.Fatalf("%s: Progress calls = %v; want a call per page of 100, the last (%d read, %d written)", name, got, read, want.Written)
+		}
+		for i := 1; i < len(got); i++ {
+			if got[i][0] < got[i-1][0] || got[i][1] < got[i-1][1] || got[i][1] > got[i][0] {
+				t.Errorf("%s: Progress calls %v go back, or write more than they read", name, got)
+			}
+		}
+	}
+}

@@ -4,12 +4,15 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
 	"github.com/chaperone-dev/chaperone/internal/audit"
 	"github.com/chaperone-dev/chaperone/internal/auditexport"
+	"github.com/chaperone-dev/chaperone/internal/progress"
 	"github.com/chaperone-dev/chaperone/internal/replay"
+	"github.com/chaperone-dev/chaperone/internal/store"
 )
 
 // Formats of `chaperone audit export`.
@@ -68,23 +71,51 @@ func auditExport(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
+	bar := exportProgress(ctx, db, *since, *outPath == "" && progress.Terminal(stdout), stderr)
+	defer bar.Stop()
 	if *format == exportFormatTrace {
-		return exportTrace(ctx, db, out, f, stderr)
+		return exportTrace(ctx, db, out, f, bar, stderr)
 	}
 	write := auditexport.WriteJSONL
 	if *format == exportFormatOCSF {
 		write = auditexport.WriteOCSF
+	}
+	if bar.Enabled() {
+		f.Progress = func(read, written int) {
+			bar.Note(fmt.Sprintf("%d written", written))
+			bar.Set(int64(read))
+		}
 	}
 	st, err := write(ctx, db, out.w, f)
 	if err != nil {
 		out.abort()
 		return err
 	}
+	bar.Done()
 	if err := out.commit(); err != nil {
 		return err
 	}
 	fmt.Fprintln(stderr, exportSummary(*format, st))
 	return nil
+}
+
+// exportProgress starts the line that shows, on a terminal, the events an export has
+// read of those after --since, and how many it wrote. It stays off when the export is
+// written to the terminal itself (toScreen): the events scrolling by show how far it
+// got, and a redrawn line would garble them. CHAPERONE_PROGRESS=always overrides that.
+func exportProgress(ctx context.Context, db store.Store, since int64, toScreen bool, stderr io.Writer) *progress.Bar {
+	opts := progress.Options{Label: "exporting events", Unit: "events", Getenv: os.Getenv}
+	if toScreen {
+		opts.Mode = progress.Never
+	}
+	if !progress.Wanted(stderr, opts) {
+		return nil
+	}
+	// The total is what the log holds after --since; without it the line counts only.
+	if head, ok, err := db.LastEvent(ctx); err == nil && ok {
+		opts.Total = head.Seq - since
+	}
+	return progress.New(stderr, opts)
 }
 
 // exportFilter builds the filter of the command line's selection flags, or a usage error
@@ -147,17 +178,25 @@ func exportSummary(format string, st auditexport.Stats) string {
 	return s
 }
 
-// exportTrace writes the calls the filter selects as a trace for `chaperone replay`.
-func exportTrace(ctx context.Context, src audit.Source, out *fileOutput, f auditexport.Filter, stderr io.Writer) error {
+// exportTrace writes the calls the filter selects as a trace for `chaperone replay`,
+// showing its progress on bar.
+func exportTrace(ctx context.Context, src audit.Source, out *fileOutput, f auditexport.Filter, bar *progress.Bar, stderr io.Writer) error {
 	opts := replay.ExportOptions{After: f.After}
 	if len(f.Agents)+len(f.Tasks)+len(f.Decisions)+len(f.Kinds) > 0 || !f.From.IsZero() || !f.To.IsZero() {
 		opts.Match = f.Match
+	}
+	if bar.Enabled() {
+		opts.Progress = func(read, written int) {
+			bar.Note(fmt.Sprintf("%d calls written", written))
+			bar.Set(int64(read))
+		}
 	}
 	st, err := replay.Export(ctx, src, out.w, opts)
 	if err != nil {
 		out.abort()
 		return err
 	}
+	bar.Done()
 	if st.Calls == 0 {
 		out.abort()
 		switch {

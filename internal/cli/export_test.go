@@ -13,6 +13,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/chaperone-dev/chaperone/internal/audit"
+	"github.com/chaperone-dev/chaperone/internal/progress"
 	"github.com/chaperone-dev/chaperone/internal/replay"
 	"github.com/chaperone-dev/chaperone/internal/store/sqlite"
 )
@@ -316,4 +317,78 @@ func TestAuditExportUsage(t *testing.T) {
 	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
 		t.Errorf("a failed export left %v", entries)
 	}
+}
+
+// Progress of audit export: none on a stderr that is not a terminal (the summary alone);
+// with CHAPERONE_PROGRESS=always the events read of those after --since, and what was
+// written, then the summary on its own line. The export is the same either way.
+func TestAuditExportProgress(t *testing.T) {
+	// Not parallel: it sets the environment.
+	l := exportNewLog(t)
+	for _, tc := range []struct {
+		args    []string
+		read    int64
+		written string // the note on the final line
+		summary string
+	}{
+		{[]string{"--format", "jsonl"}, 12, "12 written", "exported 12 events as jsonl"},
+		{[]string{"--format", "ocsf", "--kind", "call.*"}, 12, "8 written", "exported 8 events as ocsf"},
+		{[]string{"--format", "jsonl", "--since", "9"}, 3, "3 written", "exported 3 events as jsonl"},
+		{[]string{"--format", "trace"}, 12, "5 calls written", "exported 5 calls in 2 sessions"},
+	} {
+		t.Setenv(progress.EnvMode, "auto")
+		code, quietOut, quietErr := l.run(t, tc.args...)
+		if code != 0 || !strings.HasPrefix(quietErr, tc.summary) {
+			t.Fatalf("audit export %q: exit %d, stderr %q", tc.args, code, quietErr)
+		}
+		checkQuiet(t, "audit export", quietErr)
+		t.Setenv(progress.EnvMode, "always")
+		code, stdout, stderr := l.run(t, tc.args...)
+		if code != 0 || stdout != quietOut {
+			t.Errorf("audit export %q with progress forced: exit %d, standard output changed:\n%s", tc.args, code, cmp.Diff(quietOut, stdout))
+		}
+		checkProgress(t, stderr, "exporting events", tc.read)
+		finals := progressFinals(stderr)
+		if len(finals) != 1 || !strings.HasSuffix(finals[0], "  "+tc.written) {
+			t.Errorf("audit export %q: progress lines %q, want one ending %q", tc.args, finals, tc.written)
+		}
+		if _, after, _ := strings.Cut(stderr, "\x1b[K\n"); after != quietErr {
+			t.Errorf("audit export %q: after the progress line stderr is %q, want the summary %q", tc.args, after, quietErr)
+		}
+	}
+
+	// A trace export that exports nothing explains why on a line of its own.
+	code, _, stderr := l.run(t, "--format", "trace", "--agent", "nobody")
+	if code != 1 || !strings.Contains(stderr, "(100%)") || !strings.Contains(stderr, "\nno calls to export: none of the 5 calls") {
+		t.Errorf("audit export --format trace --agent nobody with progress forced: exit %d, stderr %q", code, stderr)
+	}
+}
+
+// An export written to the terminal shows no progress line: the events scrolling by
+// show how far it got. /dev/null stands in for the terminal: it is a character device.
+func TestAuditExportProgressToScreen(t *testing.T) {
+	t.Parallel()
+	dev, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil || !progress.Terminal(dev) {
+		t.Skipf("%s is not a character device here (%v)", os.DevNull, err)
+	}
+	defer dev.Close()
+	if m, _ := progress.ParseMode(os.Getenv(progress.EnvMode)); m != progress.Auto {
+		t.Skipf("%s is set: it overrides what this test checks", progress.EnvMode)
+	}
+	l := exportNewLog(t)
+	db, err := openReadOnly(t.Context(), filepath.Join(l.dir, "chaperone.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if bar := exportProgress(t.Context(), db, 0, true, dev); bar.Enabled() {
+		bar.Stop()
+		t.Errorf("exportProgress(to the screen) draws")
+	}
+	bar := exportProgress(t.Context(), db, 0, false, dev)
+	if !bar.Enabled() {
+		t.Fatalf("exportProgress(to a file, stderr a terminal) does not draw")
+	}
+	bar.Done()
 }

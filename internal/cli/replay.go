@@ -10,6 +10,7 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/config"
 	"github.com/chaperone-dev/chaperone/internal/daemon"
 	"github.com/chaperone-dev/chaperone/internal/policy"
+	"github.com/chaperone-dev/chaperone/internal/progress"
 	"github.com/chaperone-dev/chaperone/internal/replay"
 )
 
@@ -73,7 +74,11 @@ func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	opts := replay.Options{Config: cfg, Trace: tr, Policy: srcA, Definitions: defs,
 		DefaultAgent: *agent, Approvals: replay.Approvals(*approvals)}
-	repA, err := replay.Run(ctx, opts)
+	label := "replaying calls"
+	if *diffDir != "" {
+		label = "replaying calls (A)"
+	}
+	repA, err := replayRun(ctx, opts, label, stderr)
 	if err != nil {
 		return err
 	}
@@ -87,7 +92,7 @@ func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if opts.Policy, err = daemon.ReadPolicySources([]string{*diffDir}); err != nil {
 			return fmt.Errorf("policy %s: %w", *diffDir, err)
 		}
-		repB, err := replay.Run(ctx, opts)
+		repB, err := replayRun(ctx, opts, "replaying calls (B)", stderr)
 		if err != nil {
 			return fmt.Errorf("policy %s: %w", *diffDir, err)
 		}
@@ -105,6 +110,22 @@ func replayCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		return repA.WriteSummary(stderr)
 	}
 	return repA.WriteSummary(stdout)
+}
+
+// replayRun replays with opts, showing the calls replayed on stderr when it is a
+// terminal (see internal/progress and docs/progress.md).
+func replayRun(ctx context.Context, opts replay.Options, label string, stderr io.Writer) (replay.Report, error) {
+	bar := progress.New(stderr, progress.Options{Label: label, Total: int64(len(opts.Trace.Calls)), Getenv: os.Getenv})
+	defer bar.Stop()
+	if bar.Enabled() {
+		opts.Progress = func(done, _ int) { bar.Set(int64(done)) }
+	}
+	rep, err := replay.Run(ctx, opts)
+	if err != nil {
+		return rep, err
+	}
+	bar.Done()
+	return rep, nil
 }
 
 func readTrace(path string) (*replay.Trace, error) {

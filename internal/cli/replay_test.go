@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/chaperone-dev/chaperone/internal/progress"
 )
 
 // replayData is the replay package's test data: a configuration, a trace, two policies and
@@ -168,4 +171,80 @@ func TestReplayErrors(t *testing.T) {
 			t.Errorf("replay -h = %v\n%s", err, stderr)
 		}
 	})
+}
+
+// progressFinals returns the lines progress bars left on stderr, as a terminal shows
+// them: of each line, the text after its last carriage return, without escape sequences.
+func progressFinals(stderr string) []string {
+	var out []string
+	for _, l := range strings.Split(stderr, "\n") {
+		if i := strings.LastIndexByte(l, '\r'); i >= 0 {
+			out = append(out, strings.ReplaceAll(l[i+1:], "\x1b[K", ""))
+		}
+	}
+	return out
+}
+
+// checkProgress fails unless stderr holds the final line of a bar labelled label that
+// counted n items of n.
+func checkProgress(t *testing.T, stderr, label string, n int64) {
+	t.Helper()
+	want := fmt.Sprintf("%s  %d/%d (100%%)", label, n, n)
+	for _, l := range progressFinals(stderr) {
+		if strings.HasPrefix(l, want) {
+			return
+		}
+	}
+	t.Errorf("stderr shows no progress line %q; it shows %q:\n%q", want, progressFinals(stderr), stderr)
+}
+
+// checkQuiet fails if stderr holds anything a progress bar draws.
+func checkQuiet(t *testing.T, what, stderr string) {
+	t.Helper()
+	if strings.ContainsAny(stderr, "\r\x1b") {
+		t.Errorf("%s: progress drawn on a stderr that is not a terminal:\n%q", what, stderr)
+	}
+}
+
+// Progress: none on a stderr that is not a terminal, the calls replayed with
+// CHAPERONE_PROGRESS=always; standard output is the same either way.
+func TestReplayProgress(t *testing.T) {
+	// Not parallel: it sets the environment.
+	t.Setenv(progress.EnvMode, "auto")
+	args := replayArgs("--json", "--policy", filepath.Join(replayData, "policy-a"))
+	quietOut, quietErr, err := runReplay(t, args...)
+	if err != nil {
+		t.Fatalf("replay --json: %v\n%s", err, quietErr)
+	}
+	checkQuiet(t, "replay --json", quietErr)
+	if strings.Contains(quietErr, "replaying") {
+		t.Errorf("replay --json in a pipe printed progress:\n%s", quietErr)
+	}
+
+	t.Setenv(progress.EnvMode, "always")
+	stdout, stderr, err := runReplay(t, args...)
+	if err != nil {
+		t.Fatalf("replay --json, progress forced: %v\n%s", err, stderr)
+	}
+	if stdout != quietOut {
+		t.Errorf("replay --json: standard output changed with progress forced:\n%s", cmp.Diff(quietOut, stdout))
+	}
+	checkProgress(t, stderr, "replaying calls", 20)
+	// The summary follows the progress line, on a line of its own.
+	if !strings.Contains(stderr, "\nreplayed 20 calls") {
+		t.Errorf("replay --json: the summary does not start a line after the progress:\n%q", stderr)
+	}
+
+	_, stderr, err = runReplay(t, replayArgs("--policy", filepath.Join(replayData, "policy-a"), "--diff", filepath.Join(replayData, "policy-b"))...)
+	if err != nil {
+		t.Fatalf("replay --diff, progress forced: %v\n%s", err, stderr)
+	}
+	checkProgress(t, stderr, "replaying calls (A)", 20)
+	checkProgress(t, stderr, "replaying calls (B)", 20)
+
+	// CHAPERONE_PROGRESS=never: nothing, even when told to draw.
+	t.Setenv(progress.EnvMode, "never")
+	if _, stderr, err := runReplay(t, args...); err != nil || strings.ContainsAny(stderr, "\r\x1b") {
+		t.Errorf("replay with %s=never: %v\n%q", progress.EnvMode, err, stderr)
+	}
 }

@@ -5,11 +5,13 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/chaperone-dev/chaperone/internal/config"
+	"github.com/chaperone-dev/chaperone/internal/progress"
 	"github.com/chaperone-dev/chaperone/internal/report"
 	"github.com/chaperone-dev/chaperone/internal/store/backend"
 )
@@ -80,12 +82,25 @@ func repCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	defer db.Close()
 
-	r, err := report.Build(ctx, report.Options{From: f.From, To: f.To, Store: db, Keys: keys, Now: time.Now, Title: *title, Undo: undo, Declared: declared})
+	opts := report.Options{From: f.From, To: f.To, Store: db, Keys: keys, Now: time.Now, Title: *title, Undo: undo, Declared: declared}
+	p := &repProgress{stderr: stderr}
+	defer func() { p.bar.Stop() }() // the bar of the phase running, if any, when it fails
+	if progress.Wanted(stderr, p.options("", 0)) {
+		opts.Progress = p.update
+	}
+	r, err := report.Build(ctx, opts)
 	if err != nil {
 		return err
 	}
+	if opts.Progress != nil {
+		p.update(repPhaseWrite, 0, 2)
+	}
 	if err := report.Write(*out, r); err != nil {
 		return err
+	}
+	if opts.Progress != nil {
+		p.update(repPhaseWrite, 2, 2)
+		p.bar.Done()
 	}
 	fmt.Fprintf(stdout, "wrote %s and %s\n", filepath.Join(*out, report.JSONFile), filepath.Join(*out, report.HTMLFile))
 	fmt.Fprintln(stdout, repSummary(r))
@@ -99,6 +114,37 @@ func repCommand(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return failError{}
 	}
 	return nil
+}
+
+// repPhaseWrite is the phase after report.Build's: rendering and writing the two files.
+const repPhaseWrite report.Phase = "write"
+
+// repProgress shows the phases of a report on a terminal, one line each: the events read,
+// the events verified, the files written.
+type repProgress struct {
+	stderr io.Writer
+	phase  report.Phase
+	bar    *progress.Bar // the current phase's; nil before the first
+}
+
+// options are the progress options of a phase's line.
+func (p *repProgress) options(phase report.Phase, total int64) progress.Options {
+	label := map[report.Phase]string{
+		report.PhaseRead:   "reading events",
+		report.PhaseVerify: "verifying the chain",
+		repPhaseWrite:      "writing the report",
+	}[phase]
+	return progress.Options{Label: label, Total: total, Unit: "events", Getenv: os.Getenv}
+}
+
+// update shows how far phase has got, ending the previous phase's line when it starts.
+func (p *repProgress) update(phase report.Phase, done, total int64) {
+	if p.bar == nil || phase != p.phase {
+		p.bar.Done()
+		p.phase, p.bar = phase, progress.New(p.stderr, p.options(phase, total))
+	}
+	p.bar.SetTotal(total)
+	p.bar.Set(done)
 }
 
 // repUndo maps the exposed name of each configured tool to its undo instruction.

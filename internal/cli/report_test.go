@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -13,8 +14,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/chaperone-dev/chaperone/internal/approval"
 	"github.com/chaperone-dev/chaperone/internal/audit"
+	"github.com/chaperone-dev/chaperone/internal/progress"
 	"github.com/chaperone-dev/chaperone/internal/report"
 	"github.com/chaperone-dev/chaperone/internal/sign"
 	"github.com/chaperone-dev/chaperone/internal/store"
@@ -318,4 +322,44 @@ func TestReportCommandFails(t *testing.T) {
 	if code, stdout, stderr := repRun(t, append(repWindow, "--db", l.db, "--out", out)...); code != exitFail || !strings.Contains(stderr, out) {
 		t.Errorf("report into %s = %d\n%s%s, want an error naming it", out, code, stdout, stderr)
 	}
+}
+
+// Progress of report: none on a stderr that is not a terminal; with
+// CHAPERONE_PROGRESS=always a line per phase: the events read from just before the
+// window, every event of the log verified, the two files written. Standard output and
+// the report are the same either way.
+func TestReportCommandProgress(t *testing.T) {
+	// Not parallel: it sets the environment.
+	l := repNewLog(t)
+	out := filepath.Join(t.TempDir(), "evidence")
+	args := append(repWindow, "--data-dir", l.dataDir, "--out", out)
+	t.Setenv(progress.EnvMode, "auto")
+	code, quietOut, quietErr := repRun(t, args...)
+	if code != 0 || quietErr != "" {
+		t.Fatalf("report = %d, stderr %q; want 0 and nothing on stderr", code, quietErr)
+	}
+	quietReport := repRead(t, out)
+
+	t.Setenv(progress.EnvMode, "always")
+	code, stdout, stderr := repRun(t, args...)
+	if code != 0 || stdout != quietOut {
+		t.Errorf("report with progress forced = %d, standard output changed:\n%s\n---\n%s", code, quietOut, stdout)
+	}
+	r := repRead(t, out)
+	r.GeneratedAt = quietReport.GeneratedAt
+	if diff := cmp.Diff(quietReport, r); diff != "" {
+		t.Errorf("report.json changed with progress forced (-without +with):\n%s", diff)
+	}
+	finals := progressFinals(stderr)
+	if len(finals) != 3 {
+		t.Fatalf("progress lines %q, want three phases", finals)
+	}
+	// Reading starts shortly before the window (where depends on a seek): all it read of
+	// what it meant to.
+	var done, total int64
+	if _, err := fmt.Sscanf(finals[0], "reading events  %d/%d (100%%)", &done, &total); err != nil || done != total || done < 5 {
+		t.Errorf("first progress line %q, want all events read from just before the window (%v)", finals[0], err)
+	}
+	checkProgress(t, stderr, "verifying the chain", r.Verification.Events)
+	checkProgress(t, stderr, "writing the report", 2)
 }

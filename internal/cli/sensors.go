@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/chaperone-dev/chaperone/internal/inspect"
+	"github.com/chaperone-dev/chaperone/internal/progress"
 )
 
 // readCorpus reads and decodes a labelled JSONL corpus.
@@ -60,16 +61,22 @@ func sensorsEval(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("corpus %s: %w", *corpus, err)
 	}
+	// The rows evaluated, on a terminal. The secret and personal-data evaluations report
+	// no progress of their own: their line moves once, when they are done.
+	bar := progress.New(stderr, progress.Options{Label: "evaluating rows", Total: int64(len(rows)), Getenv: os.Getenv})
+	defer bar.Stop()
 	var rep *inspect.Report
 	switch kind {
 	case inspect.CorpusSecrets:
 		rep = inspect.EvalSecrets(inspect.NewSecretScanner(), rows)
+		bar.Set(int64(len(rows)))
 	case inspect.CorpusPII:
 		s, err := inspect.NewPIIScanner(nil)
 		if err != nil {
 			return err
 		}
 		rep = inspect.EvalPII(s, rows)
+		bar.Set(int64(len(rows)))
 	case inspect.CorpusInjection:
 		m, err := loadModel(*model)
 		if err != nil {
@@ -93,8 +100,16 @@ func sensorsEval(args []string, stdout, stderr io.Writer) error {
 				return err
 			}
 		}
-		rep = inspect.EvalInjection(inspect.NewInjectionDetector(m, *threshold), rows, extra, n, inspect.TrainOptions{})
+		var onRow func(done, total int)
+		if bar.Enabled() {
+			onRow = func(done, total int) {
+				bar.SetTotal(int64(total))
+				bar.Set(int64(done))
+			}
+		}
+		rep = inspect.EvalInjectionProgress(inspect.NewInjectionDetector(m, *threshold), rows, extra, n, inspect.TrainOptions{}, onRow)
 	}
+	bar.Done()
 	rep.Format(stdout)
 	return nil
 }

@@ -4,8 +4,12 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/chaperone-dev/chaperone/internal/progress"
 )
 
 const corpora = "../inspect/testdata/corpora/"
@@ -108,5 +112,53 @@ func TestSensorsTrainAndEval(t *testing.T) {
 	code, out, errOut = runCLI(t, "", "sensors", "eval", "--corpus", corpora+"injection.jsonl", "--model", model)
 	if code != 0 || !strings.Contains(out, "cross-valid") {
 		t.Errorf("sensors eval with the trained model = %d\n%s\n%s", code, out, errOut)
+	}
+}
+
+// Progress of sensors eval: none on a stderr that is not a terminal; with
+// CHAPERONE_PROGRESS=always the rows evaluated, as many as the report counts (the
+// secret and personal-data evaluations go through every row of the corpus, and report
+// those they scored). Standard output is the same, but for the scan time measured.
+func TestSensorsEvalProgress(t *testing.T) {
+	// Not parallel: it sets the environment.
+	scanTime := regexp.MustCompile(`(?m)^scan time: .*\n`)
+	reported := regexp.MustCompile(`^corpus: \w+ \((\d+) rows`)
+	for _, tc := range []struct {
+		corpus string
+		args   []string
+		// corpusRows: the bar counts the corpus's rows, not those the report counts.
+		corpusRows bool
+	}{
+		{"secrets.jsonl", nil, true},
+		{"pii.jsonl", nil, true},
+		{"injection.jsonl", []string{"--model", "rules"}, false},
+	} {
+		args := append([]string{"sensors", "eval", "--corpus", corpora + tc.corpus}, tc.args...)
+		t.Setenv(progress.EnvMode, "auto")
+		code, quietOut, quietErr := runCLI(t, "", args...)
+		if code != 0 || quietErr != "" {
+			t.Fatalf("%v = %d, stderr %q; want 0 and nothing on stderr", args, code, quietErr)
+		}
+		t.Setenv(progress.EnvMode, "always")
+		code, out, errOut := runCLI(t, "", args...)
+		if code != 0 {
+			t.Fatalf("%v with progress forced = %d\n%s", args, code, errOut)
+		}
+		if a, b := scanTime.ReplaceAllString(quietOut, ""), scanTime.ReplaceAllString(out, ""); a != b {
+			t.Errorf("%v: standard output changed with progress forced:\n%s\n---\n%s", args, a, b)
+		}
+		m := reported.FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("%v printed no row count:\n%s", args, out)
+		}
+		n, _ := strconv.ParseInt(m[1], 10, 64)
+		if tc.corpusRows {
+			rows, err := readCorpus(corpora + tc.corpus)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n = int64(len(rows))
+		}
+		checkProgress(t, errOut, "evaluating rows", n)
 	}
 }

@@ -49,6 +49,14 @@ func InjectionTrainingRows() ([]Row, error) {
 // Groups: "all", "source=<source>", "kind=<kind>", "subset=<subset>". Elapsed counts
 // the Detect calls only, not training.
 func EvalInjection(d *InjectionDetector, rows []Row, extra []Row, folds int, opts TrainOptions) *Report {
+	return EvalInjectionProgress(d, rows, extra, folds, opts, nil)
+}
+
+// EvalInjectionProgress is [EvalInjection] that calls progress, if not nil, after each
+// row is scored, with the rows scored so far and the rows to score (those labelled
+// injection or benign). With cross-validation the count moves a fold at a time, after
+// that fold's model is trained.
+func EvalInjectionProgress(d *InjectionDetector, rows []Row, extra []Row, folds int, opts TrainOptions, progress func(done, total int)) *Report {
 	if d == nil {
 		d = NewInjectionDetector(nil, 0)
 	}
@@ -63,8 +71,14 @@ func EvalInjection(d *InjectionDetector, rows []Row, extra []Row, folds int, opt
 	}
 	rep := NewReport(CorpusInjection, "")
 	var method strings.Builder
+	score := func(d *InjectionDetector, r Row) {
+		injEvalRow(rep, d, r)
+		if progress != nil {
+			progress(rep.Rows, len(use))
+		}
+	}
 	if folds >= 2 {
-		injCrossValidate(rep, &method, d, use, extra, folds, opts)
+		injCrossValidate(rep, &method, d, use, extra, folds, opts, score)
 	} else {
 		mode := "rules only"
 		if d.model != nil {
@@ -72,7 +86,7 @@ func EvalInjection(d *InjectionDetector, rows []Row, extra []Row, folds int, opt
 		}
 		fmt.Fprintf(&method, "%s, threshold %.2f; every row scored by the given detector", mode, d.threshold)
 		for _, r := range use {
-			injEvalRow(rep, d, r)
+			score(d, r)
 		}
 	}
 	if skipped > 0 {
@@ -82,8 +96,9 @@ func EvalInjection(d *InjectionDetector, rows []Row, extra []Row, folds int, opt
 	return rep
 }
 
-// injCrossValidate fills rep with a folds-fold cross-validation.
-func injCrossValidate(rep *Report, method *strings.Builder, d *InjectionDetector, rows, extra []Row, folds int, opts TrainOptions) {
+// injCrossValidate fills rep with a folds-fold cross-validation; score scores a row and
+// counts it in rep.
+func injCrossValidate(rep *Report, method *strings.Builder, d *InjectionDetector, rows, extra []Row, folds int, opts TrainOptions, score func(*InjectionDetector, Row)) {
 	// Order by id hash, then deal each label round-robin.
 	order := make([]int, len(rows))
 	keys := make([]uint64, len(rows))
@@ -134,7 +149,7 @@ func injCrossValidate(rep *Report, method *strings.Builder, d *InjectionDetector
 		}
 		thresholds = append(thresholds, fmt.Sprintf("%.2f", fd.threshold))
 		for _, r := range test {
-			injEvalRow(rep, fd, r)
+			score(fd, r)
 		}
 	}
 	th := "per-fold recommended thresholds " + strings.Join(thresholds, ", ")

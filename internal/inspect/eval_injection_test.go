@@ -265,3 +265,39 @@ func TestEvalInjectionCrossValidatedSmall(t *testing.T) {
 		t.Errorf("Method = %q, want threshold 0.99", rep.Method)
 	}
 }
+
+// The progress callback is told of every scored row, in order, with the number of rows
+// labelled injection or benign as the total, with or without cross-validation; the
+// report is the one EvalInjection gives.
+func TestEvalInjectionProgress(t *testing.T) {
+	t.Parallel()
+	extra := injExtra(t)
+	var rows []Row
+	for i, r := range extra {
+		if i%4 == 0 {
+			rows = append(rows, r)
+		}
+	}
+	rows = append(rows, Row{ID: "other", Text: "not counted", Label: "secret", Source: "test"})
+	labelled := len(rows) - 1
+	for _, folds := range []int{0, 2} {
+		opts := TrainOptions{ThresholdFolds: 1, Epochs: 3}
+		var got [][2]int
+		rep := EvalInjectionProgress(NewInjectionDetector(nil, 0), rows, nil, folds, opts, func(done, total int) {
+			got = append(got, [2]int{done, total})
+		})
+		if len(got) != labelled {
+			t.Fatalf("folds %d: progress called %d times, want once per labelled row (%d)", folds, len(got), labelled)
+		}
+		for i, g := range got {
+			if g != [2]int{i + 1, labelled} {
+				t.Fatalf("folds %d: progress call %d = %v, want [%d %d]", folds, i+1, g, i+1, labelled)
+			}
+		}
+		want := EvalInjection(NewInjectionDetector(nil, 0), rows, nil, folds, opts)
+		if rep.Rows != want.Rows || rep.Method != want.Method || *rep.Groups["all"] != *want.Groups["all"] {
+			t.Errorf("folds %d: EvalInjectionProgress = %d rows, %+v, %q; EvalInjection = %d rows, %+v, %q",
+				folds, rep.Rows, *rep.Groups["all"], rep.Method, want.Rows, *want.Groups["all"], want.Method)
+		}
+	}
+}

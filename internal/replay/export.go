@@ -35,6 +35,10 @@ type ExportOptions struct {
 	// reports true for its call.intent or call.refused event. Its call.outcome follows
 	// it whether or not Match would select the outcome itself.
 	Match func(*audit.Event) bool
+	// Progress, if set, is called after each page of events read, and once at the end,
+	// with the number of events read so far (selected or not) and the number of call
+	// records written, from Export's goroutine. nil: none.
+	Progress func(read, written int)
 }
 
 // ExportStats says what [Export] wrote and what it left out.
@@ -98,6 +102,7 @@ func Export(ctx context.Context, src audit.Source, w io.Writer, opts ExportOptio
 	x := &exporter{w: bufio.NewWriter(w), byReq: map[string]*exportCall{}, sessions: map[string]*exportSession{},
 		match: opts.Match, redact: auditexport.NewRedactor()}
 	x.stats.LastSeq = opts.After
+	read := 0
 	for {
 		evs, err := src.ScanEvents(ctx, x.stats.LastSeq, exportPage)
 		if err != nil {
@@ -112,11 +117,17 @@ func Export(ctx context.Context, src audit.Source, w io.Writer, opts ExportOptio
 			}
 			x.stats.LastSeq = evs[i].Seq
 		}
+		if read += len(evs); opts.Progress != nil {
+			opts.Progress(read, x.stats.Calls)
+		}
 	}
 	for len(x.queue) > 0 {
 		if err := x.flush(); err != nil {
 			return x.stats, err
 		}
+	}
+	if opts.Progress != nil {
+		opts.Progress(read, x.stats.Calls)
 	}
 	if err := x.w.Flush(); err != nil {
 		return x.stats, fmt.Errorf("export: write trace: %w", err)

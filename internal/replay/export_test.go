@@ -96,6 +96,28 @@ func TestExport(t *testing.T) {
 		t.Errorf("ReadTrace(Export) = %v", err)
 	}
 
+	t.Run("progress", func(t *testing.T) {
+		// Told of the events read, page by page, and at the end of the calls written; the
+		// trace is the same.
+		var got [][2]int
+		var again bytes.Buffer
+		opts := replay.ExportOptions{Progress: func(read, written int) { got = append(got, [2]int{read, written}) }}
+		if _, err := replay.Export(t.Context(), db, &again, opts); err != nil {
+			t.Fatalf("Export: %v", err)
+		}
+		if again.String() != out.String() {
+			t.Errorf("Export with Progress wrote another trace:\n%s", again.String())
+		}
+		if len(got) == 0 || got[len(got)-1] != [2]int{n, wantStats.Calls} {
+			t.Fatalf("Progress calls = %v, want the last to be (%d events, %d calls)", got, n, wantStats.Calls)
+		}
+		for i := 1; i < len(got); i++ {
+			if got[i][0] < got[i-1][0] || got[i][1] < got[i-1][1] {
+				t.Errorf("Progress went back: %v", got)
+			}
+		}
+	})
+
 	t.Run("after", func(t *testing.T) {
 		// After r1's intent: r1's outcome is ignored, the calls from r2 on are exported.
 		var out bytes.Buffer

@@ -55,6 +55,10 @@ type Options struct {
 	DefaultAgent string
 	// Approvals is how calls needing approval are treated; "" means [ApprovalsGranted].
 	Approvals Approvals
+	// Progress, if set, is called after each call is replayed with the number of calls
+	// replayed so far and the number of calls in the trace, from Run's goroutine. nil:
+	// none.
+	Progress func(done, total int)
 }
 
 // Report is the result of a replay.
@@ -150,6 +154,7 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 		Decisions:     make([]Decision, len(opts.Trace.Calls)),
 		Warnings:      warnings,
 	}
+	done := 0
 	for _, s := range opts.Trace.Sessions {
 		agentID := s.Agent
 		if agentID == "" {
@@ -174,6 +179,9 @@ func Run(ctx context.Context, opts Options) (Report, error) {
 			case EventCall:
 				rep.Decisions[e.Call.Seq] = replayCall(ctx, p, pl, pr, &ran, e.Call, strings.Join(prompt, "\n"))
 				prompt = prompt[:0]
+				if done++; opts.Progress != nil {
+					opts.Progress(done, len(opts.Trace.Calls))
+				}
 			}
 		}
 	}

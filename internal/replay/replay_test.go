@@ -188,6 +188,27 @@ func TestRunMainTrace(t *testing.T) {
 	}
 }
 
+// Progress is told of every call replayed, in order, and the report is the same as
+// without it.
+func TestRunProgress(t *testing.T) {
+	t.Parallel()
+	opts := mainOptions(t, "policy-a")
+	var got [][2]int
+	opts.Progress = func(done, total int) { got = append(got, [2]int{done, total}) }
+	rep := run(t, opts)
+	if len(got) != len(wantMain) {
+		t.Fatalf("Progress called %d times, want once per call (%d)", len(got), len(wantMain))
+	}
+	for i, g := range got {
+		if g != [2]int{i + 1, len(wantMain)} {
+			t.Errorf("Progress call %d = (%d, %d), want (%d, %d)", i+1, g[0], g[1], i+1, len(wantMain))
+		}
+	}
+	if diff := cmp.Diff(jsonl(t, run(t, mainOptions(t, "policy-a"))), jsonl(t, rep)); diff != "" {
+		t.Errorf("decisions with Progress differ from those without (-without +with):\n%s", diff)
+	}
+}
+
 func TestRunDeterministic(t *testing.T) {
 	t.Parallel()
 	var outs [2][]byte

@@ -62,6 +62,66 @@ type Options struct {
 	// Declared are the agents the configuration declares (they are not stored); may be
 	// nil. A stored agent with the same id wins.
 	Declared []Agent
+	// Progress, if set, is told how far Build has got: called when a phase starts, after
+	// each page of events it reads, and when the phase ends, with the events read so far
+	// (counted by seq from where the phase starts reading) and the events to read (up to
+	// the log's last event when the phase started; more are read if the log grows
+	// meanwhile). From Build's goroutine. nil: none.
+	Progress func(phase Phase, done, total int64)
+}
+
+// Phase is a part of [Build] that reads the audit log.
+type Phase string
+
+// The phases of [Build], in order.
+const (
+	// PhaseRead reads the events of the window (from just before it to the log's end).
+	PhaseRead Phase = "read"
+	// PhaseVerify verifies the whole log's chain.
+	PhaseVerify Phase = "verify"
+)
+
+// progressSource is an audit source that reports, after each page, how many events of
+// a phase have been read: the seq reached minus the seq the phase started after.
+type progressSource struct {
+	audit.Source
+	phase        Phase
+	after, total int64
+	report       func(Phase, int64, int64)
+	done         int64
+}
+
+// track returns o.Store itself when o has no Progress; otherwise a source over it that
+// reports the reading of phase, which starts after the event with seq after, and reports
+// its start. The total is the log's last seq minus after, or 0 (not known) when the last
+// event cannot be read: a log the report describes as damaged is reported on all the
+// same, with or without progress.
+func track(ctx context.Context, o *Options, phase Phase, after int64) (audit.Source, *progressSource) {
+	if o.Progress == nil {
+		return o.Store, nil
+	}
+	p := &progressSource{Source: o.Store, phase: phase, after: after, report: o.Progress}
+	if head, ok, err := o.Store.LastEvent(ctx); err == nil && ok {
+		p.total = max(head.Seq-after, 0)
+	}
+	p.report(phase, 0, p.total)
+	return p, p
+}
+
+func (p *progressSource) ScanEvents(ctx context.Context, afterSeq int64, limit int) ([]audit.Event, error) {
+	evs, err := p.Source.ScanEvents(ctx, afterSeq, limit)
+	if n := len(evs); n > 0 && evs[n-1].Seq-p.after > p.done {
+		p.done = evs[n-1].Seq - p.after
+		p.report(p.phase, p.done, p.total)
+	}
+	return evs, err
+}
+
+// end reports the end of the phase, with the events it read. p may be nil.
+func (p *progressSource) end() {
+	if p != nil {
+		p.report(p.phase, p.done, p.total)
+	}
 }
 
 // Report is the evidence of a window. Its JSON form is report.json.
@@ -377,10 +437,12 @@ func collect(ctx context.Context, o *Options) (*collector, error) {
 	if c.seekedAfter, err = insight.SeekTime(ctx, o.Store, o.From); err != nil {
 		return nil, fmt.Errorf("report: %w", err)
 	}
-	st, err := insight.Scan(ctx, o.Store, c.seekedAfter, c.add)
+	src, p := track(ctx, o, PhaseRead, c.seekedAfter)
+	st, err := insight.Scan(ctx, src, c.seekedAfter, c.add)
 	if err != nil {
 		return nil, fmt.Errorf("report: %w", err)
 	}
+	p.end()
 	c.unreadable = st.Unreadable
 	return c, nil
 }
@@ -698,10 +760,12 @@ func verify(ctx context.Context, o *Options, notes *[]string) (Verification, []C
 	} else if len(stored) > 0 {
 		*notes = append(*notes, fmt.Sprintf("No trusted key was given, so the %d signed checkpoints were not checked: the chain is verified on its own, which cannot show events deleted from its end. Pass the gateway's public key (audit-signing.key.pub).", len(stored)))
 	}
-	rep, err := audit.VerifyChain(ctx, o.Store, opts)
+	src, p := track(ctx, o, PhaseVerify, 0)
+	rep, err := audit.VerifyChain(ctx, src, opts)
 	if err != nil {
 		return Verification{}, nil, fmt.Errorf("report: verify the audit log: %w", err)
 	}
+	p.end()
 	v.OK = rep.Broken == nil
 	if rep.Broken != nil {
 		v.Broken = &Break{Seq: rep.Broken.Seq, Problem: rep.Broken.Problem}

@@ -401,6 +401,31 @@ func TestBuildUnreadableRecord(t *testing.T) {
 	}
 }
 
+// A log whose last record cannot be read is reported on with progress as without it:
+// the total is then not known, and no error.
+func TestBuildProgressUnreadableHead(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	head, ok, err := f.db.LastEvent(t.Context())
+	if err != nil || !ok {
+		t.Fatalf("LastEvent = %v, %v", ok, err)
+	}
+	if _, err := f.db.SQL().ExecContext(t.Context(), `UPDATE audit_events SET event = event || ' ' WHERE seq = ?`, head.Seq); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := f.db.LastEvent(t.Context()); err == nil {
+		t.Fatalf("LastEvent reads the damaged record: the test damages nothing")
+	}
+	plain, _ := render(t, build(t, f.options()))
+	o := f.options()
+	calls := 0
+	o.Progress = func(report.Phase, int64, int64) { calls++ }
+	with, _ := render(t, build(t, o))
+	if !bytes.Equal(plain, with) || calls == 0 {
+		t.Errorf("report with Progress (%d calls) differs from the one without:\n%s", calls, cmp.Diff(string(plain), string(with)))
+	}
+}
+
 // Without a trusted key the checkpoints are not checked, and the report says so.
 func TestBuildWithoutKeys(t *testing.T) {
 	t.Parallel()
@@ -463,6 +488,71 @@ func TestBuildPolicyLoadedLongBefore(t *testing.T) {
 	}
 }
 
+// progressCall is one call of Options.Progress.
+type progressCall struct {
+	Phase       report.Phase
+	Done, Total int64
+}
+
+// Progress is told of each phase from its start (0 read) to its end (every event read),
+// in order and never going back; the report is the same as without it.
+func TestBuildProgress(t *testing.T) {
+	t.Parallel()
+	db, err := sqlite.Open(t.Context(), filepath.Join(t.TempDir(), "chaperone.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	log, err := audit.NewLog(t.Context(), db, audit.LogOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const events = 600
+	for i := range events {
+		e := audit.Event{Time: at(i / 10), Kind: audit.KindCallIntent, RequestID: "r" + strconv.Itoa(i), Agent: "mail-bot", Decision: "allow"}
+		if err := log.Append(t.Context(), &e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := log.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	o := report.Options{From: t0, To: at(120), Store: db, Now: func() time.Time { return at(600) }}
+	plain, _ := render(t, build(t, o))
+	var got []progressCall
+	o.Progress = func(p report.Phase, done, total int64) { got = append(got, progressCall{p, done, total}) }
+	with, _ := render(t, build(t, o))
+	if !bytes.Equal(plain, with) {
+		t.Errorf("the report built with Progress differs:\n%s", cmp.Diff(string(plain), string(with)))
+	}
+
+	var phases []report.Phase
+	last := map[report.Phase]progressCall{}
+	for i, c := range got {
+		if len(phases) == 0 || phases[len(phases)-1] != c.Phase {
+			phases = append(phases, c.Phase)
+			if c.Done != 0 {
+				t.Errorf("phase %s starts at %d, want 0", c.Phase, c.Done)
+			}
+		} else if prev := got[i-1]; c.Done < prev.Done || c.Total != prev.Total {
+			t.Errorf("Progress went from %+v to %+v", prev, c)
+		}
+		last[c.Phase] = c
+	}
+	if diff := cmp.Diff([]report.Phase{report.PhaseRead, report.PhaseVerify}, phases); diff != "" {
+		t.Errorf("phases (-want +got):\n%s", diff)
+	}
+	// The window starts at the log's first event: both phases read all of it.
+	for _, p := range []report.Phase{report.PhaseRead, report.PhaseVerify} {
+		if want := (progressCall{p, events, events}); last[p] != want {
+			t.Errorf("last Progress call of %s = %+v, want %+v", p, last[p], want)
+		}
+	}
+	if len(got) < 6 {
+		t.Errorf("Progress was called %d times (%+v), want several per phase over %d events", len(got), got, events)
+	}
+}
+
 // An empty store gives an empty report, not an error.
 func TestBuildEmpty(t *testing.T) {
 	t.Parallel()
@@ -475,6 +565,13 @@ func TestBuildEmpty(t *testing.T) {
 	if r.Figures.Calls != 0 || len(r.Letters) != 0 || len(r.Policies) != 0 || !r.Verification.OK || r.Letters == nil || r.Notes == nil {
 		t.Errorf("report of an empty store = %+v", r)
 	}
+	o := report.Options{From: t0, To: at(60), Store: db, Now: func() time.Time { return at(60) }}
+	o.Progress = func(p report.Phase, done, total int64) {
+		if done != 0 || total != 0 {
+			t.Errorf("Progress(%s, %d, %d) on an empty store, want 0 of 0", p, done, total)
+		}
+	}
+	build(t, o)
 	js, page := render(t, r)
 	if !bytes.Contains(js, []byte(`"decision_letters": []`)) || !bytes.Contains(page, []byte("No approval request was decided in this window.")) {
 		t.Errorf("empty report renders without its empty lists:\n%s", js)
