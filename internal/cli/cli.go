@@ -447,14 +447,18 @@ func configCheck(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if _, err := daemon.ReadPolicySources(cfg.Policy.Paths); err != nil {
-		return fmt.Errorf("policy: %w", err)
+	version, signer, err := daemon.CheckConfig(cfg)
+	if err != nil {
+		return err
 	}
 	b, err := cfg.Redacted().Marshal()
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "# %s is valid; effective configuration (secrets redacted):\n%s", *cfgPath, b)
+	if signer != "" {
+		signer = ", signed by " + signer
+	}
+	fmt.Fprintf(stdout, "# %s is valid; policy %s%s; effective configuration (secrets redacted):\n%s", *cfgPath, version, signer, b)
 	return nil
 }
 

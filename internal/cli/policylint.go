@@ -59,11 +59,12 @@ func policyLint(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 	}
 
-	paths := fs.Args()
-	if len(paths) == 0 {
-		paths = cfg.Policy.Paths
+	var sources []policy.Source
+	if paths := fs.Args(); len(paths) > 0 {
+		sources, err = daemon.ReadPolicySources(paths)
+	} else {
+		sources, _, err = daemon.ConfigPolicySources(cfg)
 	}
-	sources, err := daemon.ReadPolicySources(paths)
 	if err != nil {
 		return fmt.Errorf("read policy: %w", err)
 	}

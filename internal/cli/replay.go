@@ -143,11 +143,13 @@ func readTrace(path string) (*replay.Trace, error) {
 
 // policySources reads the policy given on the command line, else the configuration's.
 func policySources(cfg *config.Config, dir string) ([]policy.Source, error) {
-	paths := cfg.Policy.Paths
+	var srcs []policy.Source
+	var err error
 	if dir != "" {
-		paths = []string{dir}
+		srcs, err = daemon.ReadPolicySources([]string{dir})
+	} else {
+		srcs, _, err = daemon.ConfigPolicySources(cfg)
 	}
-	srcs, err := daemon.ReadPolicySources(paths)
 	if err != nil {
 		return nil, fmt.Errorf("policy: %w", err)
 	}

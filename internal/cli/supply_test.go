@@ -222,3 +222,75 @@ func TestPolicyBundleCommands(t *testing.T) {
 		t.Errorf("bundle over an existing file: exit %d, %q", code, errOut)
 	}
 }
+
+// TestConfigCheckReadsBundlesAndManifests: config check, policy lint and replay read a
+// configuration's policy bundle as the gateway would — verified against its trusted
+// signers — and config check also verifies the signed manifests.
+func TestConfigCheckReadsBundlesAndManifests(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	run := func(args ...string) (int, string, string) {
+		t.Helper()
+		return runCLI(t, "", args...)
+	}
+	if code, out, errOut := run("keys", "generate", "--out", filepath.Join(dir, "release")); code != 0 {
+		t.Fatal(out, errOut)
+	}
+	pol := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(pol, []byte("rules:\n  - id: inbox\n    match:\n      tools: [read_inbox]\n    effect: allow\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bundleFile := filepath.Join(dir, "policy.bundle")
+	if code, out, errOut := run("policy", "bundle", pol, "--out", bundleFile, "--key", filepath.Join(dir, "release.key")); code != 0 {
+		t.Fatal(out, errOut)
+	}
+	cfgFile := filepath.Join(dir, "chaperone.yaml")
+	cfg := `data_dir: data
+upstreams: [{name: demo, builtin: demo}]
+tools: [{upstream: demo, name: read_inbox, class: read}]
+policy: {bundle: policy.bundle, require_signed: true}
+trust:
+  policy_signers: [{name: release, key_file: release.pub}]
+`
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := run("config", "check", "--config", cfgFile); code != 0 || !strings.Contains(out, ", signed by release;") {
+		t.Fatalf("config check: exit %d\n%s%s", code, out, errOut)
+	}
+	if code, out, errOut := run("policy", "lint", "--config", cfgFile); code != 0 || !strings.Contains(out, "no findings") {
+		t.Errorf("policy lint of the bundle: exit %d\n%s%s", code, out, errOut)
+	}
+
+	// An unsigned bundle: config check says so.
+	if err := os.Remove(bundleFile); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, errOut := run("policy", "bundle", pol, "--out", bundleFile); code != 0 {
+		t.Fatal(out, errOut)
+	}
+	if code, _, errOut := run("config", "check", "--config", cfgFile); code == 0 || !strings.Contains(errOut, "not signed") {
+		t.Errorf("config check of an unsigned bundle: exit %d, %q", code, errOut)
+	}
+
+	// A manifest that is not signed: config check says so too.
+	manifest := filepath.Join(dir, "demo.manifest.yaml")
+	text := "manifest: chaperone.tools/v1\ntools:\n  - {name: read_inbox, description: x, input_schema: {type: object}, class: read}\n"
+	if err := os.WriteFile(manifest, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	withManifest := strings.Replace(cfg, "policy: {bundle: policy.bundle, require_signed: true}", "policy: {paths: [policy.yaml]}\nregistry: {manifests: [demo.manifest.yaml]}", 1) +
+		"  tool_publishers: [{name: tools, key_file: release.pub}]\n"
+	if err := os.WriteFile(cfgFile, []byte(withManifest), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errOut := run("config", "check", "--config", cfgFile); code == 0 || !strings.Contains(errOut, "registry.manifests[0]") || !strings.Contains(errOut, "no signature file") {
+		t.Errorf("config check with an unsigned manifest: exit %d, %q", code, errOut)
+	}
+	if code, out, errOut := run("tools", "sign", manifest, "--key", filepath.Join(dir, "release.key")); code != 0 {
+		t.Fatal(out, errOut)
+	}
+	if code, out, errOut := run("config", "check", "--config", cfgFile); code != 0 {
+		t.Errorf("config check with a signed manifest: exit %d\n%s%s", code, out, errOut)
+	}
+}

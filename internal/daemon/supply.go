@@ -213,3 +213,43 @@ func (s *signers) stamp(e *audit.Event) {
 		e.PolicySigner = snap.by[e.PolicyVersion]
 	}
 }
+
+// ConfigPolicySources reads a configuration's policy as the gateway would load it at
+// start, without falling back on a last good bundle: the bundle (checked against
+// trust.policy_signers, and refused unsigned when policy.require_signed) or the policy
+// files. It returns the sources and the bundle's signer ("" if none).
+func ConfigPolicySources(cfg *config.Config) ([]policy.Source, string, error) {
+	if cfg.Policy.Bundle == "" {
+		srcs, err := ReadPolicySources(cfg.Policy.Paths)
+		return srcs, "", err
+	}
+	signers, err := config.Keyring(cfg.Trust.PolicySigners)
+	if err != nil {
+		return nil, "", fmt.Errorf("trust.policy_signers: %w", err)
+	}
+	b, signer, err := readBundle(cfg.Policy.Bundle, signers, cfg.Policy.RequireSigned)
+	if err != nil {
+		return nil, "", err
+	}
+	return b.Sources(), signer, nil
+}
+
+// CheckConfig checks what a configuration loads besides itself, as the gateway would at
+// start: the trusted keys, the signed tool manifests (and the tools' classes against
+// them), and the policy, compiled against the declared tools. It returns the policy's
+// version and its bundle's signer.
+func CheckConfig(cfg *config.Config) (version, signer string, err error) {
+	decl, err := declare(cfg)
+	if err != nil {
+		return "", "", err
+	}
+	srcs, signer, err := ConfigPolicySources(cfg)
+	if err != nil {
+		return "", "", fmt.Errorf("policy: %w", err)
+	}
+	p, err := policy.Compile(srcs, decl.tools)
+	if err != nil {
+		return "", "", fmt.Errorf("policy: %w", err)
+	}
+	return p.Version(), signer, nil
+}
