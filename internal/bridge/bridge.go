@@ -82,6 +82,11 @@ type Options struct {
 	URL string
 	// Token is the bearer token sent with every request. Required; never logged.
 	Token string
+	// TokenSource, if set, is asked for the current token before every request — a file a
+	// token refresher rewrites, for short-lived task tokens. When it fails or gives a token
+	// that cannot be sent, the last good one (at first, Token) is used and the failure is
+	// logged once, without the token.
+	TokenSource func() (string, error)
 	// AllowInsecureHTTP permits plain http to a host other than loopback. The token then
 	// crosses the network in clear; Run warns on Stderr.
 	AllowInsecureHTTP bool
@@ -223,6 +228,9 @@ type bridge struct {
 
 	writeFailed sync.Once // stdout failed: said once
 
+	token     atomic.Pointer[string] // the last good token
+	tokenWarn sync.Once              // a TokenSource failure: said once
+
 	relays    sync.WaitGroup // relay goroutines
 	listeners sync.WaitGroup // server-to-client stream goroutines
 
@@ -258,7 +266,7 @@ func newBridge(opts Options, u *url.URL, stdout io.Writer) *bridge {
 	if client == nil {
 		client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	}
-	return &bridge{
+	b := &bridge{
 		opts:     opts,
 		url:      u.String(),
 		client:   client,
@@ -267,6 +275,27 @@ func newBridge(opts Options, u *url.URL, stdout io.Writer) *bridge {
 		slots:    make(chan struct{}, opts.MaxInFlight),
 		inflight: map[string]*call{},
 	}
+	tok := opts.Token
+	b.token.Store(&tok)
+	return b
+}
+
+// currentToken is the token to send now: TokenSource's, or the last good one.
+func (b *bridge) currentToken() string {
+	if b.opts.TokenSource != nil {
+		tok, err := b.opts.TokenSource()
+		if err == nil {
+			err = checkToken(tok)
+		}
+		if err == nil {
+			b.token.Store(&tok)
+			return tok
+		}
+		b.tokenWarn.Do(func() {
+			b.log.Warn("could not read a new bearer token; sending the last good one", "err", err)
+		})
+	}
+	return *b.token.Load()
 }
 
 // call is a request in flight.
@@ -721,7 +750,7 @@ func (b *bridge) readError(ctx context.Context, err error) string {
 }
 
 func (b *bridge) setAuth(h http.Header) {
-	h.Set("Authorization", "Bearer "+b.opts.Token)
+	h.Set("Authorization", "Bearer "+b.currentToken())
 	if b.opts.UserAgent != "" {
 		h.Set("User-Agent", b.opts.UserAgent)
 	}

@@ -1039,3 +1039,55 @@ func TestContextCancel(t *testing.T) {
 		t.Fatal("Run did not return after ctx was cancelled")
 	}
 }
+
+// TestTokenSource: with a TokenSource, every request carries the token it gives now — a
+// rotated short-lived token is picked up without restarting the bridge — and when it
+// fails, the last good token goes out and the failure is logged once, without a token.
+func TestTokenSource(t *testing.T) {
+	f := newFake(t, echo)
+	var mu sync.Mutex
+	current, fail := "tok-1", false
+	s := startStdio(t, bridge.Options{URL: f.URL, Token: testToken, TokenSource: func() (string, error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if fail {
+			return "bad token with spaces", nil
+		}
+		return current, nil
+	}})
+	auth := func(i int) string {
+		t.Helper()
+		s.send(fmt.Sprintf(`{"jsonrpc":"2.0","id":%d,"method":"ping"}`, i))
+		s.response(fmt.Sprint(i))
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.headers[len(f.headers)-1].Get("Authorization")
+	}
+	if got := auth(1); got != "Bearer tok-1" {
+		t.Errorf("first request: %q", got)
+	}
+	mu.Lock()
+	current = "tok-2"
+	mu.Unlock()
+	if got := auth(2); got != "Bearer tok-2" {
+		t.Errorf("after the rotation: %q", got)
+	}
+	mu.Lock()
+	fail = true
+	mu.Unlock()
+	for i := 3; i <= 4; i++ {
+		if got := auth(i); got != "Bearer tok-2" {
+			t.Errorf("request %d while the source fails: %q, want the last good token", i, got)
+		}
+	}
+	if _, err := s.close(); err != nil {
+		t.Errorf("Run = %v", err)
+	}
+	log := s.stderr.String()
+	if n := strings.Count(log, "could not read a new bearer token"); n != 1 {
+		t.Errorf("the failure was logged %d times, want once:\n%s", n, log)
+	}
+	if strings.Contains(log, "tok-") || strings.Contains(log, "spaces") {
+		t.Errorf("a token reached the log:\n%s", log)
+	}
+}

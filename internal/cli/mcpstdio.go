@@ -6,9 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"runtime"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/chaperone-dev/chaperone/internal/boundedfile"
 	"github.com/chaperone-dev/chaperone/internal/bridge"
@@ -32,7 +35,7 @@ func mcpStdio(ctx context.Context, args []string, stdin io.Reader, stdout, stder
 func runMCPStdio(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, lookupEnv func(string) (string, bool)) error {
 	fs := newFlags("mcp stdio", stderr)
 	mcpURL := fs.String("url", "", "the Chaperone gateway's MCP endpoint, such as https://gw.example.com/mcp")
-	tokenFile := fs.String("token-file", "", "file whose first line is the bearer token (default: the "+tokenEnv+" environment variable)")
+	tokenFile := fs.String("token-file", "", "file whose first line is the bearer token, re-read when it changes (default: the "+tokenEnv+" environment variable)")
 	insecure := fs.Bool("insecure-http", false, "allow plain http to a host other than loopback: the token crosses the network in clear")
 	// Positional arguments are counted here, not by parse, whose error would quote the
 	// extra one: possibly a token typed where it does not belong.
@@ -52,9 +55,14 @@ func runMCPStdio(ctx context.Context, args []string, stdin io.Reader, stdout, st
 	if err != nil {
 		return err
 	}
+	var source func() (string, error)
+	if *tokenFile != "" {
+		source = tokenFileSource(*tokenFile)
+	}
 	err = bridge.Run(ctx, bridge.Options{
 		URL:               *mcpURL,
 		Token:             token,
+		TokenSource:       source,
 		AllowInsecureHTTP: *insecure,
 		Stderr:            stderr,
 		UserAgent:         "chaperone-mcp-stdio/" + daemon.Version,
@@ -74,18 +82,55 @@ func bridgeToken(file string, lookupEnv func(string) (string, bool), stderr io.W
 		}
 		return "", usageError{"no token: give --token-file F (the token on its first line) or set " + tokenEnv}
 	}
-	b, fi, err := boundedfile.Read(file, maxTokenFile)
+	token, fi, err := readTokenFile(file)
 	if err != nil {
-		return "", fmt.Errorf("--token-file: %w", err)
-	}
-	defer clear(b)
-	first, _, _ := bytes.Cut(b, []byte("\n"))
-	token := strings.TrimSpace(string(first))
-	if token == "" {
-		return "", fmt.Errorf("--token-file %s: the first line is empty: put the bearer token there", file)
+		return "", err
 	}
 	if perm := fi.Mode().Perm(); runtime.GOOS != "windows" && perm&0o044 != 0 {
 		fmt.Fprintf(stderr, "chaperone mcp stdio: warning: token file %s is readable by group or others (mode %04o): chmod 600 it\n", file, perm)
 	}
 	return token, nil
+}
+
+// readTokenFile returns the token on the first line of file. Errors never hold the token.
+func readTokenFile(file string) (string, fs.FileInfo, error) {
+	b, fi, err := boundedfile.Read(file, maxTokenFile)
+	if err != nil {
+		return "", nil, fmt.Errorf("--token-file: %w", err)
+	}
+	defer clear(b)
+	first, _, _ := bytes.Cut(b, []byte("\n"))
+	token := strings.TrimSpace(string(first))
+	if token == "" {
+		return "", nil, fmt.Errorf("--token-file %s: the first line is empty: put the bearer token there", file)
+	}
+	return token, fi, nil
+}
+
+// tokenFileSource re-reads the token file whenever it changed (its size or modification
+// time), so that a refresher can rotate short-lived task tokens under a running bridge.
+func tokenFileSource(file string) func() (string, error) {
+	var (
+		mu   sync.Mutex
+		last string
+		mod  time.Time
+		size int64
+	)
+	return func() (string, error) {
+		fi, err := os.Stat(file)
+		if err != nil {
+			return "", fmt.Errorf("--token-file: %w", err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if last != "" && fi.ModTime().Equal(mod) && fi.Size() == size {
+			return last, nil
+		}
+		tok, _, err := readTokenFile(file)
+		if err != nil {
+			return "", err
+		}
+		last, mod, size = tok, fi.ModTime(), fi.Size()
+		return tok, nil
+	}
 }

@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -199,5 +201,69 @@ func TestDocsClientConfigs(t *testing.T) {
 	}
 	if launches != 3 {
 		t.Errorf("%d snippets launch the bridge, want 3 (Claude Desktop, Cursor, VS Code)", launches)
+	}
+}
+
+// TestMCPStdioRereadsTheTokenFile: a token file rewritten under a running bridge (a
+// refresher rotating short-lived task tokens) is read again before the next request.
+func TestMCPStdioRereadsTheTokenFile(t *testing.T) {
+	var (
+		mu   sync.Mutex
+		auth []string
+	)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodPost {
+			w.WriteHeader(http.StatusMethodNotAllowed)
+			return
+		}
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		auth = append(auth, r.Header.Get("Authorization"))
+		mu.Unlock()
+		var m struct {
+			ID json.RawMessage `json:"id"`
+		}
+		json.Unmarshal(body, &m)
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"jsonrpc":"2.0","id":`+string(m.ID)+`,"result":{}}`)
+	}))
+	defer srv.Close()
+	file := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(file, []byte("tok-1\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	done := make(chan error, 1)
+	var stderr bytes.Buffer
+	go func() {
+		done <- runMCPStdio(context.Background(), []string{"--url", srv.URL, "--token-file", file}, inR, outW, &stderr, noEnv)
+		outW.Close()
+	}()
+	lines := bufio.NewScanner(outR)
+	ping := func(id int) {
+		t.Helper()
+		fmt.Fprintf(inW, `{"jsonrpc":"2.0","id":%d,"method":"ping"}`+"\n", id)
+		if !lines.Scan() {
+			t.Fatalf("no answer to ping %d", id)
+		}
+	}
+	ping(1)
+	// A new token of another length, so the change shows even within the file system's
+	// time resolution.
+	if err := os.WriteFile(file, []byte("tok-rotated\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ping(2)
+	inW.Close()
+	for lines.Scan() {
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("mcp stdio = %v\n%s", err, stderr.String())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if strings.Join(auth, "|") != "Bearer tok-1|Bearer tok-rotated" {
+		t.Errorf("Authorization headers %q, want the rotated token on the second request", auth)
 	}
 }
