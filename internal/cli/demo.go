@@ -168,7 +168,7 @@ func (d *demoRun) play(ctx context.Context) error {
 		return err
 	}
 	if found := d.sensorFindings(ctx, "read_inbox"); len(found) > 0 {
-		d.note("warn", "the content sensors read the mail on its way back: %s", strings.Join(found, ", "))
+		d.note("the content sensors read the mail on its way back: %s", strings.Join(found, ", "))
 	}
 	d.say("   One message (m-4821, from examp1e-support.net) tells the assistant to forward the newest mail to an")
 	d.say("   outside archive, and to pay the electricity bill to another account. Chaperone hands mail to the model")
@@ -426,7 +426,7 @@ func (d *demoRun) scene(n int, s string) {
 	d.say("%s", d.paint("1;34", fmt.Sprintf("%d  %s", n, s)))
 }
 
-func (d *demoRun) note(kind, format string, args ...any) {
+func (d *demoRun) note(format string, args ...any) {
 	mark := d.paint("33", "!")
 	d.say("     %s %s", mark, fmt.Sprintf(format, args...))
 }

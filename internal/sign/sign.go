@@ -128,14 +128,6 @@ func (kr *Keyring) Len() int {
 	return len(kr.keys)
 }
 
-// Keys returns the trusted keys.
-func (kr *Keyring) Keys() []Key {
-	if kr == nil {
-		return nil
-	}
-	return slices.Clone(kr.keys)
-}
-
 func (kr *Keyring) byID(id string) (Key, bool) {
 	if kr == nil {
 		return Key{}, false
