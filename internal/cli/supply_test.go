@@ -124,6 +124,21 @@ func TestSupplyChainWalkthrough(t *testing.T) {
 	}
 	fail("signed manifest", withAdmin("tools", "approve", "send_email", "--by", "alice", "--accept-findings")...)
 
+	// The publisher vouches for the new definition: a new signed manifest in place of the
+	// old, and a reload — the configuration file itself unchanged — makes it callable.
+	next := filepath.Join(dir, "next.manifest.yaml")
+	run(withAdmin("tools", "manifest", "send_email", "--publisher", "mail-team", "--out", next)...)
+	run("tools", "sign", next, "--key", key)
+	for _, f := range [][2]string{{next, manifest}, {registry.SignatureFile(next), registry.SignatureFile(manifest)}} {
+		if err := os.Rename(f[0], f[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run(withAdmin("policy", "reload")...)
+	if list := run(withAdmin("tools", "list")...); !toolLine(list, "send_email", "active", "mail-team") {
+		t.Errorf("send_email after a new signed manifest and a reload:\n%s", list)
+	}
+
 	// 6. Review and approve the changed tool no manifest governs.
 	var c registry.Comparison
 	if err := json.Unmarshal([]byte(run(withAdmin("tools", "diff", "lookup", "--json")...)), &c); err != nil {

@@ -30,6 +30,7 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/api"
 	"github.com/chaperone-dev/chaperone/internal/approval"
 	"github.com/chaperone-dev/chaperone/internal/audit"
+	"github.com/chaperone-dev/chaperone/internal/boundedfile"
 	"github.com/chaperone-dev/chaperone/internal/buildinfo"
 	"github.com/chaperone-dev/chaperone/internal/config"
 	"github.com/chaperone-dev/chaperone/internal/console"
@@ -99,7 +100,8 @@ type Daemon struct {
 	// rejected names the last policy or configuration that failed to load, so a watched
 	// file left broken is reported once, not at every check. Guarded by reloadMu.
 	rejected string
-	// configSum is the SHA-256 of the configuration file in force. Guarded by reloadMu.
+	// configSum is the SHA-256 of the configuration file in force and of the files it
+	// names that a reload reads (see [configInputs]). Guarded by reloadMu.
 	configSum [32]byte
 
 	agents   *identity.Directory
@@ -205,7 +207,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, err 
 		if err != nil {
 			return nil, fmt.Errorf("read config: %w", err)
 		}
-		d.configSum = sha256.Sum256(b)
+		d.configSum = configInputs(b, decl.files)
 	}
 	if _, err := d.loadPolicy(ctx, decl, true); err != nil {
 		return nil, err
@@ -639,6 +641,9 @@ type declared struct {
 	bundle        string
 	policySigners *sign.Keyring
 	requireSigned bool
+	// files are the other files the configuration names that a reload reads: the signed
+	// manifests, their signatures and the trusted keys.
+	files []string
 }
 
 // declare derives the registry's declarations and the policy's tool set from cfg.
@@ -676,6 +681,12 @@ func declare(cfg *config.Config) (*declared, error) {
 		d.tools[egressTool] = policy.ToolInfo{Class: policy.ClassExternal}
 	}
 	d.bundle, d.requireSigned = cfg.Policy.Bundle, cfg.Policy.RequireSigned
+	for _, m := range cfg.Registry.Manifests {
+		d.files = append(d.files, m, registry.SignatureFile(m))
+	}
+	for _, k := range slices.Concat(cfg.Trust.ToolPublishers, cfg.Trust.PolicySigners) {
+		d.files = append(d.files, k.KeyFile)
+	}
 	if d.policySigners, err = config.Keyring(cfg.Trust.PolicySigners); err != nil {
 		return nil, fmt.Errorf("trust.policy_signers: %w", err)
 	}
@@ -692,7 +703,8 @@ func (d *Daemon) reloadConfig(ctx context.Context) error {
 	if err != nil {
 		return d.rejectOnce(ctx, "config read "+err.Error(), fmt.Errorf("reload config: %w", err))
 	}
-	sum := sha256.Sum256(raw)
+	// A newly signed manifest or a replaced key is a change even if the file is not.
+	sum := configInputs(raw, d.decl.Load().files)
 	if sum == d.configSum {
 		return nil
 	}
@@ -708,11 +720,11 @@ func (d *Daemon) reloadConfig(ctx context.Context) error {
 	if err != nil {
 		return d.rejectOnce(ctx, key, fmt.Errorf("reload config: %w", err))
 	}
-	srcs, signer, err := d.policySources(ctx, decl, false)
+	lp, err := d.policySources(ctx, decl, false)
 	if err != nil {
 		return d.rejectOnce(ctx, key, fmt.Errorf("reload config: policy: %w", err))
 	}
-	p, err := policy.Compile(srcs, decl.tools)
+	p, err := policy.Compile(lp.srcs, decl.tools)
 	if err != nil {
 		return d.rejectOnce(ctx, key, fmt.Errorf("reload config: policy: %w", err))
 	}
@@ -720,8 +732,8 @@ func (d *Daemon) reloadConfig(ctx context.Context) error {
 		d.log.WarnContext(ctx, "registry reload: some tools are quarantined", "err", err)
 	}
 	d.decl.Store(decl)
-	d.swapPolicy(ctx, p, signer, decl.bundle)
-	d.configSum = sum
+	d.swapPolicy(ctx, p, lp)
+	d.configSum = configInputs(raw, decl.files)
 	e := &audit.Event{Time: time.Now(), Kind: audit.KindConfigReloaded, PolicyVersion: p.Version(),
 		Detail: fmt.Sprintf("%d tools declared; upstreams and other sections apply at restart", len(decl.decls))}
 	if err := d.audit.Append(ctx, e); err != nil {
@@ -780,47 +792,46 @@ func (d *Daemon) rejectOnce(ctx context.Context, key string, err error) error {
 // policy in if its version changed. first is true at start, when a bad bundle may fall
 // back to the last good one. d.reloadMu must be held, or the daemon not yet running.
 func (d *Daemon) loadPolicy(ctx context.Context, decl *declared, first bool) (string, error) {
-	srcs, signer, err := d.policySources(ctx, decl, first)
+	lp, err := d.policySources(ctx, decl, first)
 	if err != nil {
 		return "", d.rejectOnce(ctx, "policy read "+err.Error(), fmt.Errorf("load policy: %w", err))
 	}
-	v := policy.VersionOf(srcs)
+	v := policy.VersionOf(lp.srcs)
 	if old := d.policy.Load(); old != nil && old.Version() == v {
 		return v, nil // unchanged: nothing to compile
 	}
-	p, err := policy.Compile(srcs, decl.tools)
+	p, err := policy.Compile(lp.srcs, decl.tools)
 	if err != nil {
 		return "", d.rejectOnce(ctx, "policy "+v, fmt.Errorf("load policy: %w", err))
 	}
-	d.swapPolicy(ctx, p, signer, decl.bundle)
+	d.swapPolicy(ctx, p, lp)
 	return p.Version(), nil
 }
 
-// policySources returns the policy's sources — the daemon's own, the bundle's, or the
-// files' — and the bundle's signer.
-func (d *Daemon) policySources(ctx context.Context, decl *declared, first bool) ([]policy.Source, string, error) {
+// policySources reads the policy: the daemon's own sources, the bundle, or the files.
+func (d *Daemon) policySources(ctx context.Context, decl *declared, first bool) (loadedPolicy, error) {
 	switch {
 	case d.opts.PolicySources != nil:
-		return d.opts.PolicySources, "", nil
+		return loadedPolicy{srcs: d.opts.PolicySources}, nil
 	case decl.bundle != "":
 		return d.loadBundle(ctx, decl, first)
 	}
 	srcs, err := ReadPolicySources(decl.policyPaths)
-	return srcs, "", err
+	return loadedPolicy{srcs: srcs}, err
 }
 
-// swapPolicy puts p in force and records it, with the signer of its bundle ("" if none);
-// a policy from a bundle file keeps that file as the last good bundle.
-func (d *Daemon) swapPolicy(ctx context.Context, p *policy.Policy, signer, bundleFile string) {
+// swapPolicy puts p, compiled from lp, in force and records it with its bundle's signer;
+// a policy from a bundle file keeps that bundle as the last good one.
+func (d *Daemon) swapPolicy(ctx context.Context, p *policy.Policy, lp loadedPolicy) {
 	if old := d.policy.Load(); old != nil && old.Version() == p.Version() {
 		return
 	}
-	d.signers.set(p.Version(), signer)
+	d.signers.set(p.Version(), lp.signer)
 	d.auditPolicy(ctx, audit.KindPolicyLoaded, p.Version(), nil)
 	d.policy.Store(p)
-	d.log.InfoContext(ctx, "policy loaded", "version", p.Version(), "rules", p.Rules(), "signer", signer)
-	if bundleFile != "" {
-		d.keepBundle(ctx, bundleFile, p.Version())
+	d.log.InfoContext(ctx, "policy loaded", "version", p.Version(), "rules", p.Rules(), "signer", lp.signer)
+	if lp.keep != nil {
+		d.keepBundle(ctx, lp.keep)
 	}
 }
 
@@ -834,57 +845,84 @@ func (d *Daemon) auditPolicy(ctx context.Context, kind, version string, err erro
 	}
 }
 
-// watchPolicy reloads the configuration's tools and the policy whenever their files change,
-// until ctx is done. A change is taken once the files have held still for one interval, so
-// a file caught half-written (an editor truncates, then writes) is never compiled; it is
-// then swapped in like a SIGHUP reload. Unchanged files cost a read and a hash.
+// watchPolicy reloads the configuration's tools and the policy whenever the files a reload
+// reads change, until ctx is done. A change is taken once the files have held still for
+// one interval, so a file caught half-written (an editor truncates, then writes) is never
+// compiled; it is then swapped in like a SIGHUP reload. Unchanged files cost a read and a
+// hash each interval.
 func (d *Daemon) watchPolicy(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
-	last := d.fingerprint()
+	seen := d.fingerprint()
+	taken := seen
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		if fp := d.fingerprint(); fp != last {
-			last = fp
+		fp := d.fingerprint()
+		if fp != seen {
+			seen = fp // changing: wait until it holds still
 			continue
 		}
+		if fp == taken {
+			continue
+		}
+		taken = fp
 		if _, err := d.ReloadPolicy(ctx); err != nil && ctx.Err() == nil {
 			d.log.WarnContext(ctx, "policy reload rejected; the old policy stays", "err", err)
 		}
 	}
 }
 
-// fingerprint hashes what a reload reads — the configuration file and the policy files or
-// bundle — and what reading them failed with.
+// fingerprint hashes what a reload reads — the configuration file, the files it names,
+// the secrets key file, and the policy files or bundle — and what reading them failed with.
 func (d *Daemon) fingerprint() [32]byte {
-	h := sha256.New()
-	add := func(path string) {
-		b, err := readBounded(path, bundle.MaxBytes)
-		if err != nil {
-			b = []byte(err.Error())
-		}
-		sum := sha256.Sum256(b)
-		h.Write([]byte(path))
-		h.Write(sum[:])
-	}
-	if d.opts.ConfigPath != "" {
-		add(d.opts.ConfigPath)
-	}
 	decl := d.decl.Load()
-	if decl.bundle != "" {
-		add(decl.bundle)
-	} else if srcs, err := ReadPolicySources(decl.policyPaths); err != nil {
-		h.Write([]byte(err.Error()))
-	} else {
-		h.Write([]byte(policy.VersionOf(srcs)))
+	files := slices.Concat([]string{d.opts.ConfigPath, d.cfg.Secrets.KeyFile, decl.bundle}, decl.files)
+	h := sha256.New()
+	h.Write(sumFiles(files))
+	if decl.bundle == "" {
+		if srcs, err := ReadPolicySources(decl.policyPaths); err != nil {
+			h.Write([]byte(err.Error()))
+		} else {
+			h.Write([]byte(policy.VersionOf(srcs)))
+		}
 	}
 	var out [32]byte
 	h.Sum(out[:0])
 	return out
+}
+
+// configInputs hashes a configuration file's content and the files it names.
+func configInputs(raw []byte, files []string) [32]byte {
+	h := sha256.New()
+	h.Write(raw)
+	h.Write(sumFiles(files))
+	var out [32]byte
+	h.Sum(out[:0])
+	return out
+}
+
+// sumFiles hashes the paths and contents of files ("" skipped), or what reading one failed
+// with.
+func sumFiles(files []string) []byte {
+	h := sha256.New()
+	for _, f := range files {
+		if f == "" {
+			continue
+		}
+		b, _, err := boundedfile.Read(f, bundle.MaxBytes)
+		if err != nil {
+			b = []byte(err.Error())
+		}
+		sum := sha256.Sum256(b)
+		h.Write([]byte(f))
+		h.Write([]byte{0})
+		h.Write(sum[:])
+	}
+	return h.Sum(nil)
 }
 
 // ReadPolicySources reads policy files: each path is a file, or a directory whose *.yaml and
@@ -917,7 +955,7 @@ func ReadPolicySources(paths []string) ([]policy.Source, error) {
 			}
 		}
 		for _, f := range files {
-			data, err := readBounded(f, config.MaxFileBytes)
+			data, _, err := boundedfile.Read(f, config.MaxFileBytes)
 			if err != nil {
 				return nil, err
 			}
@@ -925,17 +963,6 @@ func ReadPolicySources(paths []string) ([]policy.Source, error) {
 		}
 	}
 	return srcs, nil
-}
-
-func readBounded(path string, limit int64) ([]byte, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if fi.Size() > limit {
-		return nil, fmt.Errorf("%s: larger than %d bytes", path, limit)
-	}
-	return os.ReadFile(path)
 }
 
 // ready answers GET /readyz: 200 when the store answers, a policy is loaded and every

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/chaperone-dev/chaperone/internal/audit"
+	"github.com/chaperone-dev/chaperone/internal/boundedfile"
 	"github.com/chaperone-dev/chaperone/internal/config"
 	"github.com/chaperone-dev/chaperone/internal/flow"
 	"github.com/chaperone-dev/chaperone/internal/policy"
@@ -88,64 +89,65 @@ func lastGoodBundle(dataDir string) string { return filepath.Join(dataDir, "poli
 
 // readBundle reads and checks the policy bundle at path: it must parse (its hash must be
 // its files'), and it must verify against signers — with a trusted signature when
-// required, and never with a bad one. It returns the bundle and its signer's name ("" when
-// unsigned and not required).
-func readBundle(path string, signers *sign.Keyring, required bool) (*bundle.Bundle, string, error) {
-	data, err := readBounded(path, bundle.MaxBytes)
+// required, and never with a bad one. It returns the bundle, its signer's name ("" when
+// unsigned and not required) and the file's bytes.
+func readBundle(path string, signers *sign.Keyring, required bool) (*bundle.Bundle, string, []byte, error) {
+	data, _, err := boundedfile.Read(path, bundle.MaxBytes)
 	if err != nil {
-		return nil, "", err
+		return nil, "", nil, err
 	}
 	b, err := bundle.Parse(data)
 	if err != nil {
-		return nil, "", fmt.Errorf("%s: %w", path, err)
+		return nil, "", nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if signers.Len() == 0 && !required {
-		return b, "", nil
+		return b, "", data, nil
 	}
 	k, err := b.Verify(signers)
 	switch {
 	case err == nil:
-		return b, k.Name, nil
+		return b, k.Name, data, nil
 	case !required && (errors.Is(err, sign.ErrUnsigned) || errors.Is(err, sign.ErrUntrusted)):
-		return b, "", nil
+		return b, "", data, nil
 	case errors.Is(err, sign.ErrUnsigned), errors.Is(err, sign.ErrUntrusted):
-		return nil, "", fmt.Errorf("%s: %w; policy.require_signed accepts only bundles signed by trust.policy_signers", path, err)
+		return nil, "", nil, fmt.Errorf("%s: %w; policy.require_signed accepts only bundles signed by trust.policy_signers", path, err)
 	default:
-		return nil, "", fmt.Errorf("%s: %w", path, err)
+		return nil, "", nil, fmt.Errorf("%s: %w", path, err)
 	}
+}
+
+// loadedPolicy is a policy as read, before it is compiled.
+type loadedPolicy struct {
+	srcs   []policy.Source
+	signer string // the signer of its bundle; "" if none
+	// keep is the bundle file's content, to keep as the last good bundle once the policy
+	// is in force; nil for policy files, and for the last good bundle itself.
+	keep []byte
 }
 
 // loadBundle reads the configured bundle; at start (first), if it cannot be loaded, it
 // falls back to the last good bundle kept in the data directory, if that one still
-// verifies, and records why. It returns the bundle's sources and signer.
-func (d *Daemon) loadBundle(ctx context.Context, decl *declared, first bool) ([]policy.Source, string, error) {
-	b, signer, err := readBundle(decl.bundle, decl.policySigners, decl.requireSigned)
+// verifies, and records why.
+func (d *Daemon) loadBundle(ctx context.Context, decl *declared, first bool) (loadedPolicy, error) {
+	b, signer, data, err := readBundle(decl.bundle, decl.policySigners, decl.requireSigned)
 	if err == nil {
-		return b.Sources(), signer, nil
+		return loadedPolicy{srcs: b.Sources(), signer: signer, keep: data}, nil
 	}
 	if !first {
-		return nil, "", err
+		return loadedPolicy{}, err
 	}
-	kept, keptSigner, kerr := readBundle(lastGoodBundle(d.cfg.DataDir), decl.policySigners, decl.requireSigned)
+	kept, keptSigner, _, kerr := readBundle(lastGoodBundle(d.cfg.DataDir), decl.policySigners, decl.requireSigned)
 	if kerr != nil {
-		return nil, "", err
+		return loadedPolicy{}, err
 	}
 	d.auditPolicy(ctx, audit.KindPolicyRejected, "", fmt.Errorf("%w; the last good bundle %s stays in force", err, kept.Hash))
 	d.log.ErrorContext(ctx, "policy bundle refused; starting with the last good one", "err", err, "bundle", kept.Hash)
-	return kept.Sources(), keptSigner, nil
+	return loadedPolicy{srcs: kept.Sources(), signer: keptSigner}, nil
 }
 
-// keepBundle copies the bundle file at path to the data directory, atomically, as the last
-// good one — if it is the bundle of version, the one just put in force (at start, that may
-// have been the last good one already, the file at path having been refused).
-func (d *Daemon) keepBundle(ctx context.Context, path, version string) {
-	data, err := readBounded(path, bundle.MaxBytes)
-	if err != nil {
-		return
-	}
-	if b, err := bundle.Parse(data); err != nil || b.Hash != version {
-		return
-	}
+// keepBundle writes data, the bundle just put in force, to the data directory, atomically,
+// as the last good one.
+func (d *Daemon) keepBundle(ctx context.Context, data []byte) {
 	if err := writeFileAtomic(lastGoodBundle(d.cfg.DataDir), data); err != nil {
 		d.log.WarnContext(ctx, "could not keep the policy bundle as the last good one", "err", err)
 	}
@@ -227,7 +229,7 @@ func ConfigPolicySources(cfg *config.Config) ([]policy.Source, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("trust.policy_signers: %w", err)
 	}
-	b, signer, err := readBundle(cfg.Policy.Bundle, signers, cfg.Policy.RequireSigned)
+	b, signer, _, err := readBundle(cfg.Policy.Bundle, signers, cfg.Policy.RequireSigned)
 	if err != nil {
 		return nil, "", err
 	}
