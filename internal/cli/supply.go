@@ -79,6 +79,12 @@ func writeNew(path string, data []byte, mode os.FileMode) error {
 	return f.Close()
 }
 
+// signerFlags adds --key (the private key file, described by keyUsage) and --signer (the
+// name recorded beside a signature), shared by the commands that sign.
+func signerFlags(fs *flag.FlagSet, keyUsage string) (keyFile, signer *string) {
+	return fs.String("key", "", keyUsage), fs.String("signer", "", "the name recorded beside the signature (informational)")
+}
+
 // readPrivateKey reads a PEM Ed25519 private key file.
 func readPrivateKey(path string) (ed25519.PrivateKey, error) {
 	b, err := readSmall(path)
@@ -142,8 +148,7 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 // signature file.
 func toolsSign(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("tools sign", stderr)
-	keyFile := fs.String("key", "", "the signer's private key file (required)")
-	signer := fs.String("signer", "", "the name recorded beside the signature (informational)")
+	keyFile, signer := signerFlags(fs, "the signer's private key file (required)")
 	if err := parse(fs, reorder(fs, args), 1); err != nil {
 		return err
 	}
@@ -421,8 +426,7 @@ func toolsManifest(ctx context.Context, args []string, stdout, stderr io.Writer)
 func policyBundle(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("policy bundle", stderr)
 	out := fs.String("out", "", "the bundle file to write (required; never replaces a file)")
-	keyFile := fs.String("key", "", "sign the bundle with this private key")
-	signer := fs.String("signer", "", "the name recorded beside the signature (informational)")
+	keyFile, signer := signerFlags(fs, "sign the bundle with this private key")
 	if err := parse(fs, reorder(fs, args), 1000); err != nil {
 		return err
 	}
@@ -433,14 +437,10 @@ func policyBundle(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Policy directories are read one level deep, so a file's name in the bundle is its
+	// base name; two files of one name are refused by bundle.New.
 	for i := range srcs {
-		dir := ""
-		for _, p := range fs.Args() {
-			if fi, err := os.Stat(p); err == nil && fi.IsDir() && strings.HasPrefix(srcs[i].Name, strings.TrimSuffix(p, "/")+"/") {
-				dir = p
-			}
-		}
-		srcs[i].Name = bundle.Name(dir, srcs[i].Name)
+		srcs[i].Name = bundle.Name("", srcs[i].Name)
 	}
 	b, err := bundle.New(srcs)
 	if err != nil {
@@ -469,8 +469,7 @@ func policyBundle(args []string, stdout, stderr io.Writer) error {
 // policySign adds a signature to a bundle, leaving its content and hash alone.
 func policySign(args []string, stdout, stderr io.Writer) error {
 	fs := newFlags("policy sign", stderr)
-	keyFile := fs.String("key", "", "the signer's private key file (required)")
-	signer := fs.String("signer", "", "the name recorded beside the signature (informational)")
+	keyFile, signer := signerFlags(fs, "the signer's private key file (required)")
 	if err := parse(fs, reorder(fs, args), 1); err != nil {
 		return err
 	}
