@@ -154,14 +154,8 @@ func TestParseDockerfileErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			d, err := ParseDockerfile([]byte(tt.in))
-			var pe *ParseError
-			if !errors.As(err, &pe) {
-				t.Fatalf("ParseDockerfile(%.60q) = %+v, %v; want a *ParseError", tt.in, d, err)
-			}
-			if pe.Line != tt.line || !strings.Contains(pe.Msg, tt.want) {
-				t.Errorf("ParseDockerfile(%.60q) = %v, want line %d and %q", tt.in, err, tt.line, tt.want)
-			}
+			_, err := ParseDockerfile([]byte(tt.in))
+			wantParseError(t, "ParseDockerfile", tt.in, err, tt.line, tt.want)
 		})
 	}
 }
@@ -310,4 +304,17 @@ func FuzzParseDockerfile(f *testing.F) {
 		}
 		CheckDockerfile(d)
 	})
+}
+
+// wantParseError fails the test unless err, from parse(in), is a *ParseError at line whose
+// message holds want.
+func wantParseError(t *testing.T, parse, in string, err error, line int, want string) {
+	t.Helper()
+	var pe *ParseError
+	if !errors.As(err, &pe) {
+		t.Fatalf("%s(%.60q) = %v, want a *ParseError", parse, in, err)
+	}
+	if pe.Line != line || !strings.Contains(pe.Msg, want) {
+		t.Errorf("%s(%.60q) = %v, want line %d and %q", parse, in, err, line, want)
+	}
 }

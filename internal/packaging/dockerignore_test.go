@@ -104,13 +104,7 @@ func TestDockerignoreErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			_, err := ParseDockerignore([]byte(tt.in))
-			var pe *ParseError
-			if !errors.As(err, &pe) {
-				t.Fatalf("ParseDockerignore(%.40q) = %v, want a *ParseError", tt.in, err)
-			}
-			if pe.Line != tt.line || !strings.Contains(pe.Msg, tt.want) {
-				t.Errorf("ParseDockerignore(%.40q) = %v, want line %d and %q", tt.in, err, tt.line, tt.want)
-			}
+			wantParseError(t, "ParseDockerignore", tt.in, err, tt.line, tt.want)
 		})
 	}
 }

@@ -110,13 +110,7 @@ func TestParseUnitErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			_, err := ParseUnit([]byte(tt.in))
-			var pe *ParseError
-			if !errors.As(err, &pe) {
-				t.Fatalf("ParseUnit(%.40q) = %v, want a *ParseError", tt.in, err)
-			}
-			if pe.Line != tt.line || !strings.Contains(pe.Msg, tt.want) {
-				t.Errorf("ParseUnit(%.40q) = %v, want line %d and %q", tt.in, err, tt.line, tt.want)
-			}
+			wantParseError(t, "ParseUnit", tt.in, err, tt.line, tt.want)
 		})
 	}
 }
