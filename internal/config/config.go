@@ -30,6 +30,10 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/store"
 )
 
+// DefaultRetries is how many times a call of an idempotent tool is retried when its entry
+// says nothing.
+const DefaultRetries = 2
+
 // MaxFileBytes bounds the size of a configuration file.
 const MaxFileBytes = 4 << 20
 
@@ -732,7 +736,7 @@ func (c *Config) ApplyDefaults() {
 	c.Telemetry.defaults()
 	for i := range c.Tools {
 		if c.Tools[i].Retries == nil && c.Tools[i].Idempotent {
-			n := 2
+			n := DefaultRetries
 			c.Tools[i].Retries = &n
 		}
 	}

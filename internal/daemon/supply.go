@@ -69,7 +69,12 @@ func applyManifests(cfg *config.Config, decls []registry.Declaration) error {
 			d.Undo = e.Undo
 		}
 		if !t.Idempotent && e.Idempotent {
-			d.Idempotent, d.Retries = true, 2
+			// The publisher says a second call does no more: retried as the entry's own
+			// idempotent flag would be, unless the entry set its retries.
+			d.Idempotent = true
+			if t.Retries == nil {
+				d.Retries = config.DefaultRetries
+			}
 		}
 		if t.Flow.Trust == "" && t.Flow.Data == "" && t.Flow.Sinks == nil && e.Labels != nil {
 			l, err := flow.ParseLabels(d.Class, e.Labels.Trust, e.Labels.Data, e.Labels.Sinks)
