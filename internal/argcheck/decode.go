@@ -47,21 +47,31 @@ func DecodeArguments(raw []byte) (map[string]any, error) {
 
 // duplicateKeys reports whether any object in data, which must be valid JSON, has a key
 // twice. Keys are compared after unescaping, so "a" and "\u0061" are the same key.
+//
+// Keys without escapes are compared as sub-slices of data, and the keys of every open
+// object share one slice (an object's keys are the tail from its frame's start), so the
+// common case allocates nothing.
 func duplicateKeys(data []byte) bool {
 	type frame struct {
 		object  bool
 		wantKey bool
-		keys    []string
-		set     map[string]struct{}
+		// start is where the object's keys begin in keys; once it has more than
+		// maxListedKeys, they are in set instead.
+		start int
+		set   map[string]struct{}
 	}
-	var stack []frame
+	const maxListedKeys = 16 // large objects: a set keeps this linear
+	var stackBuf [16]frame
+	var keysBuf [32][]byte
+	stack, keys := stackBuf[:0], keysBuf[:0]
 	for i := 0; i < len(data); i++ {
 		switch c := data[i]; c {
 		case '{':
-			stack = append(stack, frame{object: true, wantKey: true})
+			stack = append(stack, frame{object: true, wantKey: true, start: len(keys)})
 		case '[':
-			stack = append(stack, frame{})
+			stack = append(stack, frame{start: len(keys)})
 		case '}', ']':
+			keys = keys[:stack[len(stack)-1].start]
 			stack = stack[:len(stack)-1]
 		case ',':
 			if top := len(stack) - 1; top >= 0 && stack[top].object {
@@ -72,30 +82,32 @@ func duplicateKeys(data []byte) bool {
 			if top := len(stack) - 1; top >= 0 && stack[top].wantKey {
 				f := &stack[top]
 				f.wantKey = false
-				key := string(data[i+1 : end])
+				key := data[i+1 : end]
 				if escaped {
-					if json.Unmarshal(data[i:end+1], &key) != nil {
+					var ok bool
+					if key, ok = unescapeKey(data[i : end+1]); !ok {
 						return true // cannot happen for valid JSON; refuse rather than guess
 					}
 				}
 				if f.set != nil {
-					if _, dup := f.set[key]; dup {
+					if _, dup := f.set[string(key)]; dup {
 						return true
 					}
-					f.set[key] = struct{}{}
+					f.set[string(key)] = struct{}{}
 				} else {
-					for _, k := range f.keys {
-						if k == key {
+					// f is the innermost open object, so keys[f.start:] are its own.
+					for _, k := range keys[f.start:] {
+						if bytes.Equal(k, key) {
 							return true
 						}
 					}
-					f.keys = append(f.keys, key)
-					if len(f.keys) > 16 { // large objects: a set keeps this linear
-						f.set = make(map[string]struct{}, 2*len(f.keys))
-						for _, k := range f.keys {
-							f.set[k] = struct{}{}
+					keys = append(keys, key)
+					if len(keys)-f.start > maxListedKeys {
+						f.set = make(map[string]struct{}, 2*(len(keys)-f.start))
+						for _, k := range keys[f.start:] {
+							f.set[string(k)] = struct{}{}
 						}
-						f.keys = nil
+						keys = keys[:f.start]
 					}
 				}
 			}
@@ -103,6 +115,15 @@ func duplicateKeys(data []byte) bool {
 		}
 	}
 	return false
+}
+
+// unescapeKey decodes quoted, a JSON string with escapes.
+func unescapeKey(quoted []byte) ([]byte, bool) {
+	var key string
+	if json.Unmarshal(quoted, &key) != nil {
+		return nil, false
+	}
+	return []byte(key), true
 }
 
 // stringEnd returns the index of the quote closing the string that starts at data[start],

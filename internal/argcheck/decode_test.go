@@ -25,6 +25,14 @@ func TestDecodeArguments(t *testing.T) {
 		{"duplicate in array of objects", `{"a":[{"b":1},{"c":1,"c":2}]}`, "same key twice", 0},
 		{"duplicate by escape", `{"a":1,"\u0061":2}`, "same key twice", 0},
 		{"duplicate in a large object", `{` + manyKeys(40) + `,"k7":0}`, "same key twice", 0},
+		{"parent key again after a nested object", `{"a":{"b":1,"c":2},"a":3}`, "same key twice", 0},
+		{"parent key reused inside a nested object", `{"a":{"a":1,"b":{"a":2}},"b":[{"a":3}],"c":0}`, "", 3},
+		{"parent key again after a large nested object", `{"x":1,"o":{` + manyKeys(40) + `},"x":2}`, "same key twice", 0},
+		{"large nested objects side by side", `{"o":{` + manyKeys(40) + `},"p":{` + manyKeys(40) + `},"q":[{` + manyKeys(20) + `}]}`, "", 3},
+		{"duplicate in a large object after a nested one", `{` + manyKeys(20) + `,"n":{"k7":1},"k7":0}`, "same key twice", 0},
+		{"duplicate deep down", strings.Repeat(`{"a":[`, 40) + `{"k":1,"k":2}` + strings.Repeat(`]}`, 40), "same key twice", 0},
+		{"deep without duplicates", strings.Repeat(`{"a":0,"b":[`, 40) + `{"a":1,"b":2}` + strings.Repeat(`]}`, 40), "", 2},
+		{"duplicate by escape after a nested object", `{"ab":{"ab":1},"\u0061b":2}`, "same key twice", 0},
 		{"array", `[1,2]`, "must be a JSON object", 0},
 		{"string", `"x"`, "must be a JSON object", 0},
 		{"malformed", `{"a":`, "must be a JSON object", 0},
@@ -130,4 +138,13 @@ func FuzzDecodeArguments(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestDuplicateKeysAllocs pins that checking keys without escapes allocates nothing: it
+// runs on every call's arguments.
+func TestDuplicateKeysAllocs(t *testing.T) {
+	data := []byte(`{"to":"bob@example.com","amount":12.5,"meta":{"tags":["a","b"],"to":{"x":1}},"list":[{"k":1},{"k":2}]}`)
+	if n := testing.AllocsPerRun(100, func() { duplicateKeys(data) }); n != 0 {
+		t.Errorf("duplicateKeys(%s) allocates %v times, want 0", data, n)
+	}
 }

@@ -318,8 +318,8 @@ func describeCall(tool string, args map[string]any, l *Labels) string {
 // toolResult is the part of an MCP CallToolResult whose content reaches the model.
 type toolResult struct {
 	Content []struct {
-		Type     string `json:"type"`
-		Text     string `json:"text"`
+		Type     stringCheck `json:"type"`
+		Text     string      `json:"text"`
 		Resource *struct {
 			URI  string `json:"uri"`
 			Text string `json:"text"`
@@ -329,6 +329,21 @@ type toolResult struct {
 	// raw is a result that is not a CallToolResult: scanned as text, since whatever the
 	// model may see counts.
 	raw string
+}
+
+// stringCheck decodes a JSON string, or null, and keeps nothing of it: a field whose
+// value is not read, but whose type still decides whether the result decodes. It refuses
+// what a string field refuses, as decoding into one did, without copying the string.
+type stringCheck struct{}
+
+var errNotString = errors.New("not a JSON string")
+
+// UnmarshalJSON implements [json.Unmarshaler].
+func (*stringCheck) UnmarshalJSON(b []byte) error {
+	if (len(b) > 0 && b[0] == '"') || string(b) == "null" {
+		return nil
+	}
+	return errNotString
 }
 
 // parseResult decodes a result once; ok is false when it brings no content: none at

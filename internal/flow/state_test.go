@@ -378,3 +378,35 @@ func TestSessionKeepsStrongestInjection(t *testing.T) {
 		t.Error("Injection() returned the session's own slice")
 	}
 }
+
+// TestParseResultItemType pins how a content item's "type" decides whether a result is
+// read as a CallToolResult or scanned whole as text: as decoding "type" into a Go string
+// decides, which is what parseResult did before it stopped copying the value.
+func TestParseResultItemType(t *testing.T) {
+	t.Parallel()
+	for _, res := range []string{
+		`{"content":[{"type":"text","text":"x"}]}`,
+		`{"content":[{"type":"te\u0078t","text":"x"}]}`,
+		`{"content":[{"type":null,"text":"x"}]}`,
+		`{"content":[{"text":"x"}]}`,
+		`{"content":[{"type":7,"text":"x"}]}`,
+		`{"content":[{"type":true,"text":"x"}]}`,
+		`{"content":[{"type":["text"],"text":"x"}]}`,
+		`{"content":[{"type":{"a":"b"},"text":"x"}]}`,
+		`{"content":[{"TYPE":1,"text":"x"}]}`,
+		`{"content":[{"type":"text","text":"x"},{"type":0,"text":"y"}]}`,
+		`{"content":[{"type":"text","type":1,"text":"x"}]}`,
+	} {
+		var reference struct {
+			Content []struct {
+				Type string `json:"type"`
+				Text string `json:"text"`
+			} `json:"content"`
+		}
+		wantRaw := json.Unmarshal([]byte(res), &reference) != nil
+		r, ok := parseResult(json.RawMessage(res))
+		if gotRaw := r.raw != ""; !ok || gotRaw != wantRaw {
+			t.Errorf("parseResult(%s): scanned whole = %v, ok = %v; want %v, true", res, gotRaw, ok, wantRaw)
+		}
+	}
+}

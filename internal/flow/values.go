@@ -337,10 +337,10 @@ func floatValues(v float64, yield func(Value)) {
 	body := strconv.FormatFloat(a, 'f', -1, 64)
 	raw := strconv.FormatFloat(v, 'f', -1, 64)
 	if significantDigits(body) >= 3 {
-		emit(found{KindNumber, body}, raw, yield)
+		emit(found{kind: KindNumber, body: body}, raw, yield)
 	}
 	if a == math.Trunc(a) && a >= 1e6 && a < 1e15 {
-		emit(found{KindIdent, body}, raw, yield)
+		emit(found{kind: KindIdent, body: body}, raw, yield)
 	}
 }
 
@@ -348,6 +348,21 @@ func floatValues(v float64, yield func(Value)) {
 type found struct {
 	kind Kind
 	body string
+	// key, if not "", is the whole key (kind's prefix, then body), which a recogniser
+	// that builds the body anyway builds with it, so that emit does not copy it again;
+	// body is then key[2:].
+	key string
+}
+
+// keyed is the value of kind k whose whole key, prefix included, is key.
+func keyed(k Kind, key string) found {
+	return found{kind: k, body: key[len(k.prefix()):], key: key}
+}
+
+// keyedBytes is the value of kind k whose body is body, its key built in one allocation.
+func keyedBytes(k Kind, body []byte) found {
+	var buf [2 + MaxKeyBytes]byte
+	return keyed(k, string(append(append(buf[:0], k.prefix()...), body...)))
 }
 
 // match is what a recogniser consumed (up to end) and found there.
@@ -358,8 +373,12 @@ type match struct {
 }
 
 func (m *match) add(k Kind, body string) {
+	m.addFound(found{kind: k, body: body})
+}
+
+func (m *match) addFound(f found) {
 	if m.n < len(m.vals) {
-		m.vals[m.n] = found{k, body}
+		m.vals[m.n] = f
 		m.n++
 	}
 }
@@ -386,7 +405,11 @@ func emit(f found, raw string, yield func(Value)) {
 	if len(f.body)+2 > MaxKeyBytes {
 		return
 	}
-	yield(Value{Kind: f.kind, Key: f.kind.prefix() + f.body, Raw: cutRaw(raw)})
+	key := f.key
+	if key == "" {
+		key = f.kind.prefix() + f.body
+	}
+	yield(Value{Kind: f.kind, Key: key, Raw: cutRaw(raw)})
 }
 
 func cutRaw(s string) string {
@@ -826,7 +849,7 @@ func matchURL(s string, i int) (match, bool) {
 		return m, true // consumed, yields nothing
 	}
 	hk := hostKey(host)
-	m.add(KindURL, urlBody(hk, port, tail))
+	m.addFound(urlValue(hk, port, tail))
 	m.add(KindHost, hk)
 	return m, true
 }
@@ -941,14 +964,15 @@ func hostKey(h string) string {
 	return h
 }
 
-// urlBody is the key body of a URL: host, port unless default, path and query,
-// without fragment, lower-cased, without trailing "/" or "?".
-func urlBody(hk, port, tail string) string {
+// urlValue is the value of a URL. Its key body is host, port unless default, path and
+// query, without fragment, lower-cased, without trailing "/" or "?".
+func urlValue(hk, port, tail string) found {
 	if k := strings.IndexByte(tail, '#'); k >= 0 {
 		tail = tail[:k]
 	}
 	var b strings.Builder
-	b.Grow(len(hk) + len(port) + len(tail) + 3)
+	b.Grow(2 + len(hk) + len(port) + len(tail) + 3)
+	b.WriteString(KindURL.prefix())
 	if strings.Contains(hk, ":") {
 		b.WriteString("[" + hk + "]")
 	} else {
@@ -972,17 +996,18 @@ func urlBody(hk, port, tail string) string {
 		}
 		b.WriteByte(c)
 	}
-	body := b.String()
+	// The prefix ends in ':', so trimming never reaches into it.
+	key := b.String()
 	for {
 		switch {
-		case strings.HasSuffix(body, "/"):
-			body = body[:len(body)-1]
+		case strings.HasSuffix(key, "/"):
+			key = key[:len(key)-1]
 			continue
-		case strings.HasSuffix(body, "?"):
-			body = body[:len(body)-1]
+		case strings.HasSuffix(key, "?"):
+			key = key[:len(key)-1]
 			continue
 		}
-		return body
+		return keyed(KindURL, key)
 	}
 }
 
@@ -1024,7 +1049,7 @@ func matchDomain(s string, i int) (match, bool) {
 	if e < len(s) && s[e] == '/' {
 		m.end = max(urlEnd(s, e), e)
 		if tail := s[e+1 : m.end]; !ip || port != "" || len(tail) == 0 || len(tail) > 2 || digitRun(tail, 0) != len(tail) {
-			m.add(KindURL, urlBody(hk, port, s[e:m.end]))
+			m.addFound(urlValue(hk, port, s[e:m.end]))
 		} // else a CIDR block: the host alone
 	}
 	m.add(KindHost, hk)
@@ -1185,7 +1210,7 @@ func matchIBAN(s string, i int) (match, bool) {
 	for g := ng - 1; g >= 0; g-- {
 		if lens[g] >= 15 && ibanValid(buf[:lens[g]]) {
 			m := match{end: ends[g]}
-			m.add(KindIdent, string(buf[:lens[g]]))
+			m.addFound(keyedBytes(KindIdent, buf[:lens[g]]))
 			return m, true
 		}
 	}
@@ -1450,11 +1475,31 @@ func currencyCodeAt(s string, e int) bool {
 	return e+3 <= len(s) && currencyCode(s[e:e+3]) && (e+3 == len(s) || !isWordByte(s[e+3]))
 }
 
+// currencyCode reports whether c, three bytes of a text, is a currency code written
+// all in upper or all in lower case. It compares in a buffer of its own rather than
+// upper-casing c, which would allocate for every word before or after a number.
 func currencyCode(c string) bool {
-	switch strings.ToUpper(c) {
+	if len(c) != 3 {
+		return false
+	}
+	var up [3]byte
+	upper, lower := true, true
+	for i := range len(up) {
+		switch b := c[i]; {
+		case isUpper(b):
+			lower = false
+			up[i] = b
+		case isLower(b):
+			upper = false
+			up[i] = b - ('a' - 'A')
+		default:
+			return false
+		}
+	}
+	switch string(up[:]) {
 	case "EUR", "USD", "GBP", "CHF", "JPY", "CAD", "AUD", "NZD", "SEK", "NOK", "DKK", "PLN",
 		"CZK", "HUF", "INR", "CNY", "BRL", "MXN", "ZAR", "SGD", "HKD":
-		return c == strings.ToUpper(c) || c == strings.ToLower(c)
+		return upper || lower
 	}
 	return false
 }
@@ -1583,27 +1628,29 @@ func unitAfter(s string, e int) bool {
 // numberMatch consumes a number up to end, finding it if distinctive.
 func numberMatch(intPart, frac string, end int, form bool) match {
 	m := match{end: end}
-	if body, ok := canonNumber(intPart, frac, form); ok {
-		m.add(KindNumber, body)
+	if f, ok := canonNumber(intPart, frac, form); ok {
+		m.addFound(f)
 	}
 	return m
 }
 
-// canonNumber is the canonical decimal of a number written with integer part
-// intPart (separators are dropped) and fraction frac, and whether it is
+// canonNumber is the number written with integer part intPart (separators are
+// dropped) and fraction frac, its key body the canonical decimal, and whether it is
 // distinctive. form says it was written as an amount.
-func canonNumber(intPart, frac string, form bool) (string, bool) {
+func canonNumber(intPart, frac string, form bool) (found, bool) {
 	if len(intPart) > 1 && intPart[0] == '0' {
-		return "", false // 0176, 0100: a code or a zone, not an amount
+		return found{}, false // 0176, 0100: a code or a zone, not an amount
 	}
+	prefix := KindNumber.prefix()
 	var b strings.Builder
-	b.Grow(len(intPart) + len(frac) + 1)
+	b.Grow(len(prefix) + len(intPart) + len(frac) + 1)
+	b.WriteString(prefix)
 	for i := 0; i < len(intPart); i++ {
-		if c := intPart[i]; isDigit(c) && (c != '0' || b.Len() > 0) {
+		if c := intPart[i]; isDigit(c) && (c != '0' || b.Len() > len(prefix)) {
 			b.WriteByte(c)
 		}
 	}
-	if b.Len() == 0 {
+	if b.Len() == len(prefix) {
 		b.WriteByte('0')
 	}
 	frac = strings.TrimRight(frac, "0")
@@ -1611,14 +1658,14 @@ func canonNumber(intPart, frac string, form bool) (string, bool) {
 		b.WriteByte('.')
 		b.WriteString(frac)
 	}
-	body := b.String()
-	if significantDigits(body) < 3 || len(body)+2 > MaxKeyBytes {
-		return "", false
+	f := keyed(KindNumber, b.String())
+	if significantDigits(f.body) < 3 || len(f.body)+2 > MaxKeyBytes {
+		return found{}, false
 	}
-	if frac == "" && !form && yearLike(body) {
-		return "", false
+	if frac == "" && !form && yearLike(f.body) {
+		return found{}, false
 	}
-	return body, true
+	return f, true
 }
 
 // matchPhone matches an account, card or phone number: at least 7 digits in
@@ -1712,7 +1759,8 @@ func matchPhone(s string, i int) (match, bool) {
 		// address.
 		return match{}, false
 	}
-	digits := make([]byte, 0, end-i)
+	var buf [maxScan]byte
+	digits := buf[:0]
 	for k := i; k < end; k++ {
 		if isDigit(s[k]) {
 			digits = append(digits, s[k])
@@ -1722,10 +1770,11 @@ func matchPhone(s string, i int) (match, bool) {
 		return match{}, false
 	}
 	m := match{end: end}
-	m.add(KindIdent, string(digits))
+	ident := keyedBytes(KindIdent, digits)
+	m.addFound(ident)
 	if ng == 1 && !lead {
-		if body, ok := canonNumber(string(digits), "", false); ok {
-			m.add(KindNumber, body)
+		if f, ok := canonNumber(ident.body, "", false); ok {
+			m.addFound(f)
 		}
 	}
 	return m, true
@@ -1753,7 +1802,7 @@ func matchToken(s string, i int) (match, bool) {
 		return m, false
 	}
 	m.end = e
-	m.add(KindIdent, lowerAlnum(tok))
+	m.addFound(identToken(tok))
 	return m, true
 }
 
@@ -1807,11 +1856,13 @@ func monthName(w string) bool {
 	return false
 }
 
-// lowerAlnum keeps the ASCII letters and digits of s, lower-cased.
-func lowerAlnum(s string) string {
-	b := make([]byte, 0, len(s))
-	for i := 0; i < len(s); i++ {
-		c := s[i]
+// identToken is the identifier of a distinctive token: its ASCII letters and digits,
+// lower-cased.
+func identToken(tok string) found {
+	var buf [MaxKeyBytes]byte
+	b := buf[:0]
+	for i := 0; i < len(tok); i++ {
+		c := tok[i]
 		if isUpper(c) {
 			c |= 0x20
 		}
@@ -1819,7 +1870,7 @@ func lowerAlnum(s string) string {
 			b = append(b, c)
 		}
 	}
-	return string(b)
+	return keyedBytes(KindIdent, b)
 }
 
 // Whole values.
@@ -1854,9 +1905,9 @@ func (t *normText) whole(yield func(Value)) {
 		emitAll(m)
 		return
 	}
-	if body, recognised, ok := wholeNumber(s); recognised {
+	if f, recognised, ok := wholeNumber(s); recognised {
 		if ok {
-			emit(found{KindNumber, body}, raw, yield)
+			emit(f, raw, yield)
 		}
 		return
 	}
@@ -1865,75 +1916,76 @@ func (t *normText) whole(yield func(Value)) {
 		return
 	}
 	if len(t.orig) <= maxLeafBytes {
-		emit(found{KindIdent, identBody(t.orig)}, raw, yield)
+		emit(identWhole(t.orig), raw, yield)
 	}
 }
 
 func isSpaceByte(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
 // wholeNumber reads s as a number, with an optional sign and currency. It
-// returns the canonical form, whether s is a number, and whether it is
+// returns the number (see canonNumber), whether s is a number, and whether it is
 // distinctive.
-func wholeNumber(s string) (body string, recognised, ok bool) {
+func wholeNumber(s string) (f found, recognised, ok bool) {
 	form := false
 	s = strings.TrimLeft(s, "+-")
-	if r, found := strings.CutPrefix(s, "$"); found {
+	if r, cut := strings.CutPrefix(s, "$"); cut {
 		s, form = r, true
 	} else if len(s) > 3 && currencyCode(s[:3]) && !isLetter(s[3]) {
 		s, form = s[3:], true
 	}
 	s = strings.TrimLeft(strings.TrimLeft(s, " "), "+-")
-	if r, found := strings.CutSuffix(s, "$"); found {
+	if r, cut := strings.CutSuffix(s, "$"); cut {
 		s, form = r, true
 	} else if len(s) > 3 && currencyCode(s[len(s)-3:]) && !isLetter(s[len(s)-4]) {
 		s, form = s[:len(s)-3], true
 	}
 	s = strings.TrimRight(s, " ")
 	if s == "" || !isDigit(s[0]) {
-		return "", false, false
+		return found{}, false, false
 	}
 	d1 := digitRun(s, 0)
 	if d1 == len(s) {
-		body, ok = canonNumber(s, "", form)
-		return body, true, ok
+		f, ok = canonNumber(s, "", form)
+		return f, true, ok
 	}
 	if d1 <= 3 {
 		if e, n := thousands(s, d1, ','); n > 0 {
 			switch {
 			case e == len(s):
-				body, ok = canonNumber(s, "", true)
-				return body, true, ok
+				f, ok = canonNumber(s, "", true)
+				return f, true, ok
 			case e+1 < len(s) && s[e] == '.' && digitRun(s, e+1) == len(s):
-				body, ok = canonNumber(s[:e], s[e+1:], true)
-				return body, true, ok
+				f, ok = canonNumber(s[:e], s[e+1:], true)
+				return f, true, ok
 			}
 		}
 		if e, n := thousands(s, d1, '.'); n > 0 {
 			switch {
 			case e == len(s) && n >= 2:
-				body, ok = canonNumber(s, "", true)
-				return body, true, ok
+				f, ok = canonNumber(s, "", true)
+				return f, true, ok
 			case e+1 < len(s) && s[e] == ',' && len(s)-e-1 <= 2 && digitRun(s, e+1) == len(s):
-				body, ok = canonNumber(s[:e], s[e+1:], true)
-				return body, true, ok
+				f, ok = canonNumber(s[:e], s[e+1:], true)
+				return f, true, ok
 			}
 		}
 	}
 	if (s[d1] == '.' || s[d1] == ',') && d1+1 < len(s) && digitRun(s, d1+1) == len(s) {
 		if s[d1] == ',' && len(s)-d1-1 > 2 {
-			return "", false, false
+			return found{}, false, false
 		}
-		body, ok = canonNumber(s[:d1], s[d1+1:], true)
-		return body, true, ok
+		f, ok = canonNumber(s[:d1], s[d1+1:], true)
+		return f, true, ok
 	}
-	return "", false, false
+	return found{}, false, false
 }
 
-// identBody is the whole-value identifier of s: its Unicode letters and
+// identWhole is the whole-value identifier of s: its Unicode letters and
 // digits, lower-cased, ignoring hidden characters and mapping fullwidth forms.
-func identBody(s string) string {
+func identWhole(s string) found {
 	var b strings.Builder
-	b.Grow(len(s))
+	b.Grow(2 + len(s))
+	b.WriteString(KindIdent.prefix())
 	for _, r := range s {
 		if r >= 0xFF01 && r <= 0xFF5E {
 			r -= 0xFEE0
@@ -1943,5 +1995,5 @@ func identBody(s string) string {
 		}
 		b.WriteRune(unicode.ToLower(r))
 	}
-	return b.String()
+	return keyed(KindIdent, b.String())
 }

@@ -381,7 +381,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusMethodNotAllowed, nil, codeInvalidRequest, "method not allowed: use POST")
 		return
 	}
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+	if !isJSONContentType(r.Header.Get("Content-Type")) {
 		writeError(w, http.StatusUnsupportedMediaType, nil, codeInvalidRequest, "unsupported content type: must be application/json")
 		return
 	}
@@ -508,17 +508,15 @@ func (g *Gateway) checkHeaders(r *http.Request, m *message) (string, *headerErro
 	if hv != "" && !slices.Contains(Versions, hv) {
 		return "", &headerError{codeUnsupportedProtocol, fmt.Sprintf("unsupported protocol version %q (supported: %v)", truncate(hv, 32), Versions)}
 	}
-	var meta struct {
-		Meta map[string]json.RawMessage `json:"_meta"`
-		Name string                     `json:"name"`
-	}
 	// Decoding params twice costs; only requests that can carry the 2026-07-28 fields pay.
+	var meta requestMeta
 	if len(m.Params) > 0 && m.Params[0] == '{' && (hv != "" || bytes.Contains(m.Params, []byte(`"_meta"`))) {
-		_ = json.Unmarshal(m.Params, &meta)
+		meta = decodeRequestMeta(m.Params)
 	}
 	var mv string
 	if raw, ok := meta.Meta["io.modelcontextprotocol/protocolVersion"]; ok {
-		if err := json.Unmarshal(raw, &mv); err != nil || !slices.Contains(Versions, mv) {
+		var err error
+		if mv, err = decodeString(raw); err != nil || !slices.Contains(Versions, mv) {
 			return "", &headerError{codeUnsupportedProtocol, "unsupported protocol version in _meta"}
 		}
 	}
@@ -535,6 +533,39 @@ func (g *Gateway) checkHeaders(r *http.Request, m *message) (string, *headerErro
 		return "", &headerError{codeHeaderMismatch, "Mcp-Name header is missing or does not match the tool name"}
 	}
 	return hv, nil
+}
+
+// requestMeta is what checkHeaders reads of a request's params.
+type requestMeta struct {
+	Meta map[string]json.RawMessage `json:"_meta"`
+	Name string                     `json:"name"`
+}
+
+// decodeRequestMeta decodes params as far as they are a requestMeta; what does not decode
+// is left empty. It is a function of its own so that only the requests that need it pay
+// for the value json.Unmarshal makes escape.
+func decodeRequestMeta(params json.RawMessage) requestMeta {
+	var meta requestMeta
+	_ = json.Unmarshal(params, &meta)
+	return meta
+}
+
+// decodeString decodes raw as a JSON string.
+func decodeString(raw json.RawMessage) (string, error) {
+	var s string
+	err := json.Unmarshal(raw, &s)
+	return s, err
+}
+
+// isJSONContentType reports whether a request's Content-Type is application/json, with
+// or without parameters. The exact value, what clients almost always send, is recognised
+// without parsing it.
+func isJSONContentType(ct string) bool {
+	if ct == "application/json" {
+		return true
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && mt == "application/json"
 }
 
 // session returns session id of agentID, nil if there is none; with a session store,
@@ -906,8 +937,9 @@ func validID(id json.RawMessage) json.RawMessage {
 	}
 	switch id[0] {
 	case '"':
-		var s string
-		if json.Unmarshal(id, &s) == nil {
+		// Valid JSON that starts with a quote is a string: what decoding it into a Go
+		// string accepts, without the copy.
+		if json.Valid(id) {
 			return id
 		}
 	default:
@@ -949,7 +981,12 @@ func NewRequestID() string { return newID("req") }
 func newID(prefix string) string {
 	var b [16]byte
 	rand.Read(b[:])
-	return prefix + "_" + base64.RawURLEncoding.EncodeToString(b[:])
+	// Built in a buffer on the stack: the returned string is the only allocation.
+	var buf [48]byte
+	id := append(buf[:0], prefix...)
+	id = append(id, '_')
+	id = base64.RawURLEncoding.AppendEncode(id, b[:])
+	return string(id)
 }
 
 func truncate(s string, n int) string {

@@ -3,8 +3,10 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"mime"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -268,5 +270,110 @@ func TestWindowLimiter(t *testing.T) {
 	}
 	if n, _ := l.admit(t0.Add(time.Second)); n != 0 {
 		t.Errorf("suppressed count not reset: %d", n)
+	}
+}
+
+// TestCheckHeaders pins how the protocol version header, the per-request _meta version
+// and the 2026-07-28 standard headers are checked against each other.
+func TestCheckHeaders(t *testing.T) {
+	g, tok := newTestGateway(t)
+	call := func(meta string) string {
+		return `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":{"name":"t"` + meta + `}}`
+	}
+	const v26 = `,"_meta":{"io.modelcontextprotocol/protocolVersion":"2026-07-28"}`
+	std := func(method, name string) map[string]string {
+		h := map[string]string{"Mcp-Protocol-Version": "2026-07-28"}
+		if method != "" {
+			h["Mcp-Method"] = method
+		}
+		if name != "" {
+			h["Mcp-Name"] = name
+		}
+		return h
+	}
+	for _, tc := range []struct {
+		name   string
+		body   string
+		hdr    map[string]string
+		status int
+		code   int // JSON-RPC error code; 0 for a result
+	}{
+		{"no version anywhere", call(""), nil, 200, 0},
+		{"legacy header", call(""), map[string]string{"Mcp-Protocol-Version": "2025-11-25"}, 200, 0},
+		{"unsupported header", call(""), map[string]string{"Mcp-Protocol-Version": "1999-01-01"}, 400, codeUnsupportedProtocol},
+		{"2026 with matching headers", call(v26), std("tools/call", "t"), 200, 0},
+		{"2026 in _meta only", call(v26), nil, 400, codeHeaderMismatch},
+		{"2026 header only", call(""), std("tools/call", "t"), 400, codeHeaderMismatch},
+		{"method header missing", call(v26), std("", "t"), 400, codeHeaderMismatch},
+		{"method header differs", call(v26), std("tools/list", "t"), 400, codeHeaderMismatch},
+		{"name header differs", call(v26), std("tools/call", "u"), 400, codeHeaderMismatch},
+		{"name header missing", call(v26), std("tools/call", ""), 400, codeHeaderMismatch},
+		{"_meta version not a string", call(`,"_meta":{"io.modelcontextprotocol/protocolVersion":5}`), nil, 400, codeUnsupportedProtocol},
+		{"_meta version unknown", call(`,"_meta":{"io.modelcontextprotocol/protocolVersion":"2099-01-01"}`), nil, 400, codeUnsupportedProtocol},
+		{"_meta not an object", call(`,"_meta":5`), nil, 200, codeInvalidParams},
+		{"params not an object", `{"jsonrpc":"2.0","id":1,"method":"tools/call","params":[]}`, std("tools/call", "t"), 400, codeHeaderMismatch},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := do(g, tok, tc.body, tc.hdr)
+			var resp struct {
+				Result json.RawMessage `json:"result"`
+				Error  struct {
+					Code int `json:"code"`
+				} `json:"error"`
+			}
+			if err := json.Unmarshal(w.Body.Bytes(), &resp); err != nil {
+				t.Fatalf("POST %s: body %q: %v", tc.body, w.Body, err)
+			}
+			if w.Code != tc.status || resp.Error.Code != tc.code || (tc.code == 0) != (resp.Result != nil) {
+				t.Errorf("POST %s with %v = %d %s, want %d with error code %d", tc.body, tc.hdr, w.Code, w.Body, tc.status, tc.code)
+			}
+		})
+	}
+}
+
+// TestJSONContentType checks that the shortcut for the exact value agrees with parsing.
+func TestJSONContentType(t *testing.T) {
+	for _, ct := range []string{
+		"application/json", "application/json; charset=utf-8", "Application/JSON", "application/json;",
+		"application/json ", " application/json", "application/jsonx", "application/json+x", "text/plain",
+		"application/x-json", "", "application/json; charset", "application/json\x00",
+	} {
+		mt, _, err := mime.ParseMediaType(ct)
+		if got, want := isJSONContentType(ct), err == nil && mt == "application/json"; got != want {
+			t.Errorf("isJSONContentType(%q) = %v, want %v", ct, got, want)
+		}
+	}
+	g, tok := newTestGateway(t)
+	body := `{"jsonrpc":"2.0","id":1,"method":"ping"}`
+	for ct, want := range map[string]int{"application/json": 200, "application/json; charset=utf-8": 200, "text/plain": 415} {
+		r := httptest.NewRequest(http.MethodPost, "/mcp", strings.NewReader(body))
+		r.Header.Set("Content-Type", ct)
+		r.Header.Set("Authorization", "Bearer "+tok)
+		w := httptest.NewRecorder()
+		g.ServeHTTP(w, r)
+		if w.Code != want {
+			t.Errorf("ping with Content-Type %q = %d, want %d", ct, w.Code, want)
+		}
+	}
+}
+
+// TestValidID compares validID with its definition: a JSON-RPC id is a JSON string (what
+// decodes into a Go string) or an integer.
+func TestValidID(t *testing.T) {
+	for _, id := range []string{
+		`1`, `-7`, `0`, `9223372036854775808`, `1.5`, `1e3`, `null`, `true`, `{}`, `[1]`,
+		`"a"`, `""`, `"a" `, `"a"x`, `"a","b"`, `"`, `"\"`, `"\u00"`, `"\ud800"`, `"\n"`, "\"\xff\"", "\"a\nb\"", `"é"`,
+	} {
+		var want bool
+		if id[0] == '"' {
+			var s string
+			want = json.Unmarshal([]byte(id), &s) == nil
+		} else {
+			_, err := strconv.ParseInt(id, 10, 64)
+			want = err == nil
+		}
+		if got := validID(json.RawMessage(id)) != nil; got != want {
+			t.Errorf("validID(%s) = %v, want %v", id, got, want)
+		}
 	}
 }

@@ -17,7 +17,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"strings"
 
@@ -153,7 +152,7 @@ func (g *Gateway) restCall(w http.ResponseWriter, r *http.Request) {
 		writeRESTError(w, http.StatusMethodNotAllowed, rid, restMethodNotAllowed, "method not allowed: call a tool with POST")
 		return
 	}
-	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/json" {
+	if !isJSONContentType(r.Header.Get("Content-Type")) {
 		writeRESTError(w, http.StatusUnsupportedMediaType, rid, restUnsupportedType, "unsupported content type: must be application/json")
 		return
 	}

@@ -103,31 +103,32 @@ func killedMessage(k *contain.Kill) string {
 
 // killedBy returns the kill that cancelled ctx, if one did.
 func killedBy(ctx context.Context) (*contain.Kill, bool) {
-	var ke *contain.KilledError
-	if errors.As(context.Cause(ctx), &ke) {
+	if ke, ok := errors.AsType[*contain.KilledError](context.Cause(ctx)); ok {
 		return &ke.Kill, true
 	}
 	return nil, false
 }
 
 // admit applies the brakes that need nothing but the call and its tool: the breaker, the
-// rate limits and loop detection. It returns the refusal code and message, or "".
-func (p *Pipeline) admit(c *Call, t *registry.Tool, argsHash string, st *callState) (Code, string, func()) {
+// rate limits and loop detection. It returns the refusal code and message, or "", and
+// whether the call is the breaker's probe: then the caller reports, when the call ends,
+// whether it raised a signal (Breakers.ProbeDone), whatever admit returned.
+func (p *Pipeline) admit(c *Call, t *registry.Tool, argsHash string, st *callState) (Code, string, bool) {
 	cs := &p.opts.Contain
-	var done func()
+	probe := false
 	if cs.Breakers != nil {
 		adm := cs.Breakers.Admit(st.agent)
 		switch {
 		case adm.Probe:
-			done = func() { cs.Breakers.ProbeDone(st.agent, !st.signalled) }
+			probe = true
 		case adm.State == contain.BreakerClosed:
 		case adm.Degrade == contain.DegradeBlock:
-			return CodeBreakerOpen, breakerMessage(adm, "every call is refused"), nil
+			return CodeBreakerOpen, breakerMessage(adm, "every call is refused"), false
 		case t.Class == policy.ClassRead:
 		case adm.Degrade == contain.DegradeSuggestOnly:
 			st.suggest = true
 		default:
-			return CodeBreakerOpen, breakerMessage(adm, "only read tools may be called"), nil
+			return CodeBreakerOpen, breakerMessage(adm, "only read tools may be called"), false
 		}
 	}
 	for _, rl := range cs.RateLimits {
@@ -144,16 +145,16 @@ func (p *Pipeline) admit(c *Call, t *registry.Tool, argsHash string, st *callSta
 			continue
 		}
 		if ok, retry := rl.Limiter.Allow(key); !ok {
-			return CodeRateLimited, fmt.Sprintf("The rate limit per %s is reached; retry in %s.", rl.Per, retry.Round(time.Millisecond)), done
+			return CodeRateLimited, fmt.Sprintf("The rate limit per %s is reached; retry in %s.", rl.Per, retry.Round(time.Millisecond)), probe
 		}
 	}
 	if cs.Loops != nil {
 		if n, loop := cs.Loops.Observe(flowKey(c), t.Name, argsHash); loop {
 			p.signal(st, contain.SignalLoops, 1)
-			return CodeLoopDetected, fmt.Sprintf("The same call (%s with the same arguments) was made %d times in a short time: this looks like a loop, so it is refused. Change the arguments, or pause.", t.Name, n), done
+			return CodeLoopDetected, fmt.Sprintf("The same call (%s with the same arguments) was made %d times in a short time: this looks like a loop, so it is refused. Change the arguments, or pause.", t.Name, n), probe
 		}
 	}
-	return "", "", done
+	return "", "", probe
 }
 
 func breakerMessage(adm contain.Admission, what string) string {

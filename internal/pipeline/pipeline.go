@@ -495,9 +495,10 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) (final Outcome) {
 	}
 
 	st := callState{agent: pr.Agent.ID}
-	code, msg, probeDone := p.admit(c, t, ev.ArgsHash, &st)
-	if probeDone != nil {
-		defer probeDone()
+	code, msg, probe := p.admit(c, t, ev.ArgsHash, &st)
+	if probe {
+		// The probe's verdict is read when the call ends: whether it raised a signal.
+		defer func() { p.opts.Contain.Breakers.ProbeDone(st.agent, !st.signalled) }()
 	}
 	if code != "" {
 		return p.refuse(ctx, &ev, policy.Decision{}, code, msg)
@@ -724,8 +725,12 @@ func (p *Pipeline) Handle(ctx context.Context, c *Call) (final Outcome) {
 		return Outcome{Decision: d, Refusal: &Refusal{Code: CodeAuditUnavailable, Message: "The audit log cannot record this call, so it is refused."}}
 	}
 
-	uctx := stg.next(ctx, SpanUpstreamPrefix+t.Name, trace.WithSpanKind(trace.SpanKindClient),
-		trace.WithAttributes(AttrMCPMethod.String("tools/call"), AttrToolName.String(t.Name), AttrUpstream.String(t.Upstream)))
+	uctx := ctx
+	if stg != nil {
+		// The span's name and options are built only when they are recorded.
+		uctx = stg.next(ctx, SpanUpstreamPrefix+t.Name, trace.WithSpanKind(trace.SpanKindClient),
+			trace.WithAttributes(AttrMCPMethod.String("tools/call"), AttrToolName.String(t.Name), AttrUpstream.String(t.Upstream)))
+	}
 	exec := &Execution{Call: c, Tool: t, Decision: d, ArgsHash: ev.ArgsHash}
 	start := time.Now()
 	res, attempts, callErr := p.callUpstream(withExecution(uctx, exec), t, sendArgs)
