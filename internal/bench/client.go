@@ -46,6 +46,10 @@ type Target struct {
 	// Token is the bearer token sent in the Authorization header; empty sends none. It
 	// never appears in errors.
 	Token string
+	// Settle, if set, waits until the target has finished what calls leave it to do in
+	// the background (a gateway indexing its audit journal), so that memory samples see
+	// its steady state.
+	Settle func(context.Context) error
 }
 
 // Outcome classifies a tools/call that got an answer.

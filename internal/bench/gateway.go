@@ -46,6 +46,9 @@ type GatewayOptions struct {
 	// AuditAfter is the audit log's audit.after: "durable" (default: outcomes committed
 	// before the answer) or "async".
 	AuditAfter string
+	// Journal is the audit log's audit.journal: "on" (default: events made durable in
+	// the append-only journal, then indexed) or "off" (by SQLite's own commit).
+	Journal string
 	// DataDir holds the gateway's SQLite database; empty: a temporary directory,
 	// removed by Close.
 	DataDir string
@@ -61,7 +64,11 @@ type Gateway struct {
 	cancel  context.CancelFunc
 	done    chan error
 	tempDir string
+	d       *daemon.Daemon
 }
+
+// Settle waits until the gateway's audit journal is indexed (see [Target].Settle).
+func (g *Gateway) Settle(ctx context.Context) error { return g.d.SyncAudit(ctx) }
 
 // StartGateway starts a gateway in front of o.UpstreamURL and waits until the upstream's
 // tools are reconciled (at most 30s). Call Close to stop it.
@@ -80,6 +87,11 @@ func StartGateway(ctx context.Context, o GatewayOptions) (*Gateway, error) {
 	default:
 		return nil, fmt.Errorf("bench gateway: audit must be durable or async, got %q", o.AuditAfter)
 	}
+	switch o.Journal {
+	case "", "on", "off":
+	default:
+		return nil, fmt.Errorf("bench gateway: journal must be on or off, got %q", o.Journal)
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -97,7 +109,7 @@ func StartGateway(ctx context.Context, o GatewayOptions) (*Gateway, error) {
 		g.removeTemp()
 		return nil, err
 	}
-	g.URL, g.Token = d.MCPURL(), token
+	g.URL, g.Token, g.d = d.MCPURL(), token, d
 	runCtx, cancel := context.WithCancel(context.Background())
 	g.cancel = cancel
 	go func() { g.done <- d.Run(runCtx) }()
@@ -151,7 +163,7 @@ func newGateway(ctx context.Context, o GatewayOptions, dir string) (*daemon.Daem
 		Tools:     []config.Tool{echo, {Upstream: "bench", Name: ToolBlocked, Class: "write"}},
 		Agents:    []config.Agent{{ID: "bench-agent", Owner: "bench@example.com", Purpose: "load tests", TokenSHA256: sha}},
 		Policy:    config.Policy{Paths: []string{policyFile}},
-		Audit:     config.Audit{After: o.AuditAfter},
+		Audit:     config.Audit{After: o.AuditAfter, Journal: o.Journal},
 		Log:       config.Log{Level: "warn"},
 	}
 	cfg.ApplyDefaults()

@@ -93,6 +93,7 @@ func BenchmarkGateway(b *testing.B) {
 	}{
 		{"direct", nil},
 		{"durable", &GatewayOptions{}},
+		{"durable-nojournal", &GatewayOptions{Journal: "off"}},
 		{"async", &GatewayOptions{AuditAfter: "async"}},
 	}
 	for _, tc := range targets {

@@ -92,6 +92,11 @@ func MeasureSessions(ctx context.Context, hc *http.Client, t Target, n int, tool
 	}); err != nil {
 		return m, err
 	}
+	if t.Settle != nil {
+		if err := t.Settle(ctx); err != nil {
+			return m, fmt.Errorf("bench: %s: settle: %w", t.Name, err)
+		}
+	}
 	m.Active = SampleMemory()
 	if active != nil {
 		if err := active(); err != nil {
@@ -192,6 +197,11 @@ func Soak(ctx context.Context, hc *http.Client, t Target, o SoakOptions) ([]Memo
 		if now := time.Now(); !now.Before(next) {
 			samples = append(samples, SampleMemory())
 			next = now.Add(o.Every)
+		}
+	}
+	if t.Settle != nil {
+		if err := t.Settle(context.WithoutCancel(ctx)); err != nil {
+			return samples, calls.Load(), fmt.Errorf("bench: soak: settle: %w", err)
 		}
 	}
 	samples = append(samples, SampleMemory())

@@ -43,6 +43,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	noFlow := fs.Bool("no-flow", false, "label the echo tool trusted and public (no untrusted values tracked)")
 	noSensors := fs.Bool("no-sensors", false, "turn the result sensors off")
 	audit := fs.String("audit", "durable", "audit.after of the in-process gateway: durable or async")
+	journal := fs.String("journal", "on", "audit.journal of the in-process gateway: on or off")
 	upstreamURL := fs.String("upstream", "", "call this upstream directly as the baseline instead of starting the built-in one (it must offer the tools called)")
 	upstreamListen := fs.String("upstream-listen", "127.0.0.1:0", "address of the built-in upstream (loopback)")
 	target := fs.String("target", "", "also measure this MCP endpoint (another gateway in front of the same upstream)")
@@ -94,6 +95,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if !*noChaperone {
 		g, err := bench.StartGateway(ctx, bench.GatewayOptions{
 			UpstreamURL: baselineURL, Rules: *rules, NoFlow: *noFlow, NoSensors: *noSensors, AuditAfter: *audit,
+			Journal: *journal,
 		})
 		if err != nil {
 			return err
@@ -300,7 +302,7 @@ func benchMemory(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if *memProfile != "" {
 		profile = func() error { return writeHeapProfile(*memProfile) }
 	}
-	gw, err := bench.MeasureSessions(ctx, hc, bench.Target{Name: "chaperone", URL: g.URL, Token: g.Token}, *sessions, bench.ToolEcho, args1, profile)
+	gw, err := bench.MeasureSessions(ctx, hc, bench.Target{Name: "chaperone", URL: g.URL, Token: g.Token, Settle: g.Settle}, *sessions, bench.ToolEcho, args1, profile)
 	if err != nil {
 		return err
 	}
@@ -315,7 +317,7 @@ func benchMemory(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		GoroutinesAtSession: gw.Active.Goroutines,
 	}
 	if *soak > 0 {
-		samples, calls, err := bench.Soak(ctx, hc, bench.Target{Name: "chaperone", URL: g.URL, Token: g.Token}, bench.SoakOptions{Duration: *soak})
+		samples, calls, err := bench.Soak(ctx, hc, bench.Target{Name: "chaperone", URL: g.URL, Token: g.Token, Settle: g.Settle}, bench.SoakOptions{Duration: *soak})
 		if err != nil {
 			return err
 		}

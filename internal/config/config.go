@@ -467,6 +467,13 @@ type Audit struct {
 	// outcomes). The intent of an allowed call is durable before the upstream is called
 	// either way. Default "durable".
 	After string `yaml:"after"`
+	// Journal says where an event is made durable with the embedded SQLite store: "on"
+	// (in an append-only journal beside the database file, DB-audit-journal/, one write
+	// and one flush per batch, then copied into the database within milliseconds; a crash
+	// in between is repaired at the next start) or "off" (by the database's own commit,
+	// which writes and flushes several pages per batch). PostgreSQL stores ignore it: replicas share
+	// the database's chain. Default "on".
+	Journal string `yaml:"journal"`
 	// Checkpoints are the signed anchors of the chain; see [Checkpoints].
 	Checkpoints Checkpoints `yaml:"checkpoints"`
 	// Retention prunes old events' content behind signed checkpoints; see [Retention].
@@ -708,6 +715,7 @@ func (c *Config) ApplyDefaults() {
 	}
 	def(&c.Audit.Capture, CaptureNone)
 	def(&c.Audit.After, "durable")
+	def(&c.Audit.Journal, "on")
 	if c.Audit.CaptureMaxBytes == 0 {
 		c.Audit.CaptureMaxBytes = 64 << 10
 	}
@@ -1091,6 +1099,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Audit.After != "durable" && c.Audit.After != "async" {
 		bad("audit.after", "must be durable or async, got %q", c.Audit.After)
+	}
+	if c.Audit.Journal != "on" && c.Audit.Journal != "off" {
+		bad("audit.journal", "must be on or off, got %q", c.Audit.Journal)
 	}
 	if !slices.Contains([]string{CaptureNone, CaptureArguments, CaptureArgumentsAndResults}, c.Audit.Capture) {
 		bad("audit.capture", "must be none, arguments or arguments_and_results, got %q", c.Audit.Capture)

@@ -101,6 +101,7 @@ func schemaEnums() map[string][]string {
 		"agents[].environment":                   Environments,
 		"audit.capture":                          {CaptureNone, CaptureArguments, CaptureArgumentsAndResults},
 		"audit.after":                            {"durable", "async"},
+		"audit.journal":                          {"on", "off"},
 		"containment.caps[].per":                 {"agent", "user", "task"},
 		"containment.rate_limits[].per":          {"agent", "tool", "user"},
 		"containment.breakers.triggers[].signal": signals,

@@ -86,6 +86,7 @@ approvals:
 audit:
   capture: none
   after: durable
+  journal: "on"
   checkpoints:
     interval: 1m
     publish:
@@ -174,6 +175,7 @@ var schemaPaths = map[string]string{
 	"approvals.webhooks[]":                     "approvals.webhooks[0]",
 	"audit.capture":                            "audit.capture",
 	"audit.after":                              "audit.after",
+	"audit.journal":                            "audit.journal",
 	"audit.checkpoints.publish[].webhook":      "audit.checkpoints.publish[0].webhook",
 	"audit.checkpoints.publish[].object_store": "audit.checkpoints.publish[1].object_store",
 	"containment.caps[]":                       "containment.caps[0]",

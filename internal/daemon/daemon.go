@@ -30,6 +30,7 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/api"
 	"github.com/chaperone-dev/chaperone/internal/approval"
 	"github.com/chaperone-dev/chaperone/internal/audit"
+	"github.com/chaperone-dev/chaperone/internal/audit/journal"
 	"github.com/chaperone-dev/chaperone/internal/boundedfile"
 	"github.com/chaperone-dev/chaperone/internal/buildinfo"
 	"github.com/chaperone-dev/chaperone/internal/config"
@@ -181,6 +182,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, err 
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	d.shared, _ = d.store.(*postgres.DB)
+	if d.shared == nil && cfg.Audit.Journal == "on" {
+		j, err := openJournal(ctx, cfg.Store.SQLite, d.store, journal.Options{Logger: d.log.With("component", "audit")})
+		if err != nil {
+			return nil, fmt.Errorf("open audit journal: %w", err)
+		}
+		d.store = j
+	}
 	if err := d.buildTelemetry(ctx); err != nil {
 		return nil, err
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/chaperone-dev/chaperone/internal/chaperonetest"
 	"github.com/chaperone-dev/chaperone/internal/config"
 	"github.com/chaperone-dev/chaperone/internal/registry"
+	"github.com/chaperone-dev/chaperone/internal/store/backend"
 	"github.com/chaperone-dev/chaperone/internal/store/sqlite"
 )
 
@@ -322,7 +323,7 @@ func post(t *testing.T, url, token, contentType, body string) *http.Response {
 
 func allEvents(t *testing.T, path string) []audit.Event {
 	t.Helper()
-	db, err := sqlite.OpenReadOnly(context.Background(), path)
+	db, err := backend.OpenReadOnly(context.Background(), config.Store{SQLite: path})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,7 +337,7 @@ func allEvents(t *testing.T, path string) []audit.Event {
 
 func verify(t *testing.T, path string) audit.Report {
 	t.Helper()
-	db, err := sqlite.OpenReadOnly(context.Background(), path)
+	db, err := backend.OpenReadOnly(context.Background(), config.Store{SQLite: path})
 	if err != nil {
 		t.Fatal(err)
 	}

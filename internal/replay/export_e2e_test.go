@@ -2,6 +2,7 @@ package replay_test
 
 import (
 	"bytes"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -331,18 +332,22 @@ func TestExportCaptureOff(t *testing.T) {
 			t.Errorf("event %d (%s) with capture off: captured %q, arguments %s, result %s", e.Seq, e.Kind, e.Captured, e.Arguments, e.Result)
 		}
 	}
-	entries, err := os.ReadDir(filepath.Dir(g.Config.Store.SQLite))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, ent := range entries { // the database, its WAL, the admin token, ...
-		b, err := os.ReadFile(filepath.Join(filepath.Dir(g.Config.Store.SQLite), ent.Name()))
+	// The database, its WAL, the audit journal, the admin token, ...
+	err := filepath.WalkDir(filepath.Dir(g.Config.Store.SQLite), func(path string, ent fs.DirEntry, err error) error {
+		if err != nil || ent.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
 		if err != nil {
-			t.Fatal(err)
+			return err
 		}
 		if bytes.Contains(b, []byte(secretValue)) {
-			t.Errorf("%s holds the argument value %q with capture off", ent.Name(), secretValue)
+			t.Errorf("%s holds the argument value %q with capture off", path, secretValue)
 		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 
 	code, stdout, stderr := runCLI(t, "audit", "export", "--format", "trace", "--data-dir", g.DataDir)

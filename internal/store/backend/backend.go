@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/chaperone-dev/chaperone/internal/audit/journal"
 	"github.com/chaperone-dev/chaperone/internal/config"
 	"github.com/chaperone-dev/chaperone/internal/store"
 	"github.com/chaperone-dev/chaperone/internal/store/postgres"
@@ -59,8 +60,23 @@ func OpenReadOnly(ctx context.Context, c config.Store) (store.Store, error) {
 	if p := c.Postgres; p != nil {
 		return postgres.OpenReadOnly(ctx, p.URL, Options(p))
 	}
-	return sqlite.OpenReadOnly(ctx, c.SQLite)
+	db, err := sqlite.OpenReadOnly(ctx, c.SQLite)
+	if err != nil {
+		return nil, err
+	}
+	// A gateway makes events durable in its audit journal and copies them into the
+	// database a few milliseconds later: a reader waits for what was written before it
+	// looked, and refuses a database a stopped gateway left behind its journal.
+	if err := journal.WaitIndexed(ctx, journal.DirFor(c.SQLite), db, journalWait); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
 }
+
+// journalWait bounds how long a reader waits for a running gateway to copy its audit
+// journal into the database.
+const journalWait = 5 * time.Second
 
 // Status lists the migrations this binary knows and which the configured database has,
 // without changing it: on a database with no Chaperone schema yet, all are pending.
