@@ -52,7 +52,7 @@ type Options struct {
 	// not stay in the journal. Default 1h.
 	SegmentAge time.Duration
 	// IndexInterval is the shortest time between two of the indexer's commits to the store
-	// while nobody waits for it (a [Journal.Barrier] starts a commit at once). Default 10ms.
+	// while nobody waits for it (a [Journal.Barrier] starts a commit at once). Default 50ms.
 	IndexInterval time.Duration
 	// IndexBatch is the most events one commit to the store carries. Default 1024.
 	IndexBatch int
@@ -67,7 +67,7 @@ const (
 	defaultSegmentBytes  = 64 << 20
 	minSegmentBytes      = 64 << 10
 	defaultSegmentAge    = time.Hour
-	defaultIndexInterval = 10 * time.Millisecond
+	defaultIndexInterval = 50 * time.Millisecond
 	defaultIndexBatch    = 1024
 	defaultMaxPending    = 16384
 	indexTimeout         = 30 * time.Second
