@@ -69,9 +69,12 @@ type Client struct {
 	cfg     Config
 	log     *slog.Logger
 	sdk     *mcp.Client
-	env     []string      // stdio: the child's environment
-	http    *http.Client  // streamable HTTP
-	changed chan struct{} // capacity 1: the tool list may have changed
+	env     []string          // stdio: the child's environment
+	http    *http.Client      // streamable HTTP: the SDK's traffic; direct calls when direct is nil
+	pool    *http.Transport   // c.http's connections
+	direct  http.RoundTripper // streamable HTTP over http://: direct calls (h1.go); else nil
+	h1      *h1Transport      // direct's connections
+	changed chan struct{}     // capacity 1: the tool list may have changed
 
 	sess atomic.Pointer[session] // the live session; nil while disconnected
 
@@ -132,23 +135,31 @@ func New(cfg Config) (*Client, error) {
 		// to run at once, or each burst closes and re-dials (the default keeps two).
 		tr.MaxIdleConnsPerHost = maxIdleConns
 		tr.MaxIdleConns = maxIdleConns
-		var base http.RoundTripper = tr
-		if cfg.Credentials != nil {
-			base = cfg.Credentials(base)
-		}
+		c.pool = tr
 		c.http = &http.Client{
-			Transport: &httpTransport{
-				base:    base,
-				scheme:  u.Scheme,
-				host:    u.Host,
-				headers: cfg.Headers,
-			},
+			Transport: c.wrapTransport(tr, u),
 			// A redirect would carry the request (and, through httpTransport, headers)
 			// elsewhere; MCP endpoints have no reason to redirect.
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
+		// Direct calls over plain http:// run on the calling goroutine (h1.go), unless a
+		// proxy applies, which only net/http speaks. The RoundTripper is called as is: like
+		// c.http, it follows no redirects.
+		if proxy, err := tr.Proxy(&http.Request{URL: u}); u.Scheme == "http" && proxy == nil && err == nil {
+			c.h1 = newH1Transport(maxIdleConns)
+			c.direct = c.wrapTransport(c.h1, u)
+		}
 	}
 	return c, nil
+}
+
+// wrapTransport adds to base what every HTTP request to the upstream gets: the
+// credentials, the configured headers and raw-result capture.
+func (c *Client) wrapTransport(base http.RoundTripper, u *url.URL) http.RoundTripper {
+	if c.cfg.Credentials != nil {
+		base = c.cfg.Credentials(base)
+	}
+	return &httpTransport{base: base, scheme: u.Scheme, host: u.Host, headers: c.cfg.Headers}
 }
 
 // Name returns the upstream's name.
@@ -197,8 +208,13 @@ func (c *Client) Run(ctx context.Context) error {
 	c.supervise(ctx)
 	cancel()
 	wg.Wait()
-	if c.http != nil {
-		c.http.CloseIdleConnections()
+	// Closed on the transports themselves: httpTransport has no CloseIdleConnections, so
+	// c.http.CloseIdleConnections would do nothing.
+	if c.pool != nil {
+		c.pool.CloseIdleConnections()
+	}
+	if c.h1 != nil {
+		c.h1.CloseIdleConnections()
 	}
 	close(c.done)
 	return nil

@@ -144,7 +144,8 @@ func callBody(ctx context.Context, id, tool string, args json.RawMessage) ([]byt
 	return append(b, "}}"...), nil
 }
 
-// post sends one JSON-RPC message of the session.
+// post sends one JSON-RPC message of the session: on the calling goroutine over plain
+// http:// (c.direct, see h1.go), through net/http otherwise.
 func (c *Client) post(ctx context.Context, hs *httpSession, body []byte) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.cfg.URL, bytes.NewReader(body))
 	if err != nil {
@@ -158,6 +159,9 @@ func (c *Client) post(ctx context.Context, hs *httpSession, body []byte) (*http.
 	}
 	if hs.id != "" {
 		h["Mcp-Session-Id"] = []string{hs.id}
+	}
+	if c.direct != nil {
+		return c.direct.RoundTrip(req)
 	}
 	return c.http.Do(req)
 }
