@@ -627,6 +627,9 @@ func (j *Journal) indexedThrough(n int) {
 	rest := copy(j.pending, j.pending[n:])
 	clear(j.pending[rest:])
 	j.pending = j.pending[:rest]
+	if rest == 0 && cap(j.pending) > 4*j.opts.IndexBatch {
+		j.pending = nil // a burst's backlog does not keep its array
+	}
 	j.indexErr = nil
 	var done []*segment
 	keep := j.segments[:0]
