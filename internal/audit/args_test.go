@@ -114,8 +114,18 @@ func FuzzSummarizeArgs(f *testing.F) {
 	}
 	f.Add([]byte(`{"password":"hunter2-correct-horse","n":{"k":"inner-secret-value"}}`))
 	f.Add([]byte(`{"a":"ZZZZZZZZ","a":["QQQQQQQQ"]}`))
+	for _, raw := range equivalenceSeeds() {
+		// Larger inputs make the fuzzer crawl; TestSummarizeArgsMatchesRef
+		// covers them.
+		if len(raw) < 1000 {
+			f.Add([]byte(raw))
+		}
+	}
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		got := audit.SummarizeArgs(raw)
+		if want := audit.SummarizeArgsRef(raw); got != want {
+			t.Fatalf("SummarizeArgs(%q) = %q, want %q as the Decoder-based reference", raw, got, want)
+		}
 		if len(got) > 512 {
 			t.Fatalf("len(SummarizeArgs(%q)) = %d, want at most 512", raw, len(got))
 		}
@@ -179,4 +189,96 @@ func namesAndValues(t *testing.T, raw []byte) (names, values []string) {
 			values = append(values, s)
 		}
 	}
+}
+
+func TestSummarizeArgsMatchesRef(t *testing.T) {
+	t.Parallel()
+	inputs := equivalenceSeeds()
+	for _, tt := range summarizeTests {
+		inputs = append(inputs, tt.raw)
+	}
+	for _, raw := range inputs {
+		got, want := audit.SummarizeArgs([]byte(raw)), audit.SummarizeArgsRef([]byte(raw))
+		if got != want {
+			t.Errorf("SummarizeArgs(%q) = %q, want %q as the Decoder-based reference", raw, got, want)
+		}
+	}
+}
+
+// equivalenceSeeds returns inputs on which the single-pass SummarizeArgs and
+// the Decoder-based reference are most likely to disagree.
+func equivalenceSeeds() []string {
+	seeds := []string{
+		// Escapes in values: every kind, surrogate pairs, lone and reversed
+		// surrogates, a high surrogate before an escaped backslash and "u".
+		`{"s":"\"\\\/\b\f\n\r\t\u0041\u00e9\u20ac"}`,
+		`{"pair":"\ud83d\ude00","lone_hi":"\ud83d","lone_lo":"\ude00","rev":"\ude00\ud83d"}`,
+		`{"hi_hi_lo":"\ud83d\ud83d\ude00","hi_x":"\ud83dx","hi_bs":"\ud83d\\u0041","upper":"\uD83D\uDE00"}`,
+		`{"hi_end":"a\udbff","max":"\udbff\udfff","min":"\ud800\udc00","nul":"\u0000"}`,
+		`"\ud83d\ude00\ud83d"`,
+		`["\\", "\"", "\\\"", "a\\\\"]`,
+		`{"s":"\\\\\\\\\\\\\\\\"}`,
+		// Invalid UTF-8 in values and names: stray continuation bytes,
+		// truncated and overlong sequences, encoded surrogates.
+		"{\"s\":\"\xff\xfe\x80\",\"t\":\"\xe2\x82\",\"u\":\"\xc0\xaf\",\"v\":\"\xed\xa0\x80\"}",
+		"{\"s\":\"\xe2\x82\\n\xe2\x82\xac\"}",
+		"{\"\xff\":1,\"a\xe2\x82\":2,\"\xed\xa0\x80\":3,\"\xf0\x9f\x98\x80\":4}",
+		"\"\xff\xff\\u00e9\"",
+		// Escaped names, some of which decode to plain ones.
+		`{"\u0061":1,"a\u0062":2,"\"":3,"\\":4,"\ud83d":5,"\ud83d\ude00":6,"\/":7}`,
+		`{"a":1,"\u0061":2,"a":3}`,
+		// Nesting, empty containers, strings that look like structure.
+		`{"a":[],"o":{},"aa":[[]],"oo":{"":{}},"ao":[{}],"s":"[{,}]"}`,
+		`{"a":[1,"x,y",[2,3],{"k":",","l":[","]}],"o":{"k":"}","l":{"m":"]"}}}`,
+		`{"a":[ ],"o":{ } , "n" : [ 1 , 2 ] }`,
+		strings.Repeat(`{"a":`, 100) + `1` + strings.Repeat(`}`, 100),
+		`{"d":` + strings.Repeat(`[{"":`, 60) + `[]` + strings.Repeat(`}]`, 60) + `,"e":1}`,
+		`{"d":` + strings.Repeat(`[`, 9999) + strings.Repeat(`]`, 9999) + `}`,
+		strings.Repeat(`[`, 10000) + strings.Repeat(`]`, 10000),
+		strings.Repeat(`[`, 10001) + strings.Repeat(`]`, 10001),
+		// Numbers of every form.
+		`{"a":0,"b":-0,"c":1.5,"d":-1.5e10,"e":1E+2,"f":1e-2,"g":123456789012345678901234567890}`,
+		`-0.0e-0`, `1E+999`, `[0,-1,2.5,3e3]`,
+		// Whitespace everywhere, including where only TrimSpace accepts it.
+		" \t\r\n{ \t\r\n\"a\" \t\r\n: \t\r\n[ \t\r\n1 \t\r\n, \t\r\n{ \t\r\n} \t\r\n] \t\r\n, \"b\":\"\" \t\r\n} \t\r\n",
+		"\v{}", "\f", "\u00a0", "\u00a0{}\u00a0", "\u0085", "\u3000",
+		// Literals, alone and everywhere.
+		`true`, `false`, `null`, `""`, `[]`, `{}`, `{"t":true,"f":false,"n":null}`,
+		// Names around the 64-byte cut: ASCII, multi-byte at the boundary,
+		// quoted, escaped.
+		`{"` + strings.Repeat("k", 64) + `":1,"` + strings.Repeat("k", 65) + `":2}`,
+		`{"` + strings.Repeat("k", 63) + `é":1,"` + strings.Repeat("k", 62) + `é":2,"` + strings.Repeat("k", 63) + `😀":3}`,
+		`{"` + strings.Repeat(" ", 70) + `":1,"` + strings.Repeat(`\u001b`, 70) + `":2}`,
+		`{"` + strings.Repeat("k", 60) + `\ud83d\ude00\ud83d":1}`,
+		`{"` + strings.Repeat("é", 40) + `":1,"` + strings.Repeat("\xff", 70) + `":2}`,
+		// Odd but plain names, and names that sort oddly.
+		`{"$ref":1,"@id":2,"a/b":3,"a.b":4,"a-b":5,"A":6,"_":7,"é":8,"Z":9,"~":10}`,
+	}
+	// Many names, some shown and some counted, with the 512-byte bound hit
+	// at different places.
+	for _, n := range []int{15, 16, 17, 40, 41, 500} {
+		var b strings.Builder
+		b.WriteString("{")
+		for i := range n {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			fmt.Fprintf(&b, `"n%d":%d`, n-i, i)
+		}
+		b.WriteString("}")
+		seeds = append(seeds, b.String())
+	}
+	for _, width := range []int{5, 10, 50, 63, 64, 65, 100} {
+		var b strings.Builder
+		b.WriteString("{")
+		for i := range 12 {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			fmt.Fprintf(&b, `"%s%02d":[%s]`, strings.Repeat("x", width), i, strings.Repeat("1,", i)+"1")
+		}
+		b.WriteString("}")
+		seeds = append(seeds, b.String())
+	}
+	return seeds
 }
