@@ -817,21 +817,7 @@ func closeBody(body io.Closer) {
 
 // validToken reports whether s is an HTTP token (RFC 9110, section 5.6.2): a method or a
 // header field name.
-func validToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
+func validToken(s string) bool { return alnumOr(s, "!#$%&'*+-.^_`|~") }
 
 // validValue reports whether s may be sent as a header field value: no control characters
 // other than horizontal tab, so no CR or LF that would start a new field.
@@ -857,7 +843,11 @@ func validTarget(s string) bool {
 
 // validHost reports whether s may be sent as the Host field: the characters of a URI host
 // and port (RFC 3986), as net/http allows.
-func validHost(s string) bool {
+func validHost(s string) bool { return alnumOr(s, "!$%&'()*+,-.:;=[]_~") }
+
+// alnumOr reports whether s is not empty and holds only ASCII letters, digits and bytes
+// of extra.
+func alnumOr(s, extra string) bool {
 	if s == "" {
 		return false
 	}
@@ -865,7 +855,7 @@ func validHost(s string) bool {
 		c := s[i]
 		switch {
 		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte("!$%&'()*+,-.:;=[]_~", c) >= 0:
+		case strings.IndexByte(extra, c) >= 0:
 		default:
 			return false
 		}
