@@ -91,7 +91,6 @@ type Journal struct {
 	appendMu sync.Mutex // serialises appends; held across the write and the flush
 	seg      *segment   // the segment appends go to; nil until the first append
 	buf      []byte     // reused frame buffer
-	broken   error      // a write or flush failed: appends are refused
 
 	mu       sync.Mutex
 	seq      int64  // the last event in the journal
@@ -101,6 +100,7 @@ type Journal struct {
 	segments []*segment
 	changed  chan struct{} // closed and replaced whenever indexed or indexErr changes
 	indexErr error         // the indexer's last failure, nil once it commits again
+	broken   error         // a write or flush failed: appends are refused until a restart
 	urgent   bool          // a Barrier waits: commit without waiting out the interval
 	closed   bool
 
@@ -272,8 +272,16 @@ func (r *recovery) segment(path string) error {
 
 // add copies e into the store (batched) unless the store holds it already.
 func (r *recovery) add(e audit.Event, rec []byte) error {
-	if e.Seq <= r.headSeq {
+	if e.Seq < r.headSeq {
 		return nil // indexed before the stop
+	}
+	if e.Seq == r.headSeq {
+		// Indexed before the stop, and the store's head: the two must be the same event,
+		// or the journal is another log's and its events would be dropped unnoticed.
+		if e.Hash != r.headHash {
+			return fmt.Errorf("audit journal: the journal's event %d is not the store's (another hash): they are not the same log", e.Seq)
+		}
+		return nil
 	}
 	if e.Seq != r.headSeq+1 || e.PrevHash != r.headHash {
 		return fmt.Errorf("audit journal: the journal continues with event %d but the store ends at event %d with another hash: they are not the same log", e.Seq, r.headSeq)
@@ -322,8 +330,11 @@ func (j *Journal) AppendSealed(ctx context.Context, events []audit.Event, seal f
 	}
 	j.appendMu.Lock()
 	defer j.appendMu.Unlock()
-	if j.broken != nil {
-		return fmt.Errorf("audit journal: refusing appends after an earlier failure (restart to recover): %w", j.broken)
+	j.mu.Lock()
+	broken := j.broken
+	j.mu.Unlock()
+	if broken != nil {
+		return fmt.Errorf("audit journal: refusing appends after an earlier failure (restart to recover): %w", broken)
 	}
 	if err := j.waitRoom(ctx, len(events)); err != nil {
 		return err
@@ -356,7 +367,9 @@ func (j *Journal) AppendSealed(ctx context.Context, events []audit.Event, seal f
 		j.buf = nil // a rare large batch does not pin its buffer
 	}
 	if err := j.write(buf, first, seq); err != nil {
+		j.mu.Lock()
 		j.broken = err
+		j.mu.Unlock()
 		return err
 	}
 	j.mu.Lock()
@@ -535,16 +548,14 @@ func (j *Journal) barrier(ctx context.Context, failFast bool) error {
 
 // Err reports what stops the journal from working: a failed write or flush (appends are
 // refused until a restart), or the indexer's last failure to commit to the store (the
-// journal still takes events, up to MaxPending). It is nil when both work.
+// journal still takes events, up to MaxPending). It is nil when both work. It does not
+// wait for an append in progress, so a readiness probe answers while appends wait.
 func (j *Journal) Err() error {
-	j.appendMu.Lock()
-	broken := j.broken
-	j.appendMu.Unlock()
-	if broken != nil {
-		return fmt.Errorf("audit journal: a write failed, appends are refused until a restart: %w", broken)
-	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if j.broken != nil {
+		return fmt.Errorf("audit journal: a write failed, appends are refused until a restart: %w", j.broken)
+	}
 	if j.indexErr != nil {
 		return fmt.Errorf("audit journal: cannot copy %d events into the store: %w", len(j.pending), j.indexErr)
 	}

@@ -312,6 +312,20 @@ func TestRecoveryRefusesDamage(t *testing.T) {
 				t.Fatal(err)
 			}
 		}},
+		{"another log's journal, the store ahead", "not the same log", func(t *testing.T, db *sqlite.DB, _, _ string) {
+			// The store holds three events of its own: the journal's third is not its head.
+			other := openDB(t, filepath.Join(t.TempDir(), "other.db"))
+			l := newLog(t, other)
+			appendN(t, l, 700, 3)
+			l.Close(context.Background())
+			evs, err := other.ScanEvents(context.Background(), 0, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := db.AppendEvents(context.Background(), evs); err != nil {
+				t.Fatal(err)
+			}
+		}},
 		{"segment name", "not a segment name", func(t *testing.T, _ *sqlite.DB, dir, _ string) {
 			os.WriteFile(filepath.Join(dir, "x"+segmentSuffix), nil, 0o600)
 		}},
@@ -428,6 +442,9 @@ func TestIndexFailureReportedThenRecovered(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "index unavailable") {
 		t.Fatalf("Barrier with a failing store: %v, want its error", err)
 	}
+	if err := j.Err(); err == nil || !strings.Contains(err.Error(), "cannot copy 2 events") {
+		t.Fatalf("Err with a failing store = %v, want the events it cannot copy", err)
+	}
 	index.fail.Store(false)
 	deadline := time.Now().Add(20 * time.Second)
 	for j.Barrier(context.Background()) != nil {
@@ -435,6 +452,9 @@ func TestIndexFailureReportedThenRecovered(t *testing.T) {
 			t.Fatal("the indexer did not retry")
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+	if err := j.Err(); err != nil {
+		t.Fatalf("Err once the store took the events = %v", err)
 	}
 	verified(t, db, 2)
 }
@@ -460,6 +480,28 @@ func TestBackpressure(t *testing.T) {
 	defer cancel()
 	if err := one(ctx, 5, hash); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("append beyond MaxPending: %v, want it to wait until its deadline", err)
+	}
+	// A readiness probe answers while an append waits for room.
+	wctx, wcancel := context.WithCancel(context.Background())
+	waited := make(chan error, 1)
+	go func() { waited <- one(wctx, 5, hash) }()
+	for j.appendMu.TryLock() { // until the append holds it
+		j.appendMu.Unlock()
+		time.Sleep(time.Millisecond)
+	}
+	probed := make(chan error, 1)
+	go func() { probed <- j.Err() }()
+	select {
+	case err := <-probed:
+		if err != nil {
+			t.Errorf("Err while an append waits = %v, want nil", err)
+		}
+	case <-time.After(2 * time.Second):
+		t.Error("Err waited for the append that waits for room")
+	}
+	wcancel()
+	if err := <-waited; !errors.Is(err, context.Canceled) {
+		t.Fatalf("append cancelled while it waits for room: %v", err)
 	}
 	close(index.block)
 	if err := one(context.Background(), 5, hash); err != nil {
@@ -505,6 +547,9 @@ func TestWriteFailureFailsClosed(t *testing.T) {
 	e = audit.Event{Time: t0, Kind: "test"}
 	if err := l.Append(context.Background(), &e); err == nil || !strings.Contains(err.Error(), "earlier failure") {
 		t.Fatalf("second append: %v, want refused after the earlier failure", err)
+	}
+	if err := j.Err(); err == nil || !strings.Contains(err.Error(), "a write failed") {
+		t.Fatalf("Err after a write failure = %v", err)
 	}
 	l.Close(context.Background())
 	j.seg = nil
