@@ -206,16 +206,7 @@ _chaperone() {
     if [[ $cur == -* ]]; then
         case $cmd/$sub in
 `)
-	for _, c := range tree {
-		if len(c.flags) > 0 {
-			fmt.Fprintf(&b, "            %s/) flags=%q ;;\n", c.name, strings.Join(c.flags, " "))
-		}
-		for _, s := range c.subs {
-			if len(s.flags) > 0 {
-				fmt.Fprintf(&b, "            %s/%s) flags=%q ;;\n", c.name, s.name, strings.Join(s.flags, " "))
-			}
-		}
-	}
+	flagCases(&b, tree, func(key, flags string) string { return fmt.Sprintf("            %s) flags=%q ;;\n", key, flags) })
 	b.WriteString(`        esac
         COMPREPLY=($(compgen -W "$flags" -- "$cur"))
     fi
@@ -224,6 +215,21 @@ _chaperone() {
 complete -o default -F _chaperone chaperone
 `)
 	io.WriteString(w, b.String())
+}
+
+// flagCases writes, for each command and subcommand with flags, the shell case line
+// line returns for its key ("cmd/" or "cmd/sub") and its flags, space-separated.
+func flagCases(b *strings.Builder, tree []command, line func(key, flags string) string) {
+	for _, c := range tree {
+		if len(c.flags) > 0 {
+			b.WriteString(line(c.name+"/", strings.Join(c.flags, " ")))
+		}
+		for _, s := range c.subs {
+			if len(s.flags) > 0 {
+				b.WriteString(line(c.name+"/"+s.name, strings.Join(s.flags, " ")))
+			}
+		}
+	}
 }
 
 func zshCompletion(w io.Writer, tree []command) {
@@ -260,16 +266,7 @@ _chaperone() {
   if [[ $PREFIX == -* ]]; then
     case $cmd/$sub in
 `)
-	for _, c := range tree {
-		if len(c.flags) > 0 {
-			fmt.Fprintf(&b, "      %s/) flags=(%s) ;;\n", c.name, strings.Join(c.flags, " "))
-		}
-		for _, s := range c.subs {
-			if len(s.flags) > 0 {
-				fmt.Fprintf(&b, "      %s/%s) flags=(%s) ;;\n", c.name, s.name, strings.Join(s.flags, " "))
-			}
-		}
-	}
+	flagCases(&b, tree, func(key, flags string) string { return fmt.Sprintf("      %s) flags=(%s) ;;\n", key, flags) })
 	b.WriteString(`    esac
     compadd -- $flags
     return
