@@ -86,13 +86,16 @@ type Vault struct {
 	// It is a channel, not a mutex, so that waiting for it honours the caller's context.
 	writing chan struct{}
 
-	// mu guards gen and cache.
+	// mu guards gen, cache and cached.
 	mu sync.Mutex
 	// gen counts the changes made through this vault. A Reveal caches what it read only
 	// if no change was made since it started, so a value read before a Set is not cached
 	// after it.
 	gen   uint64
 	cache map[string]cacheEntry
+	// cached counts the entries ever cached; an entry's seq is its place in that count,
+	// so that eviction can find the oldest.
+	cached uint64
 }
 
 // cacheEntry is a revealed plaintext. nonce identifies the seal it came from: a version
@@ -102,6 +105,7 @@ type cacheEntry struct {
 	nonce   []byte
 	value   Value // handed out as it is: a Value never exposes its bytes
 	expires time.Time
+	seq     uint64 // set by remember
 }
 
 // NewVault returns a vault over o.Store.
@@ -175,25 +179,29 @@ func (v *Vault) remember(name string, gen uint64, e cacheEntry, now time.Time) {
 	if _, ok := v.cache[name]; !ok && len(v.cache) >= v.max {
 		v.evictLocked(now)
 	}
+	v.cached++
+	e.seq = v.cached
 	v.cache[name] = e
 }
 
 // evictLocked makes room for one entry: it drops every expired entry and, if none had
-// expired, one other. v.mu must be held.
+// expired, the one cached longest ago, so that which secrets stay cached does not depend
+// on map order. v.mu must be held.
 func (v *Vault) evictLocked(now time.Time) {
 	n := len(v.cache)
+	oldest, oldestSeq := "", uint64(0)
 	for name, e := range v.cache {
-		if !now.Before(e.expires) {
+		switch {
+		case !now.Before(e.expires):
 			delete(v.cache, name)
+		case oldestSeq == 0 || e.seq < oldestSeq:
+			oldest, oldestSeq = name, e.seq
 		}
 	}
 	if len(v.cache) < n {
 		return
 	}
-	for name := range v.cache {
-		delete(v.cache, name)
-		return
-	}
+	delete(v.cache, oldest)
 }
 
 // Set seals value under the primary key and stores it as the secret name, created or

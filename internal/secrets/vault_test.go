@@ -499,7 +499,8 @@ func TestVaultCacheBound(t *testing.T) {
 	}
 	c := &countingStore{Store: st}
 	v := newVault(t, secrets.VaultOptions{Store: c, Keyring: kr.load, Audit: rec, CacheEntries: 2})
-	// With room for two, cycling through four reads every time.
+	// With room for two, cycling through four reads every time: the entry evicted is
+	// always the oldest, which is the next one asked for.
 	for range 3 {
 		for i := range 4 {
 			if got := reveal(t, v, fmt.Sprintf("s%d", i)); got != string(rune('a'+i)) {
@@ -507,8 +508,16 @@ func TestVaultCacheBound(t *testing.T) {
 			}
 		}
 	}
-	if n := c.reads.Load(); n < 3*4-2 {
-		t.Errorf("%d store reads for 12 reveals of 4 secrets with 2 cache entries; the cache is not bounded", n)
+	if n := c.reads.Load(); n != 3*4 {
+		t.Errorf("%d store reads for 12 reveals of 4 secrets with 2 cache entries, want 12: the cache is not bounded or does not evict the oldest", n)
+	}
+	// Revealing the two cached last reads nothing.
+	before := c.reads.Load()
+	for _, name := range []string{"s2", "s3"} {
+		reveal(t, v, name)
+	}
+	if n := c.reads.Load() - before; n != 0 {
+		t.Errorf("%d store reads revealing the two secrets cached last, want 0", n)
 	}
 }
 
