@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/chaperone-dev/chaperone/internal/audit"
 )
@@ -91,12 +92,8 @@ func (db *DB) appendEvents(ctx context.Context, events []audit.Event, seal func(
 	if first := events[0]; first.Seq != headSeq+1 || first.PrevHash != headHash {
 		return fmt.Errorf("event %d does not continue the stored chain, which ends at event %d", first.Seq, headSeq)
 	}
-	stmt := tx.StmtContext(ctx, db.insStmt)
-	defer stmt.Close()
-	for i := range events {
-		if _, err := stmt.ExecContext(ctx, events[i].Seq, records[i]); err != nil {
-			return fmt.Errorf("insert event %d: %w", events[i].Seq, err)
-		}
+	if err := db.insertEvents(ctx, tx, events, records); err != nil {
+		return err
 	}
 	db.setHead(chainHead{}) // unknown until the commit's outcome is
 	if err := tx.Commit(); err != nil {
@@ -104,6 +101,39 @@ func (db *DB) appendEvents(ctx context.Context, events []audit.Event, seal func(
 	}
 	last := &events[len(events)-1]
 	db.setHead(chainHead{seq: last.Seq, hash: last.Hash, known: true})
+	return nil
+}
+
+// insertRows is how many events one INSERT statement writes: one statement per row costs
+// the statement's setup and reset each time, which is most of a small row's insert.
+const insertRows = 16
+
+// insertEvents inserts the events' rows, insertRows to a statement and the rest one by one.
+func (db *DB) insertEvents(ctx context.Context, tx *sql.Tx, events []audit.Event, records []string) error {
+	i := 0
+	if len(events) >= insertRows {
+		many := tx.StmtContext(ctx, db.insManyStmt)
+		defer many.Close()
+		args := make([]any, 2*insertRows)
+		for ; len(events)-i >= insertRows; i += insertRows {
+			for j := range insertRows {
+				args[2*j], args[2*j+1] = events[i+j].Seq, records[i+j]
+			}
+			if _, err := many.ExecContext(ctx, args...); err != nil {
+				return fmt.Errorf("insert events %d to %d: %w", events[i].Seq, events[i+insertRows-1].Seq, err)
+			}
+		}
+	}
+	if i == len(events) {
+		return nil
+	}
+	one := tx.StmtContext(ctx, db.insStmt)
+	defer one.Close()
+	for ; i < len(events); i++ {
+		if _, err := one.ExecContext(ctx, events[i].Seq, records[i]); err != nil {
+			return fmt.Errorf("insert event %d: %w", events[i].Seq, err)
+		}
+	}
 	return nil
 }
 
@@ -150,7 +180,13 @@ func (db *DB) prepareAppend(ctx context.Context, w *sql.DB) error {
 		maxSeq.Close()
 		return fmt.Errorf("prepare: %w", err)
 	}
-	db.maxSeqStmt, db.insStmt = maxSeq, ins
+	many, err := w.PrepareContext(ctx, `INSERT INTO audit_events (seq, event) VALUES (?, ?)`+strings.Repeat(`, (?, ?)`, insertRows-1))
+	if err != nil {
+		maxSeq.Close()
+		ins.Close()
+		return fmt.Errorf("prepare: %w", err)
+	}
+	db.maxSeqStmt, db.insStmt, db.insManyStmt = maxSeq, ins, many
 	return nil
 }
 

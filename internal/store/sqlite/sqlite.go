@@ -13,9 +13,10 @@
 //
 // Table audit_events holds one row per event: seq, the event's position in
 // the log, and event, the record exactly as it was hashed
-// ([audit.Event.MarshalRecord]). Columns kind and request_id are generated
-// from the record for indexing, so they cannot disagree with it, and a row
-// whose event is not JSON cannot be written at all. Events are read back through
+// ([audit.Event.MarshalRecord]). Columns kind and request_id are virtual, generated
+// from the record when a query reads them, so they cannot disagree with it; they
+// are not indexed (migration 8), because maintaining an index on them made every
+// append parse every record, and no query of the store needs one. Events are read back through
 // [audit.ParseRecord], so [audit.Verify] recomputes each hash from exactly the
 // bytes that were written; a row that is not a canonical record, or that holds
 // the record of another position, is reported as an [audit.CorruptError].
@@ -75,8 +76,8 @@ type DB struct {
 
 	// The audit append's statements, prepared on the write connection at the first
 	// append that succeeds in preparing them: parsing them costs more than running them.
-	stmtMu              sync.Mutex
-	maxSeqStmt, insStmt *sql.Stmt // guarded by stmtMu until set, then read-only
+	stmtMu                           sync.Mutex
+	maxSeqStmt, insStmt, insManyStmt *sql.Stmt // guarded by stmtMu until set, then read-only
 }
 
 // chainHead is the newest audit event's position and hash; known is false when it must
@@ -183,7 +184,7 @@ func openReader(ctx context.Context, abs string, extra url.Values) (*sql.DB, err
 // Close closes the database. Pending statements fail.
 func (db *DB) Close() error {
 	var errs []error
-	for _, st := range []*sql.Stmt{db.maxSeqStmt, db.insStmt} {
+	for _, st := range []*sql.Stmt{db.maxSeqStmt, db.insStmt, db.insManyStmt} {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}

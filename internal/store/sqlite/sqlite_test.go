@@ -296,6 +296,38 @@ func TestEvents(t *testing.T) {
 	}
 }
 
+// TestAppendEventsBatchSizes appends batches on both sides of the rows one INSERT writes
+// (16), so that every chunk and every remainder lands, in order, once.
+func TestAppendEventsBatchSizes(t *testing.T) {
+	t.Parallel()
+	ctx := t.Context()
+	db, _ := openTemp(t)
+	sizes := []int{1, 15, 16, 17, 31, 32, 33, 50}
+	total := 0
+	for _, n := range sizes {
+		total += n
+	}
+	events := chain(audit.Event{}, total)
+	at := 0
+	for _, n := range sizes {
+		if err := db.AppendEvents(ctx, events[at:at+n]); err != nil {
+			t.Fatalf("AppendEvents(%d events from %d): %v", n, at+1, err)
+		}
+		at += n
+	}
+	got, err := db.ScanEvents(ctx, 0, total+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(events, got); diff != "" {
+		t.Errorf("events after batches of %v (-want +got):\n%s", sizes, diff)
+	}
+	var rows int
+	if err := db.SQL().QueryRowContext(ctx, `SELECT count(*) FROM audit_events`).Scan(&rows); err != nil || rows != total {
+		t.Errorf("rows = %d, %v; want %d", rows, err, total)
+	}
+}
+
 func TestAppendEventsAllOrNothing(t *testing.T) {
 	t.Parallel()
 	ctx := t.Context()
