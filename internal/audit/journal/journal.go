@@ -92,6 +92,10 @@ type Journal struct {
 	seg      *segment   // the segment appends go to; nil until the first append
 	buf      []byte     // reused frame buffer
 
+	// The batch commitIndex hands the store, reused; only the indexing goroutine uses them.
+	idxEvents  []audit.Event
+	idxRecords []string
+
 	mu       sync.Mutex
 	seq      int64  // the last event in the journal
 	hash     string // its hash
@@ -307,9 +311,16 @@ func (r *recovery) flush() error {
 }
 
 // commitIndex writes items, which continue the store's chain, to the store.
+// Only one goroutine indexes at a time (recovery in Open, then the indexer), so the
+// batch's slices are reused from one commit to the next.
 func (j *Journal) commitIndex(ctx context.Context, items []item) error {
-	events := make([]audit.Event, len(items))
-	records := make([]string, len(items))
+	events := slices.Grow(j.idxEvents[:0], len(items))[:len(items)]
+	records := slices.Grow(j.idxRecords[:0], len(items))[:len(items)]
+	j.idxEvents, j.idxRecords = events, records
+	defer func() {
+		clear(events) // keep no event or record alive until the next commit
+		clear(records)
+	}()
 	for i := range items {
 		events[i], records[i] = items[i].event, items[i].record
 	}
@@ -373,14 +384,20 @@ func (j *Journal) AppendSealed(ctx context.Context, events []audit.Event, seal f
 		return err
 	}
 	j.mu.Lock()
+	// An indexer with events pending is already waiting out the interval to its next
+	// commit, which takes these too: waking it on every append would only send it back
+	// to sleep, at a cost on every call.
+	idle := len(j.pending) == 0
 	for i := range events {
 		j.pending = append(j.pending, item{event: events[i], record: records[i]})
 	}
 	j.seq, j.hash = seq, hash
 	j.mu.Unlock()
-	select {
-	case j.wake <- struct{}{}:
-	default:
+	if idle {
+		select {
+		case j.wake <- struct{}{}:
+		default:
+		}
 	}
 	return nil
 }
@@ -600,7 +617,10 @@ func (j *Journal) run() {
 				}
 			}
 			j.mu.Lock()
-			batch := slices.Clone(j.pending[:min(len(j.pending), j.opts.IndexBatch)])
+			// Appends only add past the end of pending, and only indexedThrough, on this
+			// goroutine, moves what is before it: the batch needs no copy.
+			n := min(len(j.pending), j.opts.IndexBatch)
+			batch := j.pending[:n:n]
 			j.urgent = false
 			j.mu.Unlock()
 			if len(batch) == 0 {

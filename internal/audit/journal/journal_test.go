@@ -37,9 +37,16 @@ type flaky struct {
 	fail    atomic.Bool
 	commits atomic.Int64
 	block   chan struct{} // if not nil, commits wait for it to close
+	entered chan struct{} // if not nil, each commit sends on it (without waiting) first
 }
 
 func (f *flaky) AppendSealed(ctx context.Context, events []audit.Event, seal func(int64, string) ([]string, error)) error {
+	if f.entered != nil {
+		select {
+		case f.entered <- struct{}{}:
+		default:
+		}
+	}
 	if f.block != nil {
 		select {
 		case <-f.block:
@@ -156,6 +163,36 @@ func TestAppendIndexClose(t *testing.T) {
 		t.Fatal(err)
 	}
 	verified(t, db, 403)
+}
+
+// TestIndexerTakesAppendsItDidNotWake checks that events appended while the indexer
+// already has work pending (such appends do not wake it) are indexed by its next commit,
+// with no Barrier asking for them.
+func TestIndexerTakesAppendsItDidNotWake(t *testing.T) {
+	dir := t.TempDir()
+	db := openDB(t, filepath.Join(dir, "chaperone.db"))
+	index := &flaky{SealingStore: db, block: make(chan struct{}), entered: make(chan struct{}, 1)}
+	j := openJournal(t, filepath.Join(dir, "journal"), index, Options{IndexInterval: 10 * time.Millisecond})
+	defer j.Close(context.Background())
+	l := newLog(t, j)
+	defer l.Close(context.Background())
+
+	appendN(t, l, 0, 1) // wakes the idle indexer, whose first commit then blocks
+	select {
+	case <-index.entered:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the indexer did not start a commit after the first append")
+	}
+	appendN(t, l, 1, 2) // pending is not empty: these do not wake it
+	close(index.block)
+	deadline := time.Now().Add(5 * time.Second)
+	for j.Pending() > 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if n := j.Pending(); n != 0 {
+		t.Fatalf("%d events still wait for the store without a Barrier, want 0", n)
+	}
+	verified(t, db, 3)
 }
 
 func TestCrashRecovery(t *testing.T) {
