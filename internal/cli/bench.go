@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/pprof"
+	"runtime/trace"
 	"strconv"
 	"strings"
 	"time"
@@ -55,6 +56,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	deniedTool := fs.String("denied-tool", bench.ToolBlocked, "the tool the --deny share of calls calls")
 	jsonOut := fs.Bool("json", false, "print the results as JSON")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	traceFile := fs.String("trace", "", "write a runtime execution trace of the whole run to this file (go tool trace reads it)")
 	if err := parse(fs, args, 0); err != nil {
 		return err
 	}
@@ -121,17 +123,16 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		targets = append(targets, m)
 	}
 
-	if *cpuProfile != "" {
-		f, err := os.Create(*cpuProfile)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			return err
-		}
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startRecording("--cpuprofile", *cpuProfile, pprof.StartCPUProfile, pprof.StopCPUProfile)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
+	stopTrace, err := startRecording("--trace", *traceFile, trace.Start, trace.Stop)
+	if err != nil {
+		return err
+	}
+	defer stopTrace()
 	maxSessions := 1
 	for _, l := range loads {
 		maxSessions = max(maxSessions, l.Sessions)
@@ -150,6 +151,27 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return bench.WriteJSON(stdout, cs)
 	}
 	return bench.WriteText(stdout, cs)
+}
+
+// startRecording creates path and starts a recorder (a CPU profile, an execution trace)
+// writing to it; the returned func stops it and closes the file. An empty path records
+// nothing.
+func startRecording(flag, path string, start func(io.Writer) error, stop func()) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	if err := start(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	return func() {
+		stop()
+		f.Close()
+	}, nil
 }
 
 // benchLoads builds the runs the flags ask for.

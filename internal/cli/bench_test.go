@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"math"
@@ -86,6 +87,24 @@ func TestBenchComparesChaperoneWithDirect(t *testing.T) {
 	// The open loop holds its rate: 100 calls/s for 0.3s is about 30 calls a round.
 	if n := open.Baseline.Calls; n < 15 || n > 45 {
 		t.Errorf("open loop made %d direct calls in a round, want about 30", n)
+	}
+}
+
+// TestBenchProfiles writes a CPU profile and an execution trace of a run, and refuses a
+// file it cannot create before measuring anything.
+func TestBenchProfiles(t *testing.T) {
+	dir := t.TempDir()
+	prof, tr := filepath.Join(dir, "cpu.pprof"), filepath.Join(dir, "run.trace")
+	runBench(t, "--sessions", "1", "--rate", "0", "--duration", "200ms", "--rounds", "1", "--cpuprofile", prof, "--trace", tr)
+	if b, err := os.ReadFile(prof); err != nil || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+		t.Errorf("--cpuprofile wrote %d bytes (%v), want a gzipped profile", len(b), err)
+	}
+	if b, err := os.ReadFile(tr); err != nil || !bytes.HasPrefix(b, []byte("go 1.")) || !bytes.Contains(b[:min(len(b), 16)], []byte(" trace")) {
+		t.Errorf("--trace wrote %q... (%v), want a runtime execution trace", b[:min(len(b), 16)], err)
+	}
+	code, _, errOut := runCLI(t, "", "bench", "--sessions", "1", "--rate", "0", "--duration", "100ms", "--rounds", "1", "--trace", filepath.Join(dir, "missing", "run.trace"))
+	if code == 0 || !strings.Contains(errOut, "run.trace") {
+		t.Errorf("--trace into a missing directory = %d, %q; want an error naming the file", code, errOut)
 	}
 }
 
