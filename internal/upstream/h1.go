@@ -31,6 +31,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 const (
@@ -227,14 +229,14 @@ func checkRequest(req *http.Request, hasBody bool) (h1Request, error) {
 	if r.method == "" {
 		r.method = http.MethodGet
 	}
-	if !validToken(r.method) {
+	if !httpguts.ValidHeaderFieldName(r.method) { // a method is a token, as a field name is
 		return r, fmt.Errorf("invalid method %q", r.method)
 	}
 	r.host = req.Host
 	if r.host == "" {
 		r.host = u.Host
 	}
-	if !validHost(r.host) {
+	if r.host == "" || !httpguts.ValidHostHeader(r.host) {
 		return r, errors.New("invalid Host")
 	}
 	r.uri = u.RequestURI()
@@ -242,16 +244,16 @@ func checkRequest(req *http.Request, hasBody bool) (h1Request, error) {
 		return r, errors.New("invalid request target: control character or space in the URL")
 	}
 	for k, vv := range req.Header {
-		if !validToken(k) {
+		if !httpguts.ValidHeaderFieldName(k) {
 			return r, fmt.Errorf("invalid header field name %q", k)
 		}
 		for _, v := range vv {
-			if !validValue(v) {
+			if !httpguts.ValidHeaderFieldValue(v) {
 				// Not the value: it may be a credential.
 				return r, fmt.Errorf("invalid value for header field %q: control character", k)
 			}
 		}
-		if strings.EqualFold(k, "Connection") && hasToken(vv, "close") {
+		if strings.EqualFold(k, "Connection") && httpguts.HeaderValuesContainsToken(vv, "close") {
 			r.close, r.closeInHeader = true, true
 		}
 	}
@@ -815,21 +817,6 @@ func closeBody(body io.Closer) {
 	}
 }
 
-// validToken reports whether s is an HTTP token (RFC 9110, section 5.6.2): a method or a
-// header field name.
-func validToken(s string) bool { return alnumOr(s, "!#$%&'*+-.^_`|~") }
-
-// validValue reports whether s may be sent as a header field value: no control characters
-// other than horizontal tab, so no CR or LF that would start a new field.
-func validValue(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < ' ' && c != '\t' || c == 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
 // validTarget reports whether s may be sent as the request target: no control characters
 // and no spaces.
 func validTarget(s string) bool {
@@ -839,38 +826,4 @@ func validTarget(s string) bool {
 		}
 	}
 	return s != ""
-}
-
-// validHost reports whether s may be sent as the Host field: the characters of a URI host
-// and port (RFC 3986), as net/http allows.
-func validHost(s string) bool { return alnumOr(s, "!$%&'()*+,-.:;=[]_~") }
-
-// alnumOr reports whether s is not empty and holds only ASCII letters, digits and bytes
-// of extra.
-func alnumOr(s, extra string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
-		case strings.IndexByte(extra, c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// hasToken reports whether a comma-separated list in vs contains token, ignoring case.
-func hasToken(vs []string, token string) bool {
-	for _, v := range vs {
-		for part := range strings.SplitSeq(v, ",") {
-			if strings.EqualFold(strings.TrimSpace(part), token) {
-				return true
-			}
-		}
-	}
-	return false
 }
