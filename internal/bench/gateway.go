@@ -49,9 +49,13 @@ type GatewayOptions struct {
 	// Journal is the audit log's audit.journal: "on" (default: events made durable in
 	// the append-only journal, then indexed) or "off" (by SQLite's own commit).
 	Journal string
-	// DataDir holds the gateway's SQLite database; empty: a temporary directory,
-	// removed by Close.
+	// DataDir holds the gateway's SQLite database and audit journal; empty: a new
+	// directory inside TempDir, removed by Close.
 	DataDir string
+	// TempDir is where the temporary data directory is made when DataDir is empty;
+	// empty: the system's temporary directory. It decides which disk the durable audit
+	// log flushes to.
+	TempDir string
 	// Logger receives the gateway's log; nil discards it.
 	Logger *slog.Logger
 }
@@ -99,7 +103,7 @@ func StartGateway(ctx context.Context, o GatewayOptions) (*Gateway, error) {
 	dir := o.DataDir
 	if dir == "" {
 		var err error
-		if dir, err = os.MkdirTemp("", "chaperone-bench-"); err != nil {
+		if dir, err = os.MkdirTemp(o.TempDir, "chaperone-bench-"); err != nil {
 			return nil, fmt.Errorf("bench gateway: %w", err)
 		}
 		g.tempDir = dir

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -25,6 +27,40 @@ func TestStartGatewayRefusesBadOptions(t *testing.T) {
 		if _, err := StartGateway(t.Context(), tc.o); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("StartGateway(%+v) = %v, want %q", tc.o, err, tc.want)
 		}
+	}
+}
+
+// TestGatewayTempDir checks that the gateway keeps its database and journal in a new
+// directory inside TempDir, and that Close removes it.
+func TestGatewayTempDir(t *testing.T) {
+	t.Parallel()
+	up, err := NewUpstream(UpstreamOptions{ResultBytes: 32})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(up)
+	t.Cleanup(ts.Close)
+	parent := t.TempDir()
+	g, err := StartGateway(t.Context(), GatewayOptions{UpstreamURL: ts.URL, TempDir: parent})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir(parent)
+	if err != nil || len(entries) != 1 || !strings.HasPrefix(entries[0].Name(), "chaperone-bench-") {
+		t.Fatalf("TempDir holds %v (%v), want one chaperone-bench-* directory", entries, err)
+	}
+	data := filepath.Join(parent, entries[0].Name())
+	if files, err := os.ReadDir(data); err != nil || len(files) == 0 {
+		t.Errorf("the data directory holds %d files (%v), want the gateway's database", len(files), err)
+	}
+	if err := g.Close(); err != nil {
+		t.Error(err)
+	}
+	if _, err := os.Stat(data); !os.IsNotExist(err) {
+		t.Errorf("after Close, the data directory: %v; want it removed", err)
+	}
+	if _, err := StartGateway(t.Context(), GatewayOptions{UpstreamURL: ts.URL, TempDir: filepath.Join(parent, "missing")}); err == nil || !strings.Contains(err.Error(), "missing") {
+		t.Errorf("StartGateway in a missing TempDir = %v, want an error naming it", err)
 	}
 }
 

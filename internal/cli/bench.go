@@ -45,6 +45,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	noSensors := fs.Bool("no-sensors", false, "turn the result sensors off")
 	audit := fs.String("audit", "durable", "audit.after of the in-process gateway: durable or async")
 	journal := fs.String("journal", "on", "audit.journal of the in-process gateway: on or off")
+	tmpDir := fs.String("tmp-dir", "", "the in-process gateway keeps its database and audit journal in a new directory inside this one, removed afterwards (default: the system's temporary directory); it decides which disk the durable audit log flushes to")
 	upstreamURL := fs.String("upstream", "", "call this upstream directly as the baseline instead of starting the built-in one (it must offer the tools called)")
 	upstreamListen := fs.String("upstream-listen", "127.0.0.1:0", "address of the built-in upstream (loopback)")
 	target := fs.String("target", "", "also measure this MCP endpoint (another gateway in front of the same upstream)")
@@ -67,6 +68,11 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if *deny < 0 || *deny > 1 {
 		return usageError{fmt.Sprintf("--deny must be between 0 and 1, got %g", *deny)}
+	}
+	if *tmpDir != "" {
+		if fi, err := os.Stat(*tmpDir); err != nil || !fi.IsDir() {
+			return usageError{fmt.Sprintf("--tmp-dir %q is not a directory", *tmpDir)}
+		}
 	}
 	if *noChaperone && *target == "" {
 		return usageError{"--no-chaperone leaves nothing to measure: give a --target"}
@@ -97,7 +103,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if !*noChaperone {
 		g, err := bench.StartGateway(ctx, bench.GatewayOptions{
 			UpstreamURL: baselineURL, Rules: *rules, NoFlow: *noFlow, NoSensors: *noSensors, AuditAfter: *audit,
-			Journal: *journal,
+			Journal: *journal, TempDir: *tmpDir,
 		})
 		if err != nil {
 			return err

@@ -91,11 +91,15 @@ func TestBenchComparesChaperoneWithDirect(t *testing.T) {
 }
 
 // TestBenchProfiles writes a CPU profile and an execution trace of a run, and refuses a
-// file it cannot create before measuring anything.
+// file it cannot create before measuring anything. The run's gateway keeps its data in
+// --tmp-dir and removes it afterwards.
 func TestBenchProfiles(t *testing.T) {
-	dir := t.TempDir()
+	dir, tmp := t.TempDir(), t.TempDir()
 	prof, tr := filepath.Join(dir, "cpu.pprof"), filepath.Join(dir, "run.trace")
-	runBench(t, "--sessions", "1", "--rate", "0", "--duration", "200ms", "--rounds", "1", "--cpuprofile", prof, "--trace", tr)
+	runBench(t, "--sessions", "1", "--rate", "0", "--duration", "200ms", "--rounds", "1", "--cpuprofile", prof, "--trace", tr, "--tmp-dir", tmp)
+	if entries, err := os.ReadDir(tmp); err != nil || len(entries) != 0 {
+		t.Errorf("--tmp-dir holds %v (%v) after the run, want the gateway's data directory removed", entries, err)
+	}
 	if b, err := os.ReadFile(prof); err != nil || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
 		t.Errorf("--cpuprofile wrote %d bytes (%v), want a gzipped profile", len(b), err)
 	}
@@ -162,6 +166,8 @@ func TestBenchUsageErrors(t *testing.T) {
 		{[]string{"--rate", "-1"}, "--rate must be between 0 and"},
 		{[]string{"--duration", "0s"}, "--duration must be between 0 and 24h0m0s, got 0s"},
 		{[]string{"--no-chaperone"}, "--no-chaperone leaves nothing to measure"},
+		{[]string{"--tmp-dir", "no-such-dir"}, `--tmp-dir "no-such-dir" is not a directory`},
+		{[]string{"--tmp-dir", "bench_test.go"}, `--tmp-dir "bench_test.go" is not a directory`},
 		{[]string{"--token-file", "t"}, "describe a --target, and none was given"},
 		{[]string{"--upstream-listen", "0.0.0.0:0"}, "listens on loopback only"},
 		{[]string{"--result-bytes", "-1"}, "result"},
