@@ -10,6 +10,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -174,14 +175,13 @@ const hashPrefix = "sha256:"
 // persists: ComputeHash hashes the same encoding with Hash empty. It fails only
 // for a Time outside the years 0 to 9999, which [Log.Append] rejects.
 func (e *Event) MarshalRecord() ([]byte, error) {
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(e); err != nil {
-		return nil, fmt.Errorf("audit: encode event %d: %w", e.Seq, err)
+	bp, b, err := e.encodeScratch()
+	if err != nil {
+		return nil, err
 	}
-	b := buf.Bytes()
-	return b[:len(b)-1], nil // Encode appends a newline; the canonical form has none
+	rec := bytes.Clone(b)
+	putRecordBuf(bp, b)
+	return rec, nil
 }
 
 // ComputeHash returns "sha256:" and the lower-case hex SHA-256 of e's
@@ -193,11 +193,12 @@ func (e *Event) MarshalRecord() ([]byte, error) {
 func (e *Event) ComputeHash() string {
 	c := *e
 	c.Hash = ""
-	b, err := c.MarshalRecord()
+	bp, b, err := c.encodeScratch()
 	if err != nil {
 		return ""
 	}
 	sum := sha256.Sum256(b)
+	putRecordBuf(bp, b)
 	return hashPrefix + hex.EncodeToString(sum[:])
 }
 
@@ -207,20 +208,44 @@ func (e *Event) ComputeHash() string {
 // with the hash written into its last member.
 func (e *Event) Seal() ([]byte, error) {
 	e.Hash = ""
-	b, err := e.MarshalRecord()
+	bp, b, err := e.encodeScratch()
 	if err != nil {
 		return nil, err
 	}
 	sum := sha256.Sum256(b)
 	e.Hash = hashPrefix + hex.EncodeToString(sum[:])
-	const emptyHash = `"hash":""}`
-	if !bytes.HasSuffix(b, []byte(emptyHash)) {
-		return e.MarshalRecord() // not the layout this relies on: encode again
-	}
+	// The record ends in `"hash":""}` (appendRecord writes hash last, always).
 	rec := make([]byte, 0, len(b)+len(e.Hash))
 	rec = append(rec, b[:len(b)-2]...)
 	rec = append(rec, e.Hash...)
-	return append(rec, `"}`...), nil
+	rec = append(rec, `"}`...)
+	putRecordBuf(bp, b)
+	return rec, nil
+}
+
+// encodeScratch encodes e's record into a pooled buffer; the caller hands both back to
+// putRecordBuf when done with b.
+func (e *Event) encodeScratch() (*[]byte, []byte, error) {
+	bp := recordBufs.Get().(*[]byte)
+	b, err := appendRecord((*bp)[:0], e)
+	if err != nil {
+		recordBufs.Put(bp)
+		return nil, nil, fmt.Errorf("audit: encode event %d: %w", e.Seq, err)
+	}
+	return bp, b, nil
+}
+
+// recordBufs holds buffers records are encoded in before they are copied out or hashed.
+var recordBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// putRecordBuf returns bp, now holding b's storage, to the pool, unless b grew past
+// what a record without captured content needs.
+func putRecordBuf(bp *[]byte, b []byte) {
+	if cap(b) > 16<<10 {
+		return
+	}
+	*bp = b
+	recordBufs.Put(bp)
 }
 
 // ParseRecord decodes a record written by [Event.MarshalRecord]. It accepts
