@@ -1,5 +1,7 @@
 package audit
 
+import "time"
+
 // QueueLen returns the number of events waiting for l's writer, so that tests
 // can wait until their appends are queued.
 func QueueLen(l *Log) int { return len(l.queue) }
@@ -13,3 +15,7 @@ func IsClosing(l *Log) bool {
 		return false
 	}
 }
+
+// SetSleep replaces how l's writer waits for more events (time.Sleep). Call it before
+// the first Append: the append's send to the writer orders the two.
+func SetSleep(l *Log, sleep func(time.Duration)) { l.sleep = sleep }

@@ -67,12 +67,24 @@ type LogOptions struct {
 	// and queued, to fill in what every event carries — the policy in force. It must be
 	// quick and safe for concurrent use.
 	Stamp func(*Event)
+	// GroupWait, if positive, lets the writer hold a batch open for more events while
+	// appends arrive faster than commits complete (two or more events queued when the
+	// last commit's callers had been woken): it waits half as long as that commit took,
+	// at most GroupWait, so that more calls share the next commit and its flush. Waits
+	// under 20µs are not taken, so a fast store never waits. At most MaxGroupWait.
+	// Default 0: never wait.
+	GroupWait time.Duration
 }
 
 const (
 	defaultMaxBatch      = 256
 	defaultQueueSize     = 4096
 	defaultCommitTimeout = 10 * time.Second
+	// MaxGroupWait bounds [LogOptions].GroupWait.
+	MaxGroupWait = 10 * time.Millisecond
+	// minGroupWait is the shortest wait worth taking: a shorter sleep costs about as
+	// much as the commit it would save.
+	minGroupWait = 20 * time.Microsecond
 )
 
 // Log appends events to a [Store], hash-chained and durably. It is safe for
@@ -83,8 +95,10 @@ const (
 //
 // There must be one Log per store; see the package documentation.
 type Log struct {
-	maxBatch int
-	stamp    func(*Event)
+	maxBatch  int
+	stamp     func(*Event)
+	groupWait time.Duration       // 0: never wait
+	sleep     func(time.Duration) // time.Sleep; tests replace it
 
 	queue   chan *pending      // closed by Close, under mu, once no Append can send
 	closing chan struct{}      // closed when Close starts
@@ -112,8 +126,11 @@ func NewLog(ctx context.Context, store Store, opts LogOptions) (*Log, error) {
 	if store == nil {
 		return nil, errors.New("audit: new log: nil store")
 	}
-	if opts.MaxBatch < 0 || opts.QueueSize < 0 || opts.CommitTimeout < 0 {
+	if opts.MaxBatch < 0 || opts.QueueSize < 0 || opts.CommitTimeout < 0 || opts.GroupWait < 0 {
 		return nil, fmt.Errorf("audit: new log: negative option in %+v", opts)
+	}
+	if opts.GroupWait > MaxGroupWait {
+		return nil, fmt.Errorf("audit: new log: group wait %s is more than %s", opts.GroupWait, MaxGroupWait)
 	}
 	if opts.MaxBatch == 0 {
 		opts.MaxBatch = defaultMaxBatch
@@ -134,12 +151,14 @@ func NewLog(ctx context.Context, store Store, opts LogOptions) (*Log, error) {
 	}
 	runCtx, abort := context.WithCancel(context.Background())
 	l := &Log{
-		maxBatch: opts.MaxBatch,
-		stamp:    opts.Stamp,
-		queue:    make(chan *pending, opts.QueueSize),
-		closing:  make(chan struct{}),
-		done:     make(chan struct{}),
-		abort:    abort,
+		maxBatch:  opts.MaxBatch,
+		stamp:     opts.Stamp,
+		groupWait: opts.GroupWait,
+		sleep:     time.Sleep,
+		queue:     make(chan *pending, opts.QueueSize),
+		closing:   make(chan struct{}),
+		done:      make(chan struct{}),
+		abort:     abort,
 	}
 	go l.run(runCtx, w)
 	return l, nil
@@ -252,9 +271,16 @@ func (l *Log) Close(ctx context.Context) error {
 func (l *Log) run(ctx context.Context, w *writer) {
 	defer close(l.done)
 	batch := make([]*pending, 0, l.maxBatch)
+	var wait time.Duration // how long the next batch waits for more events
 	for p := range l.queue {
 		batch = l.fill(append(batch[:0], p))
+		if wait > 0 && len(batch) < l.maxBatch {
+			l.sleep(wait)
+			batch = l.fill(batch)
+		}
+		start := time.Now()
 		err := w.commit(ctx, batch)
+		took := time.Since(start)
 		for _, p := range batch {
 			p.done <- err
 			if p.then != nil {
@@ -262,7 +288,22 @@ func (l *Log) run(ctx context.Context, w *writer) {
 			}
 		}
 		clear(batch)
+		wait = l.nextWait(took)
 	}
+}
+
+// nextWait is how long the next batch waits for more events after a commit that took
+// took: none unless appends are arriving faster than commits complete, which two or
+// more events queued behind the commit show. At a low rate (each call's events alone
+// in their commit) no batch waits, so no call pays for the wait.
+func (l *Log) nextWait(took time.Duration) time.Duration {
+	if l.groupWait <= 0 || len(l.queue) < 2 {
+		return 0
+	}
+	if wait := min(took/2, l.groupWait); wait >= minGroupWait {
+		return wait
+	}
+	return 0
 }
 
 // fill adds queued events to batch, without waiting, up to the batch limit.

@@ -594,4 +594,173 @@ func TestNewLogOptions(t *testing.T) {
 	if _, err := audit.NewLog(t.Context(), nil, audit.LogOptions{}); err == nil {
 		t.Error("NewLog(nil store) succeeded")
 	}
+	if _, err := audit.NewLog(t.Context(), db, audit.LogOptions{GroupWait: -time.Millisecond}); err == nil {
+		t.Error("NewLog(GroupWait: -1ms) succeeded")
+	}
+	if _, err := audit.NewLog(t.Context(), db, audit.LogOptions{GroupWait: audit.MaxGroupWait + 1}); err == nil || !strings.Contains(err.Error(), "group wait 10.000001ms is more than 10ms") {
+		t.Errorf("NewLog(GroupWait over the bound) = %v, want an error naming both", err)
+	}
+}
+
+// sleepRecorder stands in for the writer's sleep: it reports each wait on slept and
+// returns when the test sends on wake, or at once once wake is closed.
+type sleepRecorder struct {
+	slept chan time.Duration
+	wake  chan struct{}
+	calls atomic.Int64
+}
+
+func newSleepRecorder(l *audit.Log) *sleepRecorder {
+	r := &sleepRecorder{slept: make(chan time.Duration, 16), wake: make(chan struct{})}
+	audit.SetSleep(l, func(d time.Duration) {
+		r.calls.Add(1)
+		r.slept <- d
+		<-r.wake
+	})
+	return r
+}
+
+// closeThroughGate closes l at cleanup while letting every commit its gated store is
+// asked for through, so that a test that failed half-way does not leave Close waiting.
+func closeThroughGate(t *testing.T, l *audit.Log, calls <-chan []audit.Event, results chan<- error) {
+	t.Cleanup(func() {
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			for {
+				select {
+				case <-calls:
+				case results <- nil:
+				case <-stop:
+					return
+				}
+			}
+		}()
+		if err := l.Close(context.Background()); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+}
+
+// busyCommit appends a and, while the store holds a's commit, b and c, then lets a's
+// commit through: the writer finds two events queued behind a commit that took at least
+// a millisecond.
+func busyCommit(t *testing.T, l *audit.Log, calls <-chan []audit.Event, results chan<- error) (b, c <-chan result) {
+	t.Helper()
+	ctx := t.Context()
+	a := appendAsync(ctx, l, event(audit.KindCallIntent, "a"))
+	if got := <-calls; len(got) != 1 {
+		t.Fatalf("first commit holds %d events, want a alone", len(got))
+	}
+	b = appendAsync(ctx, l, event(audit.KindCallIntent, "b"))
+	c = appendAsync(ctx, l, event(audit.KindCallIntent, "c"))
+	waitFor(t, "b and c queued", func() bool { return audit.QueueLen(l) == 2 })
+	time.Sleep(time.Millisecond) // the commit's least duration, not a wait for an event
+	results <- nil
+	if r := <-a; r.err != nil {
+		t.Fatalf("Append(a): %v", r.err)
+	}
+	return b, c
+}
+
+// TestGroupWaitGathersEventsBehindABusyCommit: with events queued behind a commit, the
+// writer waits (half that commit's time, at most GroupWait) before the next one, and
+// what is appended meanwhile shares it.
+func TestGroupWaitGathersEventsBehindABusyCommit(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		groupWait   time.Duration
+		least, most time.Duration
+	}{
+		{100 * time.Microsecond, 100 * time.Microsecond, 100 * time.Microsecond}, // half the commit is more: the bound
+		{audit.MaxGroupWait, 500 * time.Microsecond, audit.MaxGroupWait},         // half of at least 1ms
+	} {
+		t.Run(tc.groupWait.String(), func(t *testing.T) {
+			t.Parallel()
+			gatherBehindBusyCommit(t, tc.groupWait, tc.least, tc.most)
+		})
+	}
+}
+
+func gatherBehindBusyCommit(t *testing.T, groupWait, least, most time.Duration) {
+	gs, calls, results := gatedStore(tempDB(t))
+	l := newLog(t, gs, audit.LogOptions{GroupWait: groupWait})
+	closeThroughGate(t, l, calls, results)
+	sleep := newSleepRecorder(l)
+	defer close(sleep.wake)
+	b, c := busyCommit(t, l, calls, results)
+
+	d := <-sleep.slept
+	if d < least || d > most {
+		t.Errorf("the writer waited %s, want %s to %s", d, least, most)
+	}
+	dd := appendAsync(t.Context(), l, event(audit.KindCallIntent, "d"))
+	waitFor(t, "d queued", func() bool { return audit.QueueLen(l) == 1 })
+	sleep.wake <- struct{}{}
+	got := <-calls
+	var ids []string
+	for _, e := range got {
+		ids = append(ids, e.RequestID)
+	}
+	slices.Sort(ids) // b and c were appended concurrently
+	if diff := cmp.Diff([]string{"b", "c", "d"}, ids); diff != "" {
+		t.Fatalf("the commit after the wait (-want +got):\n%s", diff)
+	}
+	results <- nil
+	for _, ch := range []<-chan result{b, c, dd} {
+		if r := <-ch; r.err != nil {
+			t.Errorf("Append(%s): %v", r.event.RequestID, r.err)
+		}
+	}
+	if n := sleep.calls.Load(); n != 1 {
+		t.Errorf("the writer waited %d times, want once: nothing was queued behind the second commit", n)
+	}
+}
+
+// TestGroupWaitOff: without GroupWait the same events do not wait; the writer commits
+// what is queued at once.
+func TestGroupWaitOff(t *testing.T) {
+	t.Parallel()
+	gs, calls, results := gatedStore(tempDB(t))
+	l := newLog(t, gs, audit.LogOptions{})
+	closeThroughGate(t, l, calls, results)
+	sleep := newSleepRecorder(l)
+	defer close(sleep.wake)
+	b, c := busyCommit(t, l, calls, results)
+	if got := <-calls; len(got) != 2 {
+		t.Fatalf("the second commit holds %d events, want b and c", len(got))
+	}
+	results <- nil
+	<-b
+	<-c
+	if n := sleep.calls.Load(); n != 0 {
+		t.Errorf("the writer waited %d times with GroupWait off", n)
+	}
+}
+
+// TestGroupWaitNotWhenCallsComeOneByOne: appends that arrive one at a time, each alone
+// in its commit, never wait, however slow the commit: a call at a low rate does not pay
+// for group commit.
+func TestGroupWaitNotWhenCallsComeOneByOne(t *testing.T) {
+	t.Parallel()
+	db := tempDB(t)
+	slow := &fakeStore{
+		appendEvents: func(ctx context.Context, events []audit.Event) error {
+			time.Sleep(time.Millisecond) // a commit that takes a while: a wait would be taken
+			return db.AppendEvents(ctx, events)
+		},
+		lastEvent: db.LastEvent,
+	}
+	l := newLog(t, slow, audit.LogOptions{GroupWait: audit.MaxGroupWait})
+	sleep := newSleepRecorder(l)
+	close(sleep.wake)
+	for i := range 20 {
+		e := event(audit.KindCallIntent, fmt.Sprint(i))
+		if err := l.Append(t.Context(), &e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := sleep.calls.Load(); n != 0 {
+		t.Errorf("the writer waited %d times for appends that came one by one", n)
+	}
 }

@@ -111,6 +111,8 @@ func TestValidate(t *testing.T) {
 		{"audit capture bound", func(c *Config) { c.Audit.CaptureMaxBytes = 100 }, []string{"audit.capture_max_bytes: must be between 1024 and 16777216, got 100"}},
 		{"audit capture too big", func(c *Config) { c.Audit.CaptureMaxBytes = 32 << 20 }, []string{"audit.capture_max_bytes: must be between 1024 and 16777216, got 33554432"}},
 		{"audit after", func(c *Config) { c.Audit.After = "eventually" }, []string{`audit.after: must be durable or async, got "eventually"`}},
+		{"audit group wait too long", func(c *Config) { c.Audit.GroupWait = Duration(11 * time.Millisecond) }, []string{`audit.group_wait: must be between 0s and 10ms, got 11ms`}},
+		{"audit group wait negative", func(c *Config) { c.Audit.GroupWait = Duration(-time.Microsecond) }, []string{`audit.group_wait: must be between 0s and 10ms, got -1µs`}},
 		{"approval hold beyond the write timeout", func(c *Config) { h := Duration(5 * time.Minute); c.Approvals.Hold = &h },
 			[]string{"approvals.hold: must be at least 0s and less than server.write_timeout (2m0s), got 5m0s"}},
 		{"approval timeout", func(c *Config) { c.Approvals.Timeout = Duration(time.Second) }, []string{"approvals.timeout: must be between 5s and 168h, got 1s"}},

@@ -192,7 +192,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (_ *Daemon, err 
 	if err := d.buildTelemetry(ctx); err != nil {
 		return nil, err
 	}
-	if d.audit, err = audit.NewLog(ctx, d.store, audit.LogOptions{OnCommit: d.onCommit, Stamp: d.signers.stamp}); err != nil {
+	if d.audit, err = audit.NewLog(ctx, d.store, audit.LogOptions{OnCommit: d.onCommit, Stamp: d.signers.stamp, GroupWait: time.Duration(cfg.Audit.GroupWait)}); err != nil {
 		return nil, fmt.Errorf("open audit log: %w", err)
 	}
 	if err := d.buildCheckpointer(); err != nil {
