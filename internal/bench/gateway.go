@@ -49,6 +49,9 @@ type GatewayOptions struct {
 	// Journal is the audit log's audit.journal: "on" (default: events made durable in
 	// the append-only journal, then indexed) or "off" (by SQLite's own commit).
 	Journal string
+	// GroupWait is the audit log's audit.group_wait: how long a batch may wait for more
+	// events under load (0: never).
+	GroupWait time.Duration
 	// DataDir holds the gateway's SQLite database and audit journal; empty: a new
 	// directory inside TempDir, removed by Close.
 	DataDir string
@@ -70,6 +73,9 @@ type Gateway struct {
 	tempDir string
 	d       *daemon.Daemon
 }
+
+// AuditCommits returns the audit commits the gateway has made so far.
+func (g *Gateway) AuditCommits() int64 { return g.d.Metrics().AuditCommits() }
 
 // Settle waits until the gateway's audit journal is indexed (see [Target].Settle).
 func (g *Gateway) Settle(ctx context.Context) error { return g.d.SyncAudit(ctx) }
@@ -167,7 +173,7 @@ func newGateway(ctx context.Context, o GatewayOptions, dir string) (*daemon.Daem
 		Tools:     []config.Tool{echo, {Upstream: "bench", Name: ToolBlocked, Class: "write"}},
 		Agents:    []config.Agent{{ID: "bench-agent", Owner: "bench@example.com", Purpose: "load tests", TokenSHA256: sha}},
 		Policy:    config.Policy{Paths: []string{policyFile}},
-		Audit:     config.Audit{After: o.AuditAfter, Journal: o.Journal},
+		Audit:     config.Audit{After: o.AuditAfter, Journal: o.Journal, GroupWait: config.Duration(o.GroupWait)},
 		Log:       config.Log{Level: "warn"},
 	}
 	cfg.ApplyDefaults()

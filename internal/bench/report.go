@@ -27,6 +27,10 @@ type Measured struct {
 	// baseline's, is what it adds (the harness's client and upstream cost the same in
 	// both).
 	InProcess bool
+	// Commits, if set, returns how many audit commits the target has made so far (an
+	// in-process Chaperone's chaperone_audit_commits_total); Compare reports them per
+	// call, which says how well concurrent calls shared their flushes.
+	Commits func() int64
 }
 
 // Comparison is one load measured on the baseline and on each target, each figure the
@@ -51,6 +55,10 @@ type Overhead struct {
 	// serving process's CPU per call. Zero when neither is known (CPUKnown false).
 	AddedCPU time.Duration
 	CPUKnown bool
+	// CommitsPerCall is the audit commits the target made per call, when it has a
+	// commit counter (CommitsKnown).
+	CommitsPerCall float64
+	CommitsKnown   bool
 }
 
 // Compare measures every load on baseline and on each target, in rounds: within a round
@@ -68,10 +76,15 @@ func Compare(ctx context.Context, hc *http.Client, baseline Measured, targets []
 	for _, l := range loads {
 		results := make([][]Result, len(all))
 		external := make([][]time.Duration, len(all)) // serving process CPU per run
+		commits := make([][]float64, len(all))        // audit commits per call, per run
 		for round := range rounds {
 			for i, m := range all {
 				if progress != nil {
 					progress(fmt.Sprintf("round %d/%d: %s, %s", round+1, rounds, m.Name, describeLoad(l)))
+				}
+				var before int64
+				if m.Commits != nil {
+					before = m.Commits()
 				}
 				r, cpu, err := runMeasured(ctx, hc, m, l)
 				if err != nil {
@@ -79,11 +92,18 @@ func Compare(ctx context.Context, hc *http.Client, baseline Measured, targets []
 				}
 				results[i] = append(results[i], r)
 				external[i] = append(external[i], cpu)
+				if m.Commits != nil && r.Calls > 0 {
+					commits[i] = append(commits[i], float64(m.Commits()-before)/float64(r.Calls))
+				}
 			}
 		}
 		c := Comparison{Load: l, Rounds: rounds, Baseline: Median(results[0])}
 		for i := 1; i < len(all); i++ {
-			c.Targets = append(c.Targets, overhead(c.Baseline, Median(results[i]), all[i], external[i]))
+			o := overhead(c.Baseline, Median(results[i]), all[i], external[i])
+			if len(commits[i]) > 0 {
+				o.CommitsPerCall, o.CommitsKnown = median(commits[i], midFloat), true
+			}
+			c.Targets = append(c.Targets, o)
 		}
 		out = append(out, c)
 	}
@@ -181,6 +201,9 @@ func WriteText(w io.Writer, cs []Comparison) error {
 			if o.CPUKnown {
 				fmt.Fprintf(&b, "; its CPU per call %s", us(o.AddedCPU))
 			}
+			if o.CommitsKnown {
+				fmt.Fprintf(&b, "; %.2f audit commits per call", o.CommitsPerCall)
+			}
 			b.WriteString("\n")
 		}
 	}
@@ -243,6 +266,7 @@ type jsonTarget struct {
 	AddedP999       float64  `json:"added_p999_us"`
 	ThroughputRatio float64  `json:"throughput_ratio"`
 	AddedCPU        *float64 `json:"cpu_per_call_us,omitempty"`
+	CommitsPerCall  *float64 `json:"audit_commits_per_call,omitempty"`
 }
 
 func micros(d time.Duration) float64 { return math.Round(float64(d)/float64(time.Microsecond)*10) / 10 }
@@ -267,6 +291,10 @@ func WriteJSON(w io.Writer, cs []Comparison) error {
 			if o.CPUKnown {
 				v := micros(o.AddedCPU)
 				jt.AddedCPU = &v
+			}
+			if o.CommitsKnown {
+				v := math.Round(o.CommitsPerCall*1000) / 1000
+				jt.CommitsPerCall = &v
 			}
 			jc.Targets = append(jc.Targets, jt)
 		}

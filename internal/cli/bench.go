@@ -45,6 +45,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	noSensors := fs.Bool("no-sensors", false, "turn the result sensors off")
 	audit := fs.String("audit", "durable", "audit.after of the in-process gateway: durable or async")
 	journal := fs.String("journal", "on", "audit.journal of the in-process gateway: on or off")
+	groupWait := fs.Duration("group-wait", 0, "audit.group_wait of the in-process gateway: how long a batch of audit events may wait for more under load (0: never)")
 	tmpDir := fs.String("tmp-dir", "", "the in-process gateway keeps its database and audit journal in a new directory inside this one, removed afterwards (default: the system's temporary directory); it decides which disk the durable audit log flushes to")
 	upstreamURL := fs.String("upstream", "", "call this upstream directly as the baseline instead of starting the built-in one (it must offer the tools called)")
 	upstreamListen := fs.String("upstream-listen", "127.0.0.1:0", "address of the built-in upstream (loopback)")
@@ -103,13 +104,13 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if !*noChaperone {
 		g, err := bench.StartGateway(ctx, bench.GatewayOptions{
 			UpstreamURL: baselineURL, Rules: *rules, NoFlow: *noFlow, NoSensors: *noSensors, AuditAfter: *audit,
-			Journal: *journal, TempDir: *tmpDir,
+			Journal: *journal, TempDir: *tmpDir, GroupWait: *groupWait,
 		})
 		if err != nil {
 			return err
 		}
 		defer g.Close()
-		targets = append(targets, bench.Measured{Target: bench.Target{Name: "chaperone", URL: g.URL, Token: g.Token}, InProcess: true})
+		targets = append(targets, bench.Measured{Target: bench.Target{Name: "chaperone", URL: g.URL, Token: g.Token}, InProcess: true, Commits: g.AuditCommits})
 	}
 	if *target != "" {
 		m := bench.Measured{Target: bench.Target{Name: *targetName, URL: *target}}

@@ -38,6 +38,7 @@ type benchReport struct {
 			ThroughputRatio float64  `json:"throughput_ratio"`
 			AddedP50        float64  `json:"added_p50_us"`
 			CPU             *float64 `json:"cpu_per_call_us"`
+			Commits         *float64 `json:"audit_commits_per_call"`
 		} `json:"targets"`
 	} `json:"comparisons"`
 }
@@ -87,6 +88,19 @@ func TestBenchComparesChaperoneWithDirect(t *testing.T) {
 	// The open loop holds its rate: 100 calls/s for 0.3s is about 30 calls a round.
 	if n := open.Baseline.Calls; n < 15 || n > 45 {
 		t.Errorf("open loop made %d direct calls in a round, want about 30", n)
+	}
+}
+
+// TestBenchAuditCommits: one session's calls come one at a time, so each call's intent
+// and outcome are committed alone, two commits per call, with or without a group wait
+// (which waits only when events queue up); the report counts them.
+func TestBenchAuditCommits(t *testing.T) {
+	for _, args := range [][]string{nil, {"--group-wait", "1ms"}} {
+		r := runBench(t, append([]string{"--sessions", "1", "--rate", "0", "--duration", "200ms", "--rounds", "1"}, args...)...)
+		g := r.Comparisons[0].Targets[0]
+		if g.Commits == nil || *g.Commits < 1.9 || *g.Commits > 2.1 {
+			t.Errorf("bench %v: audit commits per call = %v, want 2 (the intent's and the outcome's)", args, g.Commits)
+		}
 	}
 }
 
@@ -173,6 +187,7 @@ func TestBenchUsageErrors(t *testing.T) {
 		{[]string{"--result-bytes", "-1"}, "result"},
 		{[]string{"--rules", "1", "--duration", "1ms"}, "rules must be between 2 and 100000, got 1"},
 		{[]string{"--audit", "sometimes", "--duration", "1ms"}, `audit must be durable or async, got "sometimes"`},
+		{[]string{"--group-wait", "11ms", "--duration", "1ms"}, "audit.group_wait: must be between 0s and 10ms, got 11ms"},
 		{[]string{"--rounds", "0", "--duration", "1ms"}, "rounds must be between 1 and 100, got 0"},
 		{[]string{"memory", "--sessions", "0"}, "--sessions must be between 1 and 100000, got 0"},
 		{[]string{"upstream", "--listen", "192.0.2.1:1"}, "listens on loopback only"},

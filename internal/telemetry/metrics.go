@@ -3,6 +3,7 @@ package telemetry
 import (
 	"math"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -84,6 +85,7 @@ type Metrics struct {
 	taskSpend       prometheus.Counter
 	taskSteps       prometheus.Histogram
 	events          *prometheus.CounterVec
+	commits         atomic.Int64 // chaperone_audit_commits_total
 	callDuration    *prometheus.HistogramVec
 	checkpoints     prometheus.Counter
 	publishErrors   *prometheus.CounterVec
@@ -119,6 +121,10 @@ func NewMetrics() *Metrics {
 	m.taskSpend = m.counter("chaperone_task_spend_total", "Spend of the tasks that ended, in the budget's units.")
 	m.taskSteps = m.histogram("chaperone_task_steps", "Calls of an ended task that reached their tool.", stepBuckets)
 	m.events = m.counterVec("chaperone_audit_events_total", "Audit events committed, by kind.", "kind")
+	m.register(prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "chaperone_audit_commits_total",
+		Help: "Audit batches committed, each in one store commit (with the audit journal, one write and one flush); chaperone_audit_events_total over this is the events that shared a commit.",
+	}, func() float64 { return float64(m.commits.Load()) }), "chaperone_audit_commits_total", "counter")
 	m.callDuration = m.histogramVec("chaperone_call_duration_seconds", "Time the gateway took over a whole tool call, by decision.", callDurationBuckets, "decision")
 	m.checkpoints = m.counter("chaperone_audit_checkpoints_total", "Audit checkpoints written.")
 	m.publishErrors = m.counterVec("chaperone_audit_checkpoint_publish_errors_total", "Audit checkpoints a sink failed to publish.", "sink")
@@ -190,14 +196,24 @@ func (m *Metrics) Registry() *prometheus.Registry {
 	return m.reg
 }
 
+// AuditCommits returns chaperone_audit_commits_total: the audit batches committed so far.
+// 0 on a nil *Metrics.
+func (m *Metrics) AuditCommits() int64 {
+	if m == nil {
+		return 0
+	}
+	return m.commits.Load()
+}
+
 // Observe derives the metrics from a batch of committed audit events. The audit log
 // calls it after every commit, on its writer goroutine: it does no I/O, takes no lock
 // for longer than a map lookup, and never fails. Events of kinds it does not know only
 // count in chaperone_audit_events_total.
 func (m *Metrics) Observe(events []audit.Event) {
-	if m == nil {
+	if m == nil || len(events) == 0 {
 		return
 	}
+	m.commits.Add(1)
 	for i := range events {
 		m.observe(&events[i])
 	}

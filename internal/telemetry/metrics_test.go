@@ -588,6 +588,11 @@ func TestObserveConcurrent(t *testing.T) {
 	if want := float64(workers * rounds * len(batch)); events != want {
 		t.Errorf("chaperone_audit_events_total sums to %v, want %v", events, want)
 	}
+	// One commit per Observe; an empty batch is no commit.
+	m.Observe(nil)
+	if got, want := series(t, m, "chaperone_audit_commits_total")[""], float64(workers*rounds); got != want || m.AuditCommits() != int64(want) {
+		t.Errorf("chaperone_audit_commits_total = %v, AuditCommits() = %d; want %v", got, m.AuditCommits(), want)
+	}
 }
 
 // benchBatch is 256 events of the kinds a busy gateway commits.
