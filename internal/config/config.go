@@ -479,8 +479,9 @@ type Audit struct {
 	// arrive faster than commits complete, so that more of them share one commit and its
 	// flush: it then waits half as long as the last commit took, at most GroupWait. It
 	// waits only when two or more events queued behind that commit, so at a low call
-	// rate no call waits. Worth it where a flush costs much CPU, as on virtual disks; see
-	// the audit guide. "0s" (the default) never waits; at most "10ms".
+	// rate no call waits. Whether it pays depends on the disk and the concurrency: measure
+	// with chaperone bench --group-wait (see the audit guide). "0s" (the default) never
+	// waits; at most "10ms".
 	GroupWait Duration `yaml:"group_wait"`
 	// Checkpoints are the signed anchors of the chain; see [Checkpoints].
 	Checkpoints Checkpoints `yaml:"checkpoints"`
