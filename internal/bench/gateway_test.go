@@ -34,12 +34,7 @@ func TestStartGatewayRefusesBadOptions(t *testing.T) {
 // directory inside TempDir, and that Close removes it.
 func TestGatewayTempDir(t *testing.T) {
 	t.Parallel()
-	up, err := NewUpstream(UpstreamOptions{ResultBytes: 32})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(up)
-	t.Cleanup(ts.Close)
+	_, ts := newTestUpstream(t, UpstreamOptions{ResultBytes: 32})
 	parent := t.TempDir()
 	g, err := StartGateway(t.Context(), GatewayOptions{UpstreamURL: ts.URL, TempDir: parent})
 	if err != nil {
@@ -69,12 +64,7 @@ func TestGatewayTempDir(t *testing.T) {
 // size.
 func TestGatewayEnforces(t *testing.T) {
 	t.Parallel()
-	up, err := NewUpstream(UpstreamOptions{ResultBytes: 32})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(up)
-	t.Cleanup(ts.Close)
+	up, ts := newTestUpstream(t, UpstreamOptions{ResultBytes: 32})
 	for _, rules := range []int{2, 1000} {
 		g, err := StartGateway(t.Context(), GatewayOptions{UpstreamURL: ts.URL, Rules: rules})
 		if err != nil {
