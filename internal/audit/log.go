@@ -278,9 +278,11 @@ func (l *Log) run(ctx context.Context, w *writer) {
 			l.sleep(wait)
 			batch = l.fill(batch)
 		}
-		start := time.Now()
+		var start time.Time
+		if l.groupWait > 0 { // the commit's time matters only to the next wait
+			start = time.Now()
+		}
 		err := w.commit(ctx, batch)
-		took := time.Since(start)
 		for _, p := range batch {
 			p.done <- err
 			if p.then != nil {
@@ -288,7 +290,9 @@ func (l *Log) run(ctx context.Context, w *writer) {
 			}
 		}
 		clear(batch)
-		wait = l.nextWait(took)
+		if l.groupWait > 0 {
+			wait = l.nextWait(time.Since(start))
+		}
 	}
 }
 
@@ -297,7 +301,7 @@ func (l *Log) run(ctx context.Context, w *writer) {
 // more events queued behind the commit show. At a low rate (each call's events alone
 // in their commit) no batch waits, so no call pays for the wait.
 func (l *Log) nextWait(took time.Duration) time.Duration {
-	if l.groupWait <= 0 || len(l.queue) < 2 {
+	if len(l.queue) < 2 {
 		return 0
 	}
 	if wait := min(took/2, l.groupWait); wait >= minGroupWait {
