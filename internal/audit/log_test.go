@@ -602,8 +602,10 @@ func TestNewLogOptions(t *testing.T) {
 	}
 }
 
-// sleepRecorder stands in for the writer's sleep: it reports each wait on slept and
-// returns when the test sends on wake, or at once once wake is closed.
+// sleepRecorder stands in for the writer's sleep: it counts each wait, reports it on
+// slept while there is room (so that a writer waiting far more often than a test expects
+// fails the test's count instead of blocking), and returns when the test sends on wake,
+// or at once once wake is closed.
 type sleepRecorder struct {
 	slept chan time.Duration
 	wake  chan struct{}
@@ -614,7 +616,10 @@ func newSleepRecorder(l *audit.Log) *sleepRecorder {
 	r := &sleepRecorder{slept: make(chan time.Duration, 16), wake: make(chan struct{})}
 	audit.SetSleep(l, func(d time.Duration) {
 		r.calls.Add(1)
-		r.slept <- d
+		select {
+		case r.slept <- d:
+		default:
+		}
 		<-r.wake
 	})
 	return r
