@@ -74,8 +74,15 @@ type Gateway struct {
 	d       *daemon.Daemon
 }
 
-// AuditCommits returns the audit commits the gateway has made so far.
-func (g *Gateway) AuditCommits() int64 { return g.d.Metrics().AuditCommits() }
+// AuditCommits returns the audit commits the gateway has made so far, as its metrics
+// count them; an error if its metrics are off, rather than a count of 0.
+func (g *Gateway) AuditCommits() (int64, error) {
+	m := g.d.Metrics()
+	if m == nil {
+		return 0, errors.New("bench gateway: its metrics are off, so its audit commits are not counted")
+	}
+	return m.AuditCommits(), nil
+}
 
 // Settle waits until the gateway's audit journal is indexed (see [Target].Settle).
 func (g *Gateway) Settle(ctx context.Context) error { return g.d.SyncAudit(ctx) }

@@ -28,9 +28,10 @@ type Measured struct {
 	// both).
 	InProcess bool
 	// Commits, if set, returns how many audit commits the target has made so far (an
-	// in-process Chaperone's chaperone_audit_commits_total); Compare reports them per
-	// call, which says how well concurrent calls shared their flushes.
-	Commits func() int64
+	// in-process Chaperone's chaperone_audit_commits_total); Compare reads it around each
+	// run and reports them per call, which says how well concurrent calls shared their
+	// flushes.
+	Commits func() (int64, error)
 }
 
 // Comparison is one load measured on the baseline and on each target, each figure the
@@ -82,18 +83,14 @@ func Compare(ctx context.Context, hc *http.Client, baseline Measured, targets []
 				if progress != nil {
 					progress(fmt.Sprintf("round %d/%d: %s, %s", round+1, rounds, m.Name, describeLoad(l)))
 				}
-				var before int64
-				if m.Commits != nil {
-					before = m.Commits()
-				}
-				r, cpu, err := runMeasured(ctx, hc, m, l)
+				r, per, err := runMeasured(ctx, hc, m, l)
 				if err != nil {
 					return out, err
 				}
 				results[i] = append(results[i], r)
-				external[i] = append(external[i], cpu)
-				if m.Commits != nil && r.Calls > 0 {
-					commits[i] = append(commits[i], float64(m.Commits()-before)/float64(r.Calls))
+				external[i] = append(external[i], per.cpu)
+				if per.commitsKnown {
+					commits[i] = append(commits[i], per.commits)
 				}
 			}
 		}
@@ -110,31 +107,55 @@ func Compare(ctx context.Context, hc *http.Client, baseline Measured, targets []
 	return out, nil
 }
 
-// runMeasured runs l on m and, if m has a CPU reader, reads the serving process's CPU
-// per call.
-func runMeasured(ctx context.Context, hc *http.Client, m Measured, l Load) (Result, time.Duration, error) {
-	var before time.Duration
+// perCall is what m's own readers measured of a run, per call.
+type perCall struct {
+	cpu          time.Duration // the serving process's CPU; 0 without a CPU reader
+	commits      float64       // audit commits, if commitsKnown
+	commitsKnown bool
+}
+
+// runMeasured runs l on m and reads m's CPU and commit counters, those it has, around
+// the run.
+func runMeasured(ctx context.Context, hc *http.Client, m Measured, l Load) (Result, perCall, error) {
+	var cpu0 time.Duration
+	var commits0 int64
+	var err error
 	if m.CPU != nil {
-		var err error
-		if before, err = m.CPU(); err != nil {
-			return Result{}, 0, fmt.Errorf("bench: %s: read CPU: %w", m.Name, err)
+		if cpu0, err = m.CPU(); err != nil {
+			return Result{}, perCall{}, fmt.Errorf("bench: %s: read CPU: %w", m.Name, err)
+		}
+	}
+	if m.Commits != nil {
+		if commits0, err = m.Commits(); err != nil {
+			return Result{}, perCall{}, fmt.Errorf("bench: %s: read audit commits: %w", m.Name, err)
 		}
 	}
 	r, err := Run(ctx, hc, m.Target, l)
 	if err != nil {
-		return r, 0, err
+		return r, perCall{}, err
 	}
 	if r.Failures > 0 {
-		return r, 0, fmt.Errorf("bench: %s: %d of %d calls failed; the first: %s", m.Name, r.Failures, r.Calls, r.FirstFailure)
+		return r, perCall{}, fmt.Errorf("bench: %s: %d of %d calls failed; the first: %s", m.Name, r.Failures, r.Calls, r.FirstFailure)
 	}
-	if m.CPU == nil || r.Calls == 0 {
-		return r, 0, nil
+	var per perCall
+	if r.Calls == 0 {
+		return r, per, nil
 	}
-	after, err := m.CPU()
-	if err != nil {
-		return r, 0, fmt.Errorf("bench: %s: read CPU: %w", m.Name, err)
+	if m.CPU != nil {
+		cpu1, err := m.CPU()
+		if err != nil {
+			return r, perCall{}, fmt.Errorf("bench: %s: read CPU: %w", m.Name, err)
+		}
+		per.cpu = (cpu1 - cpu0) / time.Duration(r.Calls)
 	}
-	return r, (after - before) / time.Duration(r.Calls), nil
+	if m.Commits != nil {
+		commits1, err := m.Commits()
+		if err != nil {
+			return r, perCall{}, fmt.Errorf("bench: %s: read audit commits: %w", m.Name, err)
+		}
+		per.commits, per.commitsKnown = float64(commits1-commits0)/float64(r.Calls), true
+	}
+	return r, per, nil
 }
 
 func overhead(base, r Result, m Measured, external []time.Duration) Overhead {
