@@ -172,8 +172,10 @@ const hashPrefix = "sha256:"
 
 // MarshalRecord returns the canonical JSON encoding of e, described in the
 // package documentation, with Hash as it is set. It is the record a [Store]
-// persists: ComputeHash hashes the same encoding with Hash empty. It fails only
-// for a Time outside the years 0 to 9999, which [Log.Append] rejects.
+// persists: ComputeHash hashes the same encoding with Hash empty. It fails, naming
+// the field, for a Time outside the years 0 to 9999, a NaN or infinite Spend or
+// charge, and Arguments or Result that are not JSON, all of which [Log.Append]
+// rejects.
 func (e *Event) MarshalRecord() ([]byte, error) {
 	bp, b, err := e.encodeScratch()
 	if err != nil {

@@ -172,7 +172,7 @@ func appendCharges(b []byte, m map[string]float64) ([]byte, error) {
 // reads back as f, in exponent form below 1e-6 and from 1e21, with a one-digit negative
 // exponent not zero-padded.
 func appendFloat(b []byte, key string, f float64) ([]byte, error) {
-	if math.IsInf(f, 0) || math.IsNaN(f) {
+	if !finite(f) {
 		return nil, fmt.Errorf("%s: %v is not a number JSON can hold", key, f)
 	}
 	format := byte('f')
