@@ -3,7 +3,6 @@ package audit
 import (
 	"bytes"
 	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"slices"
 	"strconv"
@@ -24,7 +23,7 @@ const (
 // argument bytes exactly as the agent sent them.
 func HashArgs(raw []byte) string {
 	sum := sha256.Sum256(raw)
-	return hashPrefix + hex.EncodeToString(sum[:])
+	return hashString(&sum)
 }
 
 // SummarizeArgs returns a redacted summary of a call's JSON arguments, for

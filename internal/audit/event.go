@@ -201,28 +201,39 @@ func (e *Event) ComputeHash() string {
 	}
 	sum := sha256.Sum256(b)
 	putRecordBuf(bp, b)
-	return hashPrefix + hex.EncodeToString(sum[:])
+	return hashString(&sum)
 }
 
 // Seal sets e.Hash to the hash of e's canonical form and returns e's record, the bytes
 // [Event.MarshalRecord] returns once Hash is set, encoding the event once where
 // ComputeHash followed by MarshalRecord encodes it twice: the record is the hashed form
-// with the hash written into its last member.
-func (e *Event) Seal() ([]byte, error) {
+// with the hash written into its last member. The record is a string because that is
+// what a [SealingStore] keeps: it is built in one allocation.
+func (e *Event) Seal() (string, error) {
 	e.Hash = ""
 	bp, b, err := e.encodeScratch()
 	if err != nil {
-		return nil, err
+		return "", err
 	}
 	sum := sha256.Sum256(b)
-	e.Hash = hashPrefix + hex.EncodeToString(sum[:])
+	e.Hash = hashString(&sum)
 	// The record ends in `"hash":""}` (appendRecord writes hash last, always).
-	rec := make([]byte, 0, len(b)+len(e.Hash))
-	rec = append(rec, b[:len(b)-2]...)
-	rec = append(rec, e.Hash...)
-	rec = append(rec, `"}`...)
+	var rec strings.Builder
+	rec.Grow(len(b) + len(e.Hash))
+	rec.Write(b[:len(b)-2])
+	rec.WriteString(e.Hash)
+	rec.WriteString(`"}`)
 	putRecordBuf(bp, b)
-	return rec, nil
+	return rec.String(), nil
+}
+
+// hashString formats a SHA-256 sum as the log writes hashes: hashPrefix and lower-case
+// hex, in one allocation.
+func hashString(sum *[sha256.Size]byte) string {
+	var b [len(hashPrefix) + 2*sha256.Size]byte
+	copy(b[:], hashPrefix)
+	hex.Encode(b[len(hashPrefix):], sum[:])
+	return string(b[:])
 }
 
 // encodeScratch encodes e's record into a pooled buffer; the caller hands both back to

@@ -413,7 +413,7 @@ func (w *writer) seal(seq int64, hash string) ([]string, error) {
 		if err != nil {
 			return nil, fmt.Errorf("audit: encode event %d: %w", seq, err)
 		}
-		records[i] = string(rec)
+		records[i] = rec
 		prev = e.Hash
 	}
 	return records, nil

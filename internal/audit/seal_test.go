@@ -46,7 +46,7 @@ func TestSeal(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := audit.ParseRecord(rec); err != nil {
+		if _, err := audit.ParseRecord([]byte(rec)); err != nil {
 			t.Errorf("the sealed record of event %d does not parse: %v", e.Seq, err)
 		}
 	}

@@ -504,7 +504,7 @@ func TestBackpressure(t *testing.T) {
 	one := func(ctx context.Context, seq int64, hash string) error {
 		e := audit.Event{Time: t0, Kind: "test", Seq: seq, PrevHash: hash}
 		rec, _ := e.Seal()
-		return j.AppendSealed(ctx, []audit.Event{e}, func(int64, string) ([]string, error) { return []string{string(rec)}, nil })
+		return j.AppendSealed(ctx, []audit.Event{e}, func(int64, string) ([]string, error) { return []string{rec}, nil })
 	}
 	hash := ""
 	for i := range int64(4) {
@@ -557,7 +557,7 @@ func TestAppendRefusesBadBatches(t *testing.T) {
 	defer j.Close(context.Background())
 	e := audit.Event{Time: t0, Kind: "test", Seq: 2}
 	rec, _ := e.Seal()
-	err := j.AppendSealed(context.Background(), []audit.Event{e}, func(int64, string) ([]string, error) { return []string{string(rec)}, nil })
+	err := j.AppendSealed(context.Background(), []audit.Event{e}, func(int64, string) ([]string, error) { return []string{rec}, nil })
 	if err == nil || !strings.Contains(err.Error(), "does not continue") {
 		t.Fatalf("gap: %v", err)
 	}
