@@ -112,12 +112,33 @@ type Log struct {
 	mu sync.RWMutex
 }
 
-// pending is an event on its way through the writer.
+// pending is an event on its way through the writer. Pendings are reused (getPending,
+// putPending): one is handed back only by whoever uses it last — the caller of Append
+// once it has received the commit's result, the writer once it has run an AppendAsync's
+// callback — so a caller that gave up waiting leaves its pending to the collector.
 type pending struct {
 	event Event      // owned by the writer until done is sent on
 	done  chan error // buffered: the writer never waits for a caller that gave up
-	// then, if set, is called by the writer with the commit's result ([Log.AppendAsync]).
-	then func(error)
+	// async marks an [Log.AppendAsync] event: nobody waits on done, and the writer
+	// calls then, if set, with the commit's result.
+	async bool
+	then  func(error)
+}
+
+var pendings = sync.Pool{New: func() any { return &pending{done: make(chan error, 1)} }}
+
+// getPending returns a pending for e, with an empty done channel.
+func getPending(e Event) *pending {
+	p := pendings.Get().(*pending)
+	p.event = e
+	return p
+}
+
+// putPending hands p back for reuse. Its done channel must be empty, and nothing else
+// may refer to p.
+func putPending(p *pending) {
+	p.event, p.async, p.then = Event{}, false, nil
+	pendings.Put(p)
 }
 
 // NewLog reads the head of the chain from store and starts the Log's writer.
@@ -185,20 +206,22 @@ func (l *Log) Append(ctx context.Context, e *Event) error {
 	if l.stamp != nil {
 		l.stamp(e)
 	}
-	p := &pending{event: normalize(*e), done: make(chan error, 1)}
+	p := getPending(normalize(*e))
 	if err := validate(&p.event); err != nil {
+		putPending(p)
 		return err
 	}
 	if err := l.enqueue(ctx, p); err != nil {
+		putPending(p)
 		return err
 	}
 	select {
 	case err := <-p.done:
-		if err != nil {
-			return err
+		if err == nil {
+			*e = p.event
 		}
-		*e = p.event
-		return nil
+		putPending(p)
+		return err
 	case <-ctx.Done():
 		return fmt.Errorf("audit: append %s: wait for commit: %w", e.Kind, ctx.Err())
 	}
@@ -217,11 +240,17 @@ func (l *Log) AppendAsync(ctx context.Context, e *Event, then func(error)) error
 	if l.stamp != nil {
 		l.stamp(e)
 	}
-	p := &pending{event: normalize(*e), done: make(chan error, 1), then: then}
+	p := getPending(normalize(*e))
+	p.async, p.then = true, then
 	if err := validate(&p.event); err != nil {
+		putPending(p)
 		return err
 	}
-	return l.enqueue(ctx, p)
+	if err := l.enqueue(ctx, p); err != nil {
+		putPending(p)
+		return err
+	}
+	return nil
 }
 
 // enqueue hands p to the writer, waiting for queue space until ctx is done or
@@ -284,10 +313,14 @@ func (l *Log) run(ctx context.Context, w *writer) {
 		}
 		err := w.commit(ctx, batch)
 		for _, p := range batch {
-			p.done <- err
+			if !p.async {
+				p.done <- err // p is its caller's from here
+				continue
+			}
 			if p.then != nil {
 				p.then(err)
 			}
+			putPending(p)
 		}
 		clear(batch)
 		if l.groupWait > 0 {

@@ -769,3 +769,79 @@ func TestGroupWaitNotWhenCallsComeOneByOne(t *testing.T) {
 		t.Errorf("the writer waited %d times for appends that came one by one", n)
 	}
 }
+
+// TestAppendReturnsItsOwnEvent mixes waiting, queued-only and abandoned appends from many
+// goroutines: the writer's per-event state is reused, and every caller that waited for its
+// commit must get back its own event, at the position the store holds it.
+func TestAppendReturnsItsOwnEvent(t *testing.T) {
+	t.Parallel()
+	db := tempDB(t)
+	l := newLog(t, db, audit.LogOptions{MaxBatch: 7})
+	const workers, each = 8, 150
+	type got struct {
+		id  string
+		seq int64
+	}
+	var mu sync.Mutex
+	var waited []got
+	var asyncDone atomic.Int64
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				id := fmt.Sprintf("w%d-%d", w, i)
+				e := event(audit.KindCallRefused, id)
+				switch i % 3 {
+				case 0: // waits for its commit
+					if err := l.Append(t.Context(), &e); err != nil {
+						t.Errorf("Append(%s): %v", id, err)
+						return
+					}
+					if e.RequestID != id || e.Seq == 0 {
+						t.Errorf("Append(%s) returned the event of %s at %d", id, e.RequestID, e.Seq)
+						return
+					}
+					mu.Lock()
+					waited = append(waited, got{id, e.Seq})
+					mu.Unlock()
+				case 1: // queued only
+					if err := l.AppendAsync(t.Context(), &e, func(err error) {
+						if err == nil {
+							asyncDone.Add(1)
+						}
+					}); err != nil {
+						t.Errorf("AppendAsync(%s): %v", id, err)
+						return
+					}
+				case 2: // gives up at once, often before its commit
+					ctx, cancel := context.WithCancel(t.Context())
+					go cancel()
+					_ = l.Append(ctx, &e)
+				}
+			}
+		})
+	}
+	returned := make(chan struct{})
+	go func() { wg.Wait(); close(returned) }()
+	select {
+	case <-returned:
+	case <-time.After(time.Minute): // a deadlock guard, not a measurement
+		t.Fatal("appends still blocked after a minute: the writer or a caller is stuck")
+	}
+	waitFor(t, "every queued-only event is committed", func() bool { return asyncDone.Load() == workers*each/3 })
+	for _, g := range waited {
+		page, err := db.ScanEvents(t.Context(), g.seq-1, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) != 1 || page[0].RequestID != g.id {
+			t.Fatalf("Append(%s) returned position %d, which holds %+v", g.id, g.seq, page)
+		}
+	}
+	if len(waited) != workers*each/3 {
+		t.Fatalf("%d waiting appends succeeded, want %d", len(waited), workers*each/3)
+	}
+	if r := verify(t, db); r.Broken != nil {
+		t.Fatalf("Verify: broken at %+v", r.Broken)
+	}
+}
