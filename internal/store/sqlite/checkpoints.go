@@ -117,7 +117,7 @@ func (db *DB) PruneEvents(ctx context.Context, upTo int64, kinds []string, expir
 		if len(kinds) == 0 {
 			return 0, nil
 		}
-		query += ` AND kind IN (?` + strings.Repeat(", ?", len(kinds)-1) + `)`
+		query += ` AND event ->> '$.kind' IN (?` + strings.Repeat(", ?", len(kinds)-1) + `)`
 		for _, k := range kinds {
 			args = append(args, k)
 		}

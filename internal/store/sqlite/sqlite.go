@@ -13,10 +13,11 @@
 //
 // Table audit_events holds one row per event: seq, the event's position in
 // the log, and event, the record exactly as it was hashed
-// ([audit.Event.MarshalRecord]). Columns kind and request_id are virtual, generated
-// from the record when a query reads them, so they cannot disagree with it; they
-// are not indexed (migration 8), because maintaining an index on them made every
-// append parse every record, and no query of the store needs one. Events are read back through
+// ([audit.Event.MarshalRecord]), and nothing derived from it: the columns kind and
+// request_id, generated from the record, and their indexes are gone (migrations 8
+// and 9), because SQLite computed them from the record's JSON on every append and no
+// query of the store needs them; queries that filter by a field read it from the
+// record (event ->> '$.kind'). Events are read back through
 // [audit.ParseRecord], so [audit.Verify] recomputes each hash from exactly the
 // bytes that were written; a row that is not a canonical record, or that holds
 // the record of another position, is reported as an [audit.CorruptError].
