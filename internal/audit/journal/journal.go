@@ -100,7 +100,7 @@ type Journal struct {
 	seq      int64  // the last event in the journal
 	hash     string // its hash
 	indexed  int64  // the last event the store holds
-	pending  []item // in the journal, not yet in the store, in order
+	pending  queue  // in the journal, not yet in the store, in order
 	segments []*segment
 	changed  chan struct{} // closed and replaced whenever indexed or indexErr changes
 	indexErr error         // the indexer's last failure, nil once it commits again
@@ -116,6 +116,40 @@ type Journal struct {
 type item struct {
 	event  audit.Event
 	record string
+}
+
+// queue holds items in order, items[head:]. The indexer takes them from the front without
+// moving the rest (an item is a whole event: under a backlog, moving what remains after
+// every commit cost more than the commit's inserts); the live items are moved down only
+// once as many are dead in front of them, so each is moved at most once on average.
+type queue struct {
+	items []item
+	head  int
+}
+
+func (q *queue) len() int { return len(q.items) - q.head }
+
+func (q *queue) push(it item) { q.items = append(q.items, it) }
+
+// front returns the first n items. Pushes do not touch them; only drop does.
+func (q *queue) front(n int) []item { return q.items[q.head : q.head+n : q.head+n] }
+
+// drop removes the first n items. An emptied queue keeps its array unless it is larger
+// than keep items.
+func (q *queue) drop(n, keep int) {
+	clear(q.items[q.head : q.head+n])
+	q.head += n
+	live := len(q.items) - q.head
+	switch {
+	case live == 0 && cap(q.items) > keep:
+		q.items, q.head = nil, 0 // a burst's backlog does not keep its array
+	case live == 0:
+		q.items, q.head = q.items[:0], 0
+	case q.head >= live:
+		copy(q.items, q.items[q.head:])
+		clear(q.items[live:])
+		q.items, q.head = q.items[:live], 0
+	}
 }
 
 // segment is one journal file.
@@ -387,9 +421,9 @@ func (j *Journal) AppendSealed(ctx context.Context, events []audit.Event, seal f
 	// An indexer with events pending is already waiting out the interval to its next
 	// commit, which takes these too: waking it on every append would only send it back
 	// to sleep, at a cost on every call.
-	idle := len(j.pending) == 0
+	idle := j.pending.len() == 0
 	for i := range events {
-		j.pending = append(j.pending, item{event: events[i], record: records[i]})
+		j.pending.push(item{event: events[i], record: records[i]})
 	}
 	j.seq, j.hash = seq, hash
 	j.mu.Unlock()
@@ -406,7 +440,7 @@ func (j *Journal) AppendSealed(ctx context.Context, events []audit.Event, seal f
 func (j *Journal) waitRoom(ctx context.Context, n int) error {
 	for {
 		j.mu.Lock()
-		closed, room, ch := j.closed, len(j.pending) == 0 || len(j.pending)+n <= j.opts.MaxPending, j.changed
+		closed, room, ch := j.closed, j.pending.len() == 0 || j.pending.len()+n <= j.opts.MaxPending, j.changed
 		j.mu.Unlock()
 		if closed {
 			return ErrClosed
@@ -574,7 +608,7 @@ func (j *Journal) Err() error {
 		return fmt.Errorf("audit journal: a write failed, appends are refused until a restart: %w", j.broken)
 	}
 	if j.indexErr != nil {
-		return fmt.Errorf("audit journal: cannot copy %d events into the store: %w", len(j.pending), j.indexErr)
+		return fmt.Errorf("audit journal: cannot copy %d events into the store: %w", j.pending.len(), j.indexErr)
 	}
 	return nil
 }
@@ -583,7 +617,7 @@ func (j *Journal) Err() error {
 func (j *Journal) Pending() int {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	return len(j.pending)
+	return j.pending.len()
 }
 
 // run is the indexer: it copies pending events into the store.
@@ -619,8 +653,8 @@ func (j *Journal) run() {
 			j.mu.Lock()
 			// Appends only add past the end of pending, and only indexedThrough, on this
 			// goroutine, moves what is before it: the batch needs no copy.
-			n := min(len(j.pending), j.opts.IndexBatch)
-			batch := j.pending[:n:n]
+			n := min(j.pending.len(), j.opts.IndexBatch)
+			batch := j.pending.front(n)
 			j.urgent = false
 			j.mu.Unlock()
 			if len(batch) == 0 {
@@ -654,13 +688,8 @@ func (j *Journal) run() {
 // the closed segments it now holds in full.
 func (j *Journal) indexedThrough(n int) {
 	j.mu.Lock()
-	j.indexed = j.pending[n-1].event.Seq
-	rest := copy(j.pending, j.pending[n:])
-	clear(j.pending[rest:])
-	j.pending = j.pending[:rest]
-	if rest == 0 && cap(j.pending) > 4*j.opts.IndexBatch {
-		j.pending = nil // a burst's backlog does not keep its array
-	}
+	j.indexed = j.pending.front(n)[n-1].event.Seq
+	j.pending.drop(n, 4*j.opts.IndexBatch)
 	j.indexErr = nil
 	var done []*segment
 	keep := j.segments[:0]
