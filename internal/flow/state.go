@@ -317,51 +317,133 @@ func describeCall(tool string, args map[string]any, l *Labels) string {
 
 // toolResult is the part of an MCP CallToolResult whose content reaches the model.
 type toolResult struct {
-	Content []struct {
-		Type     stringCheck `json:"type"`
-		Text     string      `json:"text"`
-		Resource *struct {
-			URI  string `json:"uri"`
-			Text string `json:"text"`
-		} `json:"resource"`
-	} `json:"content"`
-	StructuredContent json.RawMessage `json:"structuredContent"`
-	// raw is a result that is not a CallToolResult: scanned as text, since whatever the
-	// model may see counts.
+	content []contentItem
+	// structured is the decoded structuredContent, nil if there is none.
+	structured any
+	// raw is a result that is not read as a CallToolResult: scanned as text, since
+	// whatever the model may see counts.
 	raw string
 }
 
-// stringCheck decodes a JSON string, or null, and keeps nothing of it: a field whose
-// value is not read, but whose type still decides whether the result decodes. It refuses
-// what a string field refuses, as decoding into one did, without copying the string.
-type stringCheck struct{}
-
-var errNotString = errors.New("not a JSON string")
-
-// UnmarshalJSON implements [json.Unmarshaler].
-func (*stringCheck) UnmarshalJSON(b []byte) error {
-	if (len(b) > 0 && b[0] == '"') || string(b) == "null" {
-		return nil
-	}
-	return errNotString
+type contentItem struct {
+	text     string
+	resource *resourceContent
 }
+
+type resourceContent struct{ uri, text string }
 
 // parseResult decodes a result once; ok is false when it brings no content: none at
 // all, or a CallToolResult without content items and structured content.
+//
+// Members are matched by their exact names, as JSON and MCP clients in JavaScript or
+// Python read them. Clients that match names regardless of case (Go's encoding/json)
+// exist too, so a result whose objects hold a member named like one of these in another
+// case ("TEXT", "Content") is scanned whole: decoded either way, it could otherwise show
+// the model a value this session never learnt. So is a result whose members have the
+// wrong types (a text that is not a string), as decoding it into Go strings would refuse.
 func parseResult(raw json.RawMessage) (toolResult, bool) {
-	var r toolResult
 	t := bytes.TrimSpace(raw)
 	if len(t) == 0 || string(t) == "null" {
-		return r, false
+		return toolResult{}, false
 	}
-	if err := json.Unmarshal(t, &r); err != nil {
+	var doc any
+	if json.Unmarshal(t, &doc) != nil {
 		return toolResult{raw: string(raw)}, true
 	}
-	sc := bytes.TrimSpace(r.StructuredContent)
-	if len(sc) == 0 || string(sc) == "null" {
-		r.StructuredContent = nil
+	r, ok := readResult(doc)
+	if !ok {
+		return toolResult{raw: string(raw)}, true
 	}
-	return r, len(r.Content) > 0 || r.StructuredContent != nil
+	return r, len(r.content) > 0 || r.structured != nil
+}
+
+var (
+	resultMembers   = []string{"content", "structuredContent"}
+	itemMembers     = []string{"type", "text", "resource"}
+	resourceMembers = []string{"uri", "text"}
+)
+
+// readResult reads a decoded CallToolResult; ok is false when it must be scanned whole.
+func readResult(doc any) (r toolResult, ok bool) {
+	m, isObject := doc.(map[string]any)
+	if !isObject || !exactMembers(m, resultMembers) {
+		return r, false
+	}
+	switch c := m["content"].(type) {
+	case nil:
+	case []any:
+		r.content = make([]contentItem, 0, len(c))
+		for _, e := range c {
+			it, ok := readItem(e)
+			if !ok {
+				return toolResult{}, false
+			}
+			r.content = append(r.content, it)
+		}
+	default:
+		return toolResult{}, false
+	}
+	r.structured = m["structuredContent"] // nil when absent or null
+	return r, true
+}
+
+func readItem(v any) (it contentItem, ok bool) {
+	if v == nil {
+		return it, true
+	}
+	m, isObject := v.(map[string]any)
+	if !isObject || !exactMembers(m, itemMembers) {
+		return it, false
+	}
+	if _, ok := optionalString(m, "type"); !ok {
+		return it, false
+	}
+	if it.text, ok = optionalString(m, "text"); !ok {
+		return it, false
+	}
+	switch res := m["resource"].(type) {
+	case nil:
+	case map[string]any:
+		if !exactMembers(res, resourceMembers) {
+			return it, false
+		}
+		it.resource = &resourceContent{}
+		if it.resource.uri, ok = optionalString(res, "uri"); !ok {
+			return it, false
+		}
+		if it.resource.text, ok = optionalString(res, "text"); !ok {
+			return it, false
+		}
+	default:
+		return it, false
+	}
+	return it, true
+}
+
+// optionalString returns m's member name if it is a string, "" if it is absent or null;
+// ok is false for any other value.
+func optionalString(m map[string]any, name string) (string, bool) {
+	switch v := m[name].(type) {
+	case nil:
+		return "", true
+	case string:
+		return v, true
+	}
+	return "", false
+}
+
+// exactMembers reports whether every member of m that some client could read as one of
+// names — equal to it regardless of case, as encoding/json matches names — is spelled
+// exactly as it.
+func exactMembers(m map[string]any, names []string) bool {
+	for k := range m {
+		for _, n := range names {
+			if k != n && strings.EqualFold(k, n) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // values yields the values of the result: of each text item (as JSON when it is JSON,
@@ -371,18 +453,15 @@ func (r *toolResult) values(yield func(Value)) {
 		ExtractText(r.raw, yield)
 		return
 	}
-	for _, c := range r.Content {
-		textValues(c.Text, yield)
-		if c.Resource != nil {
-			ExtractText(c.Resource.URI, yield)
-			textValues(c.Resource.Text, yield)
+	for _, c := range r.content {
+		textValues(c.text, yield)
+		if c.resource != nil {
+			ExtractText(c.resource.uri, yield)
+			textValues(c.resource.text, yield)
 		}
 	}
-	if len(r.StructuredContent) > 0 {
-		var v any
-		if json.Unmarshal(r.StructuredContent, &v) == nil {
-			jsonValues(v, yield, 0)
-		}
+	if r.structured != nil {
+		jsonValues(r.structured, yield, 0)
 	}
 }
 
