@@ -280,7 +280,7 @@ func canonicalArgs(raw []byte) ([]byte, error) {
 	}
 	if _, err := argcheck.DecodeArguments(t); err != nil {
 		if errors.Is(err, argcheck.ErrDuplicateKey) {
-			return nil, errors.New("repeat a key in an object")
+			return nil, errors.New("repeat a key in an object (keys that differ only in case count as the same)")
 		}
 		return nil, errors.New("are not a JSON object")
 	}

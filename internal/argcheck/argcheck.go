@@ -108,6 +108,19 @@ func Compile(tool string, inputSchema []byte, overlay Overlay) (*Validator, erro
 	return &Validator{tool: tool, schema: sch, declared: declared, checks: checks}, nil
 }
 
+// declaredLike returns a declared argument whose name differs from name only in case, or
+// "". Servers that match names regardless of case would take one for the other; the
+// gateway does not, and says so.
+func (v *Validator) declaredLike(name string) string {
+	like := ""
+	for d := range v.declared {
+		if strings.EqualFold(d, name) && (like == "" || d < like) {
+			like = d
+		}
+	}
+	return like
+}
+
 // Tool returns the name of the tool v validates.
 func (v *Validator) Tool() string { return v.tool }
 
@@ -127,9 +140,12 @@ func (v *Validator) Validate(args map[string]any) error {
 	var c collector
 	for name := range args {
 		if _, ok := v.declared[name]; !ok {
-			if name == "" {
+			switch like := v.declaredLike(name); {
+			case name == "":
 				c.add(name, `unknown argument "" (empty name)`)
-			} else {
+			case like != "":
+				c.add(name, fmt.Sprintf("unknown argument: the tool declares %q, and names are matched exactly", truncate(like, 64)))
+			default:
 				c.add(name, "unknown argument")
 			}
 		}

@@ -106,6 +106,7 @@ var validateCases = []struct {
 	{name: "wrong_type_object", args: `{"path": "/srv/data", "opts": []}`, want: []Problem{{"opts", "must be of type object (got array)"}}},
 	{name: "unknown_argument", args: `{"path": "/srv/data", "extra": 1}`, want: []Problem{{"extra", "unknown argument"}}},
 	{name: "unknown_argument_empty_name", args: `{"path": "/srv/data", "": 1}`, want: []Problem{{"", `unknown argument "" (empty name)`}}},
+	{name: "unknown_argument_in_another_case", args: `{"path": "/srv/data", "TARGET": "/etc"}`, want: []Problem{{"TARGET", `unknown argument: the tool declares "target", and names are matched exactly`}}},
 	{name: "unknown_and_missing", args: `{"zzz": true, "aaa": "x"}`, want: []Problem{
 		{"aaa", "unknown argument"}, {"path", "required argument is missing"}, {"zzz", "unknown argument"},
 	}},

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -14,14 +15,18 @@ const MaxArgumentBytes = 1 << 20
 // ErrInvalidUTF8 is returned by [DecodeArguments] for arguments that are not valid UTF-8.
 var ErrInvalidUTF8 = errors.New("arguments must be valid UTF-8")
 
-// ErrDuplicateKey is returned by [DecodeArguments] for JSON with an object key given twice.
+// ErrDuplicateKey is returned by [DecodeArguments], wrapped with the two keys, for JSON with
+// an object key given twice, compared regardless of case.
 var ErrDuplicateKey = errors.New("an object has the same key twice")
 
 // DecodeArguments decodes a call's raw arguments into the form [Validator.Validate] takes.
 // Empty input and null mean no arguments. It refuses input over [MaxArgumentBytes], anything
 // but a JSON object, and JSON in which any object — at any depth — repeats a key: Go keeps
 // the last value, other parsers the first, so a duplicate would let the gateway check one
-// value while the upstream acts on another.
+// value while the upstream acts on another. Keys that differ only in case ("to", "TO")
+// count as the same: servers that bind arguments to fields match names regardless of case
+// (Go's encoding/json, .NET's default), so an upstream could act on "TO" while the gateway
+// checked "to".
 func DecodeArguments(raw []byte) (map[string]any, error) {
 	if len(raw) > MaxArgumentBytes {
 		return nil, fmt.Errorf("arguments are larger than %d bytes", MaxArgumentBytes)
@@ -39,26 +44,31 @@ func DecodeArguments(raw []byte) (map[string]any, error) {
 	if err := json.Unmarshal(raw, &m); err != nil || m == nil {
 		return nil, errors.New("arguments must be a JSON object")
 	}
-	if duplicateKeys(raw) {
-		return nil, ErrDuplicateKey
+	if a, b, dup := duplicateKeys(raw); dup {
+		if a == b {
+			return nil, fmt.Errorf("%w: %q", ErrDuplicateKey, truncate(a, 64))
+		}
+		return nil, fmt.Errorf("%w: %q and %q differ only in case, and servers that match names regardless of case read them as one", ErrDuplicateKey, truncate(a, 64), truncate(b, 64))
 	}
 	return m, nil
 }
 
 // duplicateKeys reports whether any object in data, which must be valid JSON, has a key
-// twice. Keys are compared after unescaping, so "a" and "\u0061" are the same key.
+// twice, and the two. Keys are compared after unescaping, so "a" and "\u0061" are the same
+// key, and regardless of case as encoding/json matches them (Unicode simple folding, so
+// "ſ" is an "s").
 //
 // Keys without escapes are compared as sub-slices of data, and the keys of every open
 // object share one slice (an object's keys are the tail from its frame's start), so the
 // common case allocates nothing.
-func duplicateKeys(data []byte) bool {
+func duplicateKeys(data []byte) (first, second string, dup bool) {
 	type frame struct {
 		object  bool
 		wantKey bool
 		// start is where the object's keys begin in keys; once it has more than
 		// maxListedKeys, they are in set instead.
 		start int
-		set   map[string]struct{}
+		set   map[string]string // folded key: the key as given
 	}
 	const maxListedKeys = 16 // large objects: a set keeps this linear
 	var stackBuf [16]frame
@@ -86,26 +96,27 @@ func duplicateKeys(data []byte) bool {
 				if escaped {
 					var ok bool
 					if key, ok = unescapeKey(data[i : end+1]); !ok {
-						return true // cannot happen for valid JSON; refuse rather than guess
+						return "", "", true // cannot happen for valid JSON; refuse rather than guess
 					}
 				}
 				if f.set != nil {
-					if _, dup := f.set[string(key)]; dup {
-						return true
+					folded := foldKey(key)
+					if k, dup := f.set[folded]; dup {
+						return k, string(key), true
 					}
-					f.set[string(key)] = struct{}{}
+					f.set[folded] = string(key)
 				} else {
 					// f is the innermost open object, so keys[f.start:] are its own.
 					for _, k := range keys[f.start:] {
-						if bytes.Equal(k, key) {
-							return true
+						if bytes.EqualFold(k, key) {
+							return string(k), string(key), true
 						}
 					}
 					keys = append(keys, key)
 					if len(keys)-f.start > maxListedKeys {
-						f.set = make(map[string]struct{}, 2*(len(keys)-f.start))
+						f.set = make(map[string]string, 2*(len(keys)-f.start))
 						for _, k := range keys[f.start:] {
-							f.set[string(k)] = struct{}{}
+							f.set[foldKey(k)] = string(k)
 						}
 						keys = keys[:f.start]
 					}
@@ -114,7 +125,21 @@ func duplicateKeys(data []byte) bool {
 			i = end
 		}
 	}
-	return false
+	return "", "", false
+}
+
+// foldKey returns the same string for keys that bytes.EqualFold calls equal: each rune
+// replaced by the smallest of the runes it folds to and from.
+func foldKey(key []byte) string {
+	b := make([]byte, 0, len(key))
+	for _, r := range string(key) {
+		least := r
+		for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
+			least = min(least, f)
+		}
+		b = utf8.AppendRune(b, least)
+	}
+	return string(b)
 }
 
 // unescapeKey decodes quoted, a JSON string with escapes.

@@ -33,6 +33,12 @@ func TestDecodeArguments(t *testing.T) {
 		{"duplicate deep down", strings.Repeat(`{"a":[`, 40) + `{"k":1,"k":2}` + strings.Repeat(`]}`, 40), "same key twice", 0},
 		{"deep without duplicates", strings.Repeat(`{"a":0,"b":[`, 40) + `{"a":1,"b":2}` + strings.Repeat(`]}`, 40), "", 2},
 		{"duplicate by escape after a nested object", `{"ab":{"ab":1},"\u0061b":2}`, "same key twice", 0},
+		{"keys differing in case", `{"to":"a@example.com","TO":"x@evil.net"}`, `"to" and "TO" differ only in case`, 0},
+		{"keys differing in case, nested", `{"a":{"Amount":1,"amount":2}}`, "differ only in case", 0},
+		{"keys differing in case in a large object", `{` + manyKeys(40) + `,"K7":0}`, `"k7" and "K7" differ only in case`, 0},
+		{"a key folding to another by a non-ASCII letter", `{"subject":"a","\u017Fubject":"b"}`, "differ only in case", 0},
+		{"the Kelvin sign folds to k", `{"k1":0,"\u212A1":1}`, "differ only in case", 0},
+		{"same letters in different objects", `{"a":{"to":1},"b":{"TO":2}}`, "", 2},
 		{"array", `[1,2]`, "must be a JSON object", 0},
 		{"string", `"x"`, "must be a JSON object", 0},
 		{"malformed", `{"a":`, "must be a JSON object", 0},
@@ -66,7 +72,7 @@ func manyKeys(n int) string {
 }
 
 // referenceDuplicate finds duplicate keys the slow, obviously right way: the standard
-// decoder's token stream.
+// decoder's token stream, comparing every pair of keys with strings.EqualFold.
 func referenceDuplicate(data []byte) bool {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	var walk func() bool
@@ -77,14 +83,16 @@ func referenceDuplicate(data []byte) bool {
 		}
 		switch tok {
 		case json.Delim('{'):
-			seen := map[string]bool{}
+			var seen []string
 			for dec.More() {
 				k, _ := dec.Token()
 				key := k.(string)
-				if seen[key] {
-					return true
+				for _, s := range seen {
+					if strings.EqualFold(s, key) {
+						return true
+					}
 				}
-				seen[key] = true
+				seen = append(seen, key)
 				if walk() {
 					return true
 				}
@@ -106,7 +114,7 @@ func referenceDuplicate(data []byte) bool {
 // FuzzDecodeArguments: never panics; agrees with the standard decoder on validity and with
 // a token-stream reference on duplicate keys.
 func FuzzDecodeArguments(f *testing.F) {
-	for _, s := range []string{`{}`, `{"a":1,"a":2}`, `{"a":{"b":[{"c":1,"\u0063":2}]}}`, `{"a":"\\\"","b":"}"}`, `[]`, `{"a":`} {
+	for _, s := range []string{`{}`, `{"a":1,"a":2}`, `{"a":{"b":[{"c":1,"\u0063":2}]}}`, `{"a":"\\\"","b":"}"}`, `[]`, `{"a":`, `{"to":1,"TO":2}`, `{"\u017F":1,"S":2}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {

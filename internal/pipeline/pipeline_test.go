@@ -292,6 +292,8 @@ func TestHandleRefused(t *testing.T) {
 			wantMsg: `Invalid arguments: invalid arguments for "echo"`, wantPrefix: true},
 		{name: "unknown argument", tool: "echo", args: `{"msg":"hi","cc":"eve@example.com"}`, wantCode: pipeline.CodeInvalidArguments, wantUpstream: "srv",
 			wantMsg: `Invalid arguments: invalid arguments for "echo"`, wantPrefix: true},
+		{name: "args with keys differing in case", tool: "echo", args: `{"msg":"hi","MSG":"rm -rf /"}`, wantCode: pipeline.CodeInvalidArguments, wantUpstream: "srv",
+			wantMsg: `Invalid arguments: an object has the same key twice: "msg" and "MSG" differ only in case, and servers that match names regardless of case read them as one.`},
 		{name: "args over MaxArgumentBytes", tool: "echo", args: huge, wantCode: pipeline.CodeInvalidArguments, wantUpstream: "srv",
 			wantMsg: fmt.Sprintf("Invalid arguments: arguments are larger than %d bytes.", pipeline.MaxArgumentBytes)},
 		{name: "denied by rule", tool: "wipe", args: `{"msg":"hi"}`, wantCode: pipeline.CodeDeniedByPolicy, wantUpstream: "srv",
