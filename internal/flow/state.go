@@ -357,16 +357,18 @@ func parseResult(raw json.RawMessage) (toolResult, bool) {
 	return r, len(r.content) > 0 || r.structured != nil
 }
 
+// The members of a CallToolResult, of its content items and of their embedded resources
+// that carry what reaches the model.
 var (
-	resultMembers   = []string{"content", "structuredContent"}
-	itemMembers     = []string{"type", "text", "resource"}
-	resourceMembers = []string{"uri", "text"}
+	ResultMembers   = []string{"content", "structuredContent"}
+	ItemMembers     = []string{"type", "text", "resource"}
+	ResourceMembers = []string{"uri", "text"}
 )
 
 // readResult reads a decoded CallToolResult; ok is false when it must be scanned whole.
 func readResult(doc any) (r toolResult, ok bool) {
 	m, isObject := doc.(map[string]any)
-	if !isObject || !exactMembers(m, resultMembers) {
+	if !isObject || !ExactMembers(m, ResultMembers) {
 		return r, false
 	}
 	switch c := m["content"].(type) {
@@ -392,7 +394,7 @@ func readItem(v any) (it contentItem, ok bool) {
 		return it, true
 	}
 	m, isObject := v.(map[string]any)
-	if !isObject || !exactMembers(m, itemMembers) {
+	if !isObject || !ExactMembers(m, ItemMembers) {
 		return it, false
 	}
 	if _, ok := optionalString(m, "type"); !ok {
@@ -404,7 +406,7 @@ func readItem(v any) (it contentItem, ok bool) {
 	switch res := m["resource"].(type) {
 	case nil:
 	case map[string]any:
-		if !exactMembers(res, resourceMembers) {
+		if !ExactMembers(res, ResourceMembers) {
 			return it, false
 		}
 		it.resource = &resourceContent{}
@@ -432,10 +434,11 @@ func optionalString(m map[string]any, name string) (string, bool) {
 	return "", false
 }
 
-// exactMembers reports whether every member of m that some client could read as one of
+// ExactMembers reports whether every member of m that some client could read as one of
 // names — equal to it regardless of case, as encoding/json matches names — is spelled
-// exactly as it.
-func exactMembers(m map[string]any, names []string) bool {
+// exactly as it. A reader of results that matches names exactly, as JSON does, sees what
+// every client sees only when this holds.
+func ExactMembers(m map[string]any, names []string) bool {
 	for k := range m {
 		for _, n := range names {
 			if k != n && strings.EqualFold(k, n) {

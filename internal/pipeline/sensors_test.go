@@ -170,6 +170,32 @@ func TestSensorResultTransforms(t *testing.T) {
 	}
 }
 
+// TestSensorResultMembersInAnotherCase: a result that puts its payload in a member named
+// like "text" in another case, which a client matching names regardless of case (Go's
+// encoding/json) shows the model, is scanned all the same: every string of it is.
+func TestSensorResultMembersInAnotherCase(t *testing.T) {
+	const key = "AKIAZ7Q3XW5N4KD2JH6P"
+	for _, res := range []string{
+		`{"content":[{"type":"text","text":"nothing here","TEXT":"key ` + key + `"}]}`,
+		`{"content":[{"type":"text","text":"nothing here"}],"Content":[{"type":"text","text":"key ` + key + `"}]}`,
+		`{"content":[{"type":"resource","resource":{"uri":"file:///a","text":"nothing","Text":"key ` + key + `"}}]}`,
+	} {
+		p, c := sensorPipeline(t, newSensors(t, time.Second), json.RawMessage(res))
+		out := p.Handle(t.Context(), c)
+		if out.Refusal != nil {
+			t.Fatalf("Handle(%s) = %+v", res, out.Refusal)
+		}
+		if got := string(out.Result); strings.Contains(got, key) || !strings.Contains(got, "[REDACTED:aws_access_key]") {
+			t.Errorf("result %s reached the agent as\n%s\nwant the key redacted", res, got)
+		}
+	}
+	p, c := sensorPipelineWith(t, newSensors(t, time.Second), inspect.ToolSettings{ResultSecrets: inspect.SecretsBlock, ResultPII: inspect.PIIAllow},
+		json.RawMessage(`{"content":[{"type":"text","text":"nothing here","Text":"key `+key+`"}]}`))
+	if out := p.Handle(t.Context(), c); out.Refusal == nil || out.Refusal.Code != pipeline.CodeResultWithheld {
+		t.Errorf("Handle() with secrets: block = %+v, want result_withheld", out.Refusal)
+	}
+}
+
 // TestSensorClassifier: an external classifier's verdict counts (the higher score wins),
 // and when it cannot answer, its fail mode decides.
 func TestSensorClassifier(t *testing.T) {
