@@ -52,7 +52,8 @@ type Options struct {
 	// not stay in the journal. Default 1h.
 	SegmentAge time.Duration
 	// IndexInterval is the shortest time between two of the indexer's commits to the store
-	// while nobody waits for it (a [Journal.Barrier] starts a commit at once). Default 50ms.
+	// while nobody waits for it (a [Journal.Barrier] starts a commit at once) and less than
+	// a batch is pending (a full batch is committed at once). Default 50ms.
 	IndexInterval time.Duration
 	// IndexBatch is the most events one commit to the store carries. Default 1024.
 	IndexBatch int
@@ -421,13 +422,16 @@ func (j *Journal) AppendSealed(ctx context.Context, events []audit.Event, seal f
 	// An indexer with events pending is already waiting out the interval to its next
 	// commit, which takes these too: waking it on every append would only send it back
 	// to sleep, at a cost on every call.
-	idle := j.pending.len() == 0
+	before := j.pending.len()
 	for i := range events {
 		j.pending.push(item{event: events[i], record: records[i]})
 	}
+	// Wake the indexer when it was idle, or when these events complete a batch: it is
+	// then waiting out the interval, and a full batch does not wait.
+	wake := before == 0 || (before < j.opts.IndexBatch && j.pending.len() >= j.opts.IndexBatch)
 	j.seq, j.hash = seq, hash
 	j.mu.Unlock()
-	if idle {
+	if wake {
 		select {
 		case j.wake <- struct{}{}:
 		default:
@@ -639,7 +643,9 @@ func (j *Journal) run() {
 		}
 		for {
 			j.mu.Lock()
-			urgent := j.urgent || j.closed
+			// A full batch waiting is a backlog: the interval gathers a trickle of events
+			// into one commit, it must not cap how many events per second reach the store.
+			urgent := j.urgent || j.closed || j.pending.len() >= j.opts.IndexBatch
 			j.mu.Unlock()
 			if wait := j.opts.IndexInterval - time.Since(lastCommit); !urgent && wait > 0 {
 				select {

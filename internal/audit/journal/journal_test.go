@@ -195,6 +195,27 @@ func TestIndexerTakesAppendsItDidNotWake(t *testing.T) {
 	verified(t, db, 3)
 }
 
+// TestIndexerKeepsUpWithABacklog checks that the index interval does not cap the events
+// per second that reach the store: with a full batch pending the indexer commits at once,
+// and only a remainder smaller than a batch waits out the interval (here, an hour).
+func TestIndexerKeepsUpWithABacklog(t *testing.T) {
+	dir := t.TempDir()
+	db := openDB(t, filepath.Join(dir, "chaperone.db"))
+	j := openJournal(t, filepath.Join(dir, "journal"), db, Options{IndexInterval: time.Hour, IndexBatch: 4})
+	defer j.Close(context.Background())
+	l := newLog(t, j)
+	defer l.Close(context.Background())
+
+	appendN(t, l, 0, 22)
+	deadline := time.Now().Add(10 * time.Second)
+	for j.Pending() >= 4 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if n := j.Pending(); n >= 4 {
+		t.Fatalf("%d events wait for the store, a full batch of 4 among them, after 10s with an index interval of an hour", n)
+	}
+}
+
 func TestCrashRecovery(t *testing.T) {
 	dir := t.TempDir()
 	db := openDB(t, filepath.Join(dir, "chaperone.db"))
