@@ -360,15 +360,40 @@ func parseResult(raw json.RawMessage) (toolResult, bool) {
 // The members of a CallToolResult, of its content items and of their embedded resources
 // that carry what reaches the model.
 var (
-	ResultMembers   = []string{"content", "structuredContent"}
-	ItemMembers     = []string{"type", "text", "resource"}
-	ResourceMembers = []string{"uri", "text"}
+	resultMembers   = []string{"content", "structuredContent"}
+	itemMembers     = []string{"type", "text", "resource"}
+	resourceMembers = []string{"uri", "text"}
 )
+
+// ExactResult reports whether a decoded CallToolResult, its content items and their
+// embedded resources name every member that carries what reaches the model exactly: no
+// member is named like one of them in another case, as encoding/json would match it. A
+// reader of results that matches names exactly, as JSON does, sees what every client
+// sees only when this holds; otherwise it must read every value of the result.
+func ExactResult(root map[string]any) bool {
+	if !exactMembers(root, resultMembers) {
+		return false
+	}
+	items, _ := root["content"].([]any)
+	for _, it := range items {
+		m, ok := it.(map[string]any)
+		if !ok {
+			continue
+		}
+		if !exactMembers(m, itemMembers) {
+			return false
+		}
+		if r, ok := m["resource"].(map[string]any); ok && !exactMembers(r, resourceMembers) {
+			return false
+		}
+	}
+	return true
+}
 
 // readResult reads a decoded CallToolResult; ok is false when it must be scanned whole.
 func readResult(doc any) (r toolResult, ok bool) {
 	m, isObject := doc.(map[string]any)
-	if !isObject || !ExactMembers(m, ResultMembers) {
+	if !isObject || !ExactResult(m) {
 		return r, false
 	}
 	switch c := m["content"].(type) {
@@ -394,7 +419,7 @@ func readItem(v any) (it contentItem, ok bool) {
 		return it, true
 	}
 	m, isObject := v.(map[string]any)
-	if !isObject || !ExactMembers(m, ItemMembers) {
+	if !isObject {
 		return it, false
 	}
 	if _, ok := optionalString(m, "type"); !ok {
@@ -406,9 +431,6 @@ func readItem(v any) (it contentItem, ok bool) {
 	switch res := m["resource"].(type) {
 	case nil:
 	case map[string]any:
-		if !ExactMembers(res, ResourceMembers) {
-			return it, false
-		}
 		it.resource = &resourceContent{}
 		if it.resource.uri, ok = optionalString(res, "uri"); !ok {
 			return it, false
@@ -434,11 +456,10 @@ func optionalString(m map[string]any, name string) (string, bool) {
 	return "", false
 }
 
-// ExactMembers reports whether every member of m that some client could read as one of
+// exactMembers reports whether every member of m that some client could read as one of
 // names — equal to it regardless of case, as encoding/json matches names — is spelled
-// exactly as it. A reader of results that matches names exactly, as JSON does, sees what
-// every client sees only when this holds.
-func ExactMembers(m map[string]any, names []string) bool {
+// exactly as it.
+func exactMembers(m map[string]any, names []string) bool {
 	for k := range m {
 		for _, n := range names {
 			if k != n && strings.EqualFold(k, n) {

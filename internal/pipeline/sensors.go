@@ -695,7 +695,7 @@ func parseResultDoc(res json.RawMessage) (*resultDoc, error) {
 	if err := decodeJSON(res, &d.root); err != nil {
 		return nil, fmt.Errorf("decode result: %w", err)
 	}
-	if !exactResult(d.root) {
+	if !flow.ExactResult(d.root) {
 		// A client that matches member names regardless of case could show the model a
 		// member these rules would not read: read every string, as structured values.
 		collectStrings(d.root, nil, &d.fields, 0)
@@ -721,28 +721,6 @@ func parseResultDoc(res json.RawMessage) (*resultDoc, error) {
 		collectStrings(sc, func(s string) { d.root["structuredContent"] = s }, &d.fields, 0)
 	}
 	return d, nil
-}
-
-// exactResult reports whether the members of root, its content items and their resources
-// that reach the model are all named exactly (see [flow.ExactMembers]).
-func exactResult(root map[string]any) bool {
-	if !flow.ExactMembers(root, flow.ResultMembers) {
-		return false
-	}
-	items, _ := root["content"].([]any)
-	for _, it := range items {
-		m, ok := it.(map[string]any)
-		if !ok {
-			continue
-		}
-		if !flow.ExactMembers(m, flow.ItemMembers) {
-			return false
-		}
-		if r, ok := m["resource"].(map[string]any); ok && !flow.ExactMembers(r, flow.ResourceMembers) {
-			return false
-		}
-	}
-	return true
 }
 
 // stringFields returns every string in the decoded JSON value *root (object keys aside),
