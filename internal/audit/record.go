@@ -118,11 +118,9 @@ func appendList(b []byte, key string, l []string) []byte {
 	if len(l) == 0 {
 		return b
 	}
-	b = appendKey(b, key)
+	b = append(appendKey(b, key), '[')
 	for i, s := range l {
-		if i == 0 {
-			b = append(b, '[')
-		} else {
+		if i > 0 {
 			b = append(b, ',')
 		}
 		b = appendString(b, s)
@@ -152,12 +150,10 @@ func appendCharges(b []byte, m map[string]float64) ([]byte, error) {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
-	b = appendKey(b, "charges")
+	b = append(appendKey(b, "charges"), '{')
 	var err error
 	for i, k := range keys {
-		if i == 0 {
-			b = append(b, '{')
-		} else {
+		if i > 0 {
 			b = append(b, ',')
 		}
 		b = append(appendString(b, k), ':')

@@ -419,15 +419,14 @@ func (j *Journal) AppendSealed(ctx context.Context, events []audit.Event, seal f
 		return err
 	}
 	j.mu.Lock()
-	// An indexer with events pending is already waiting out the interval to its next
-	// commit, which takes these too: waking it on every append would only send it back
-	// to sleep, at a cost on every call.
 	before := j.pending.len()
 	for i := range events {
 		j.pending.push(item{event: events[i], record: records[i]})
 	}
-	// Wake the indexer when it was idle, or when these events complete a batch: it is
-	// then waiting out the interval, and a full batch does not wait.
+	// Wake the indexer when it was idle, or when these events complete a batch, which
+	// does not wait out the interval. Otherwise it is already waiting out the interval
+	// to a commit that takes these too: waking it on every append would only send it
+	// back to sleep, at a cost on every call.
 	wake := before == 0 || (before < j.opts.IndexBatch && j.pending.len() >= j.opts.IndexBatch)
 	j.seq, j.hash = seq, hash
 	j.mu.Unlock()
