@@ -221,17 +221,7 @@ func TestMigrateFromV1(t *testing.T) {
 		t.Fatalf("Open(v1 database): %v", err)
 	}
 	defer db.Close()
-	var versions []int
-	rows, err := db.SQL().QueryContext(ctx, `SELECT version FROM schema_migrations ORDER BY version`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var v int
-		rows.Scan(&v)
-		versions = append(versions, v)
-	}
-	rows.Close()
+	versions := column[int](t, db, `SELECT version FROM schema_migrations ORDER BY version`)
 	if diff := cmp.Diff([]int{1, 2, 3, 4, 5, 6, 7, 8, 9}, versions); diff != "" {
 		t.Errorf("schema versions after upgrade (-want +got):\n%s", diff)
 	}
@@ -246,17 +236,7 @@ func TestMigrateFromV1(t *testing.T) {
 	if err := db.SQL().QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'index' AND tbl_name = 'audit_events'`).Scan(&indexes); err != nil || indexes != 0 {
 		t.Errorf("indexes on audit_events after upgrade = %d, %v; want none (migration 8 drops them)", indexes, err)
 	}
-	var columns []string
-	rows, err = db.SQL().QueryContext(ctx, `SELECT name FROM pragma_table_xinfo('audit_events') ORDER BY cid`)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for rows.Next() {
-		var c string
-		rows.Scan(&c)
-		columns = append(columns, c)
-	}
-	rows.Close()
+	columns := column[string](t, db, `SELECT name FROM pragma_table_xinfo('audit_events') ORDER BY cid`)
 	if diff := cmp.Diff([]string{"seq", "event"}, columns); diff != "" {
 		t.Errorf("columns of audit_events after upgrade (-want +got), migration 9 drops the derived ones:\n%s", diff)
 	}
@@ -271,4 +251,26 @@ func TestMigrateFromV1(t *testing.T) {
 	if got, err := db.ScanEvents(ctx, 0, 10); err != nil || !cmp.Equal(append(events, more...), got) {
 		t.Errorf("events after appending to the upgraded table = %v, %v", got, err)
 	}
+}
+
+// column returns the one column query selects, failing the test on any error.
+func column[T any](t *testing.T, db *sqlite.DB, query string) []T {
+	t.Helper()
+	rows, err := db.SQL().QueryContext(t.Context(), query)
+	if err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		var v T
+		if err := rows.Scan(&v); err != nil {
+			t.Fatalf("%s: %v", query, err)
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return out
 }
